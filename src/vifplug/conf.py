@@ -1,0 +1,270 @@
+"""Every configuration option of vifplugd, declared once.
+
+The options are registered on a ``cfg.ConfigOpts`` that the daemon creates and
+then turned into frozen settings dataclasses (``Settings.from_conf``) that are
+passed down explicitly; no layer reads a global ``CONF``.  ``list_opts`` feeds
+``oslo-config-generator --namespace vifplug`` for the sample file.
+
+Every path, socket and name prefix is an option, so that two daemons (two
+"hypervisors" on one machine, for migration tests) can coexist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from oslo_config import cfg
+
+DEFAULT_OPTS = [
+    cfg.StrOpt("state_dir", default="/var/lib/vifplug",
+               help="Directory where vifplugd keeps its persistent state "
+                    "(the SQLite database of plugged VIFs and their allocations)."),
+    cfg.StrOpt("system_id", default=None,
+               help="This host's system-id in Open_vSwitch external_ids. "
+                    "Default: keep the one OVSDB has, else read "
+                    "/etc/openvswitch/system-id.conf, else generate a UUID and keep it."),
+    cfg.StrOpt("system_id_file", default="/etc/openvswitch/system-id.conf",
+               help="File to read the system-id from when OVSDB has none and "
+                    "system_id is not set."),
+    cfg.StrOpt("system_type", default=None,
+               help="Value for Open_vSwitch system_type (e.g. the host OS); unset leaves it."),
+    cfg.StrOpt("system_version", default=None,
+               help="Value for Open_vSwitch system_version; unset leaves it."),
+    cfg.BoolOpt("enable_statistics", default=None,
+                help="Set Open_vSwitch other_config:enable-statistics to this value; "
+                     "unset leaves it."),
+]
+
+OVS_OPTS = [
+    cfg.StrOpt("connection", default="unix:/run/openvswitch/db.sock",
+               help="OVSDB remote of the local ovsdb-server."),
+    cfg.StrOpt("datapath_type", default="system", choices=["system", "netdev"],
+               help="Datapath type of the bridges vifplugd creates."),
+    cfg.StrOpt("integration_bridge", default="br-int",
+               help="Bridge for VIFs that name none."),
+    cfg.ListOpt("allowed_bridges", default=[],
+                help="Bridges VIFs may be plugged into. Empty means the integration "
+                     "bridge and the bridges of configured networks; any other is refused."),
+    cfg.FloatOpt("timeout", default=30.0, min=0.1,
+                 help="Seconds to wait for an OVSDB transaction to be acknowledged."),
+    cfg.IntOpt("probe_interval", default=5000, min=0,
+               help="OVSDB inactivity probe in milliseconds (0 disables)."),
+    cfg.IntOpt("max_batch", default=2000, min=1,
+               help="Most operations coalesced into one OVSDB transaction."),
+    cfg.StrOpt("sandbox_dir", default=None,
+               help="When set and the OVSDB remote does not answer, start a private "
+                    "ovsdb-server and ovs-vswitchd (userspace datapath) in this "
+                    "directory and use it. Meant for trying vifplug out, not production."),
+]
+
+NETDEV_OPTS = [
+    cfg.IntOpt("link_group", default=0x7669, min=1, max=2**31 - 1,
+               help="Kernel link group of the devices vifplugd creates; it finds "
+                    "leaked devices by it. Give each daemon on a host its own."),
+    cfg.IntOpt("delete_group", default=0x766A, min=1, max=2**31 - 1,
+               help="Link group devices are moved to just before a batch delete; "
+                    "must differ from link_group and be unique per daemon."),
+    cfg.StrOpt("tap_prefix", default="tap",
+               help="Prefix of tap device names derived from the VIF id "
+                    "when the VIF has no vif_name."),
+    cfg.StrOpt("hybrid_bridge_prefix", default="qbr",
+               help="Prefix of the per-VIF linux bridge of a hybrid (VIFBridge) plug."),
+    cfg.StrOpt("hybrid_veth_bridge_prefix", default="qvb",
+               help="Prefix of the bridge end of a hybrid plug's veth pair."),
+    cfg.StrOpt("hybrid_veth_ovs_prefix", default="qvo",
+               help="Prefix of the OVS end of a hybrid plug's veth pair."),
+    cfg.IntOpt("default_mtu", default=None, min=68, max=65535,
+               help="MTU for devices whose VIF network has none; unset leaves the kernel default."),
+]
+
+API_OPTS = [
+    cfg.StrOpt("socket_path", default="/run/vifplug/vifplug.sock",
+               help="Unix socket the compute service talks to."),
+    cfg.StrOpt("socket_group", default=None,
+               help="Group owning the unix socket (mode 0660); unset keeps the daemon's group."),
+    cfg.StrOpt("listen", default=None,
+               help="host:port of the TCP listener for the network manager; unset disables it."),
+    cfg.StrOpt("cert_file", default=None, help="TLS certificate of the TCP listener."),
+    cfg.StrOpt("key_file", default=None, help="TLS private key of the TCP listener."),
+    cfg.StrOpt("ca_file", default=None,
+               help="CA bundle; when set the TCP listener also requires client certificates."),
+    cfg.StrOpt("token_file", default=None,
+               help="File holding the bearer token TCP clients must present."),
+    cfg.BoolOpt("insecure", default=False,
+                help="Allow the TCP listener without TLS and token. Only for tests."),
+    cfg.IntOpt("workers", default=256, min=1,
+               help="Threads serving plug and unplug requests; concurrent requests "
+                    "are coalesced into shared OVSDB transactions."),
+    cfg.IntOpt("max_body_bytes", default=1048576, min=1024,
+               help="Largest request body accepted."),
+    cfg.FloatOpt("default_timeout", default=30.0, min=0.0,
+                 help="Seconds a plug waits for its condition when the request gives no timeout."),
+    cfg.FloatOpt("shutdown_timeout", default=60.0, min=0.0,
+                 help="Seconds SIGTERM waits for in-flight requests before exiting."),
+]
+
+NETWORK_MANAGER_OPTS = [
+    cfg.StrOpt("url", default=None,
+               help="URL to POST this host's HostInfo to at start and after SIGHUP."),
+    cfg.StrOpt("ca_file", default=None, help="CA bundle to verify the network manager."),
+    cfg.StrOpt("token_file", default=None,
+               help="File holding a bearer token to present to the network manager."),
+    cfg.FloatOpt("retry_initial", default=1.0, min=0.01,
+                 help="First delay in seconds before retrying a failed push."),
+    cfg.FloatOpt("retry_max", default=60.0, min=0.01,
+                 help="Longest delay in seconds between push retries."),
+    cfg.FloatOpt("timeout", default=10.0, min=0.1, help="Seconds to wait for one push."),
+]
+
+NETWORK_OPTS = [
+    cfg.StrOpt("type", default="ovs", choices=["ovs", "direct"],
+               help="ovs: VIFs go to an OVS bridge; direct: macvtap on a pool device."),
+    cfg.StrOpt("bridge", default=None, help="OVS bridge of an ovs network (created if missing)."),
+    cfg.StrOpt("bridge_id", default=None,
+               help="external_ids:bridge-id of the bridge; default: the network name."),
+    cfg.StrOpt("hwaddr", default=None, help="other_config:hwaddr of the bridge."),
+    cfg.ListOpt("devices", default=[], help="Pool of physical devices of a direct network."),
+    cfg.StrOpt("mode", default="vepa", choices=["vepa", "bridge", "private", "passthrough"],
+               help="Forward mode of a direct network."),
+    cfg.ListOpt("portgroups", default=[],
+                help="Portgroups of this network; each is a [portgroup:NETWORK:NAME] group."),
+    cfg.StrOpt("default_portgroup", default=None, help="Portgroup used when a VIF names none."),
+]
+
+PORTGROUP_OPTS = [
+    cfg.StrOpt("virtualport_type", default=None,
+               choices=[None, "802.1Qbg", "802.1Qbh", "openvswitch"],
+               help="Virtual port profile applied to VIFs in this portgroup."),
+    cfg.IntOpt("manager_id", default=None, help="802.1Qbg manager id."),
+    cfg.IntOpt("type_id", default=None, help="802.1Qbg type id."),
+    cfg.IntOpt("type_id_version", default=None, help="802.1Qbg type id version."),
+    cfg.StrOpt("instance_id", default=None, help="802.1Qbg instance id."),
+    cfg.StrOpt("profile_id", default=None, help="802.1Qbh profile id or OVS profile id."),
+    cfg.IntOpt("inbound_average", default=None, min=0,
+               help="Average rate of traffic into the VM in kilobytes per second."),
+    cfg.IntOpt("inbound_burst", default=None, min=0, help="Inbound burst in kilobytes."),
+    cfg.IntOpt("outbound_average", default=None, min=0,
+               help="Average rate of traffic out of the VM in kilobytes per second."),
+    cfg.IntOpt("outbound_burst", default=None, min=0, help="Outbound burst in kilobytes."),
+]
+
+GROUPS: dict[str | None, list[cfg.Opt]] = {
+    None: DEFAULT_OPTS,
+    "ovs": OVS_OPTS,
+    "netdev": NETDEV_OPTS,
+    "api": API_OPTS,
+    "network_manager": NETWORK_MANAGER_OPTS,
+}
+
+
+def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
+    """Options for oslo-config-generator (namespace ``vifplug``)."""
+    out: list[tuple[str, list[cfg.Opt]]] = []
+    for group, opts in GROUPS.items():
+        out.append((group or "DEFAULT", list(opts)))
+    out.append(("network:NAME", list(NETWORK_OPTS)))
+    out.append(("portgroup:NETWORK:NAME", list(PORTGROUP_OPTS)))
+    return out
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    for group, opts in GROUPS.items():
+        conf.register_opts(opts, group=group)
+
+
+def make_conf(args: Sequence[str] = (), *, config_files: Iterable[str] = ()) -> cfg.ConfigOpts:
+    """A fresh, parsed ConfigOpts: the daemon and tests each get their own."""
+    conf = cfg.ConfigOpts()
+    register_opts(conf)
+    conf(list(args), project="vifplug", prog="vifplugd",
+         default_config_files=list(config_files), default_config_dirs=[])
+    return conf
+
+
+@dataclasses.dataclass(frozen=True)
+class OvsSettings:
+    connection: str = "unix:/run/openvswitch/db.sock"
+    datapath_type: str = "system"
+    integration_bridge: str = "br-int"
+    allowed_bridges: tuple[str, ...] = ()
+    timeout: float = 30.0
+    probe_interval: int = 5000
+    max_batch: int = 2000
+    sandbox_dir: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class NetdevSettings:
+    link_group: int = 0x7669
+    delete_group: int = 0x766A
+    tap_prefix: str = "tap"
+    hybrid_bridge_prefix: str = "qbr"
+    hybrid_veth_bridge_prefix: str = "qvb"
+    hybrid_veth_ovs_prefix: str = "qvo"
+    default_mtu: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class HostSettings:
+    state_dir: str = "/var/lib/vifplug"
+    system_id: str | None = None
+    system_id_file: str = "/etc/openvswitch/system-id.conf"
+    system_type: str | None = None
+    system_version: str | None = None
+    enable_statistics: bool | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ApiSettings:
+    socket_path: str = "/run/vifplug/vifplug.sock"
+    socket_group: str | None = None
+    listen: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    ca_file: str | None = None
+    token_file: str | None = None
+    insecure: bool = False
+    workers: int = 256
+    max_body_bytes: int = 1048576
+    default_timeout: float = 30.0
+    shutdown_timeout: float = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkManagerSettings:
+    url: str | None = None
+    ca_file: str | None = None
+    token_file: str | None = None
+    retry_initial: float = 1.0
+    retry_max: float = 60.0
+    timeout: float = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything the daemon was configured with, as plain typed values."""
+
+    host: HostSettings = HostSettings()
+    ovs: OvsSettings = OvsSettings()
+    netdev: NetdevSettings = NetdevSettings()
+    api: ApiSettings = ApiSettings()
+    network_manager: NetworkManagerSettings = NetworkManagerSettings()
+
+    @classmethod
+    def from_conf(cls, conf: cfg.ConfigOpts) -> Settings:
+        def take(dc: Any, group: Any) -> Any:
+            values = {}
+            for f in dataclasses.fields(dc):
+                v = getattr(group, f.name)
+                values[f.name] = tuple(v) if isinstance(v, list) else v
+            return dc(**values)
+
+        return cls(
+            host=take(HostSettings, conf),
+            ovs=take(OvsSettings, conf.ovs),
+            netdev=take(NetdevSettings, conf.netdev),
+            api=take(ApiSettings, conf.api),
+            network_manager=take(NetworkManagerSettings, conf.network_manager),
+        )

@@ -1,0 +1,170 @@
+"""Every failure vifplug can report, each with one stable error code.
+
+Exceptions carry their context as typed keyword attributes (which VIF, which
+device, which bridge) instead of a pre-formatted string, so that the API layer
+can put them in the error envelope's ``details`` and map the class to an HTTP
+status in one table (``vifplug.api.errors``).  The message template is filled
+with ``str.format`` from the same keywords; a missing keyword is a programming
+error and fails loudly in tests rather than producing a half-formatted message.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class VifplugError(Exception):
+    """Base of all vifplug errors.
+
+    ``code`` is the snake_case identifier that goes on the wire;
+    ``template`` is one sentence a person understands, filled from ``context``.
+    """
+
+    code: ClassVar[str] = "internal_error"
+    template: ClassVar[str] = "An internal error occurred."
+
+    def __init__(self, **context: Any) -> None:
+        self.context: dict[str, Any] = context
+        super().__init__(self.template.format(**context))
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+    def details(self) -> dict[str, Any]:
+        """Context as JSON-safe values for the error envelope."""
+        return {k: v if isinstance(v, (int, float, bool, type(None))) else str(v)
+                for k, v in self.context.items()}
+
+
+# --- caller mistakes (4xx) ---------------------------------------------------
+
+class InvalidRequest(VifplugError):
+    code = "invalid_request"
+    template = "The request is invalid: {reason}"
+
+
+class InvalidObject(VifplugError):
+    code = "invalid_object"
+    template = "The {what} is not a valid os_vif object: {reason}"
+
+
+class UnsupportedVersion(VifplugError):
+    code = "unsupported_version"
+    template = ("{obj_name} version {version} is outside the range "
+                "{min_version} to {max_version} that plugin {plugin} accepts.")
+
+
+class NoMatchingPlugin(VifplugError):
+    code = "no_matching_plugin"
+    template = "No installed plugin is named {plugin_name}."
+
+
+class UnsupportedVIFType(VifplugError):
+    code = "unsupported_vif_type"
+    template = "Plugin {plugin} cannot plug a {obj_name}."
+
+
+class UnsupportedPortProfile(VifplugError):
+    code = "unsupported_port_profile"
+    template = "Plugin {plugin} does not support port profile {profile} on a {obj_name}."
+
+
+class BridgeNotAllowed(VifplugError):
+    code = "bridge_not_allowed"
+    template = "VIF {vif_id} asks for bridge {bridge}, which is not in allowed_bridges."
+
+
+class InvalidDeviceName(VifplugError):
+    code = "invalid_device_name"
+    template = "Device name {name!r} is invalid: {reason}"
+
+
+class VersionNotAvailable(VifplugError):
+    code = "version_not_available"
+    template = ("{obj_name} cannot be produced at version {version}; "
+                "this host serves {min_version} to {max_version}.")
+
+
+class VIFNotFound(VifplugError):
+    code = "vif_not_found"
+    template = "No VIF with id {vif_id} is plugged on this host."
+
+
+class VIFConflict(VifplugError):
+    code = "vif_conflict"
+    template = "VIF {vif_id} is already plugged with different content ({difference})."
+
+
+class DeviceInUse(VifplugError):
+    code = "device_in_use"
+    template = "Device {device} already exists and belongs to something else: {reason}"
+
+
+class IfaceIdActiveElsewhere(VifplugError):
+    code = "iface_id_active"
+    template = ("iface-id {iface_id} is already active on interface {device}; "
+                "only one interface per iface-id may be active on this host.")
+
+
+class NetworkNotFound(VifplugError):
+    code = "network_not_found"
+    template = "VIF {vif_id} names network {network}, which is not configured on this host."
+
+
+class PoolExhausted(VifplugError):
+    code = "pool_exhausted"
+    template = "Network {network} has no free device for VIF {vif_id} in {mode} mode."
+
+
+class PhysicalDeviceNotFound(VifplugError):
+    code = "physical_device_not_found"
+    template = "Physical device {device} for VIF {vif_id} does not exist on this host."
+
+
+class Unauthorized(VifplugError):
+    code = "unauthorized"
+    template = "A valid bearer token is required."
+
+
+# --- the system did not do what we asked (5xx) --------------------------------
+
+class PlugTimeout(VifplugError):
+    code = "plug_timeout"
+    template = ("VIF {vif_id} is plugged as {device} but {condition} did not happen "
+                "within {timeout} seconds; it stays plugged and listed.")
+
+
+class OvsdbUnavailable(VifplugError):
+    code = "ovsdb_unavailable"
+    template = "The OVSDB server at {remote} is not reachable: {reason}"
+
+
+class OvsdbTransactionFailed(VifplugError):
+    code = "ovsdb_transaction_failed"
+    template = "The OVSDB transaction failed with status {status}: {reason}"
+
+
+class OvsdbTimeout(VifplugError):
+    code = "ovsdb_timeout"
+    template = "The OVSDB server did not answer within {timeout} seconds."
+
+
+class InterfaceError(VifplugError):
+    code = "interface_error"
+    template = "Open vSwitch could not attach {device} to {bridge}: {reason}"
+
+
+class NetdevError(VifplugError):
+    code = "netdev_error"
+    template = "The kernel refused {operation} on device {device}: {reason}"
+
+
+class NotReady(VifplugError):
+    code = "not_ready"
+    template = "vifplugd is not ready yet: {reason}"
+
+
+class ShuttingDown(VifplugError):
+    code = "shutting_down"
+    template = "vifplugd is shutting down and takes no new requests."

@@ -1,0 +1,263 @@
+"""The few writes vifplug makes into OVSDB, as plain functions.
+
+Each ``*_op`` returns a write function for ``Connection.submit``.  They are
+idempotent ("make it so") because a transaction may be rebuilt and retried,
+and they only set the keys they own: keys that others wrote into an
+``external_ids`` column are never removed.
+
+What is written follows the Open vSwitch IntegrationGuide: ``system-id`` in
+``Open_vSwitch``, ``bridge-id`` and ``other_config:hwaddr`` in ``Bridge``,
+``iface-id``/``attached-mac``/``vm-id``/``iface-status`` in ``Interface``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from vifplug import exceptions
+from vifplug.ovsdb.txn import Txn, col, is_new
+
+ACTIVE = "active"
+INACTIVE = "inactive"
+
+
+@dataclasses.dataclass(frozen=True)
+class HostSpec:
+    system_id: str | None = None
+    system_type: str | None = None
+    system_version: str | None = None
+    enable_statistics: bool | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class BridgeSpec:
+    name: str
+    datapath_type: str | None = None
+    bridge_id: str | None = None
+    hwaddr: str | None = None
+    external_ids: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class PortSpec:
+    """An OVS port with one interface of the same name.
+
+    ``external_ids`` are the Interface keys vifplug sets; ``iface_status`` is
+    applied with ``exclusive`` semantics (see ``set_iface_status``).
+    """
+
+    bridge: str
+    name: str
+    iface_type: str = ""
+    external_ids: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    options: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    iface_status: str | None = ACTIVE
+    exclusive: bool = True
+    ingress_policing_rate: int | None = None
+    ingress_policing_burst: int | None = None
+    mtu_request: int | None = None
+
+
+Op = Callable[[Txn], Any]
+
+
+def _set_keys(row: Any, column: str, values: Mapping[str, str]) -> None:
+    if is_new(row):
+        merged = dict(col(row, column, {}))
+        merged.update(values)
+        setattr(row, column, merged)
+        return
+    current = getattr(row, column)
+    for key, value in values.items():
+        if current.get(key) != value:
+            row.setkey(column, key, value)
+
+
+def ensure_host_op(spec: HostSpec) -> Op:
+    """Set the Open_vSwitch row's identity; returns the system-id in effect."""
+
+    def op(t: Txn) -> str | None:
+        host = t.host()
+        if host is None:
+            raise exceptions.OvsdbTransactionFailed(
+                status="error", reason="the Open_vSwitch table has no row; "
+                                       "run 'ovs-vsctl init' first")
+        if spec.system_id is not None:
+            _set_keys(host, "external_ids", {"system-id": spec.system_id})
+        if spec.system_type is not None and host.system_type != [spec.system_type]:
+            host.system_type = spec.system_type
+        if spec.system_version is not None and host.system_version != [spec.system_version]:
+            host.system_version = spec.system_version
+        if spec.enable_statistics is not None:
+            _set_keys(host, "other_config",
+                      {"enable-statistics": "true" if spec.enable_statistics else "false"})
+        result: str | None = spec.system_id or host.external_ids.get("system-id")
+        return result
+
+    return op
+
+
+def ensure_bridge_op(spec: BridgeSpec) -> Op:
+    """Create the bridge (with its internal port, as ovs-vsctl does) if missing.
+
+    Returns True when this transaction created it.  An existing bridge keeps
+    its datapath type; only the identity keys are brought up to date.
+    """
+
+    def op(t: Txn) -> bool:
+        return ensure_bridge(t, spec)
+
+    return op
+
+
+def ensure_bridge(t: Txn, spec: BridgeSpec) -> bool:
+    bridge = t.bridge(spec.name)
+    created = False
+    if bridge is None:
+        host = t.host()
+        if host is None:
+            raise exceptions.OvsdbTransactionFailed(
+                status="error", reason="the Open_vSwitch table has no row")
+        iface = t.insert("Interface", spec.name)
+        iface.type = "internal"
+        port = t.insert("Port", spec.name)
+        port.interfaces = [iface]
+        bridge = t.insert("Bridge", spec.name)
+        bridge.ports = [port]
+        if spec.datapath_type:
+            bridge.datapath_type = spec.datapath_type
+        host.addvalue("bridges", bridge)
+        created = True
+    ids = dict(spec.external_ids)
+    if spec.bridge_id:
+        ids["bridge-id"] = spec.bridge_id
+    _set_keys(bridge, "external_ids", ids)
+    if spec.hwaddr:
+        _set_keys(bridge, "other_config", {"hwaddr": spec.hwaddr})
+    return created
+
+
+def ensure_port_op(spec: PortSpec, *, bridge: BridgeSpec | None = None) -> Op:
+    """Attach the port to ``spec.bridge`` (creating the bridge from ``bridge``
+    when given) and set its interface's keys; returns the names of other
+    interfaces that were made inactive because this one became active."""
+
+    def op(t: Txn) -> list[str]:
+        if bridge is not None:
+            ensure_bridge(t, bridge)
+        return ensure_port(t, spec)
+
+    return op
+
+
+def ensure_port(t: Txn, spec: PortSpec) -> list[str]:
+    br = t.bridge(spec.bridge)
+    if br is None:
+        raise exceptions.InterfaceError(device=spec.name, bridge=spec.bridge,
+                                        reason=f"bridge {spec.bridge} does not exist")
+    port = t.port(spec.name)
+    if port is None:
+        iface = t.insert("Interface", spec.name)
+        port = t.insert("Port", spec.name)
+        port.interfaces = [iface]
+        t.attach_port(br, port)
+    else:
+        current = t.bridge_of_port(port)
+        if current is None or current.uuid != br.uuid:
+            if current is not None:
+                current.delvalue("ports", port)
+            t.attach_port(br, port)
+        iface = t.interface(spec.name)
+        if iface is None:
+            iface = t.insert("Interface", spec.name)
+            port.interfaces = [iface]
+    if col(iface, "type", "") != spec.iface_type or is_new(iface):
+        iface.type = spec.iface_type
+    _set_keys(iface, "external_ids", spec.external_ids)
+    _set_keys(iface, "options", spec.options)
+    if spec.ingress_policing_rate is not None and \
+            col(iface, "ingress_policing_rate", 0) != spec.ingress_policing_rate:
+        iface.ingress_policing_rate = spec.ingress_policing_rate
+    if spec.ingress_policing_burst is not None and \
+            col(iface, "ingress_policing_burst", 0) != spec.ingress_policing_burst:
+        iface.ingress_policing_burst = spec.ingress_policing_burst
+    if spec.mtu_request is not None and col(iface, "mtu_request", []) != [spec.mtu_request]:
+        iface.mtu_request = spec.mtu_request
+    demoted: list[str] = []
+    if spec.iface_status is not None:
+        demoted = _apply_status(t, iface, spec.iface_status, exclusive=spec.exclusive)
+    return demoted
+
+
+def _apply_status(t: Txn, iface: Any, status: str, *, exclusive: bool) -> list[str]:
+    """Set iface-status; activating one interface makes the others with the same
+    iface-id inactive in this same transaction (seed: vswitch.xml iface-status)."""
+    demoted: list[str] = []
+    iface_id = col(iface, "external_ids", {}).get("iface-id")
+    if status == ACTIVE and exclusive and iface_id:
+        for other in t.interfaces_with_iface_id(iface_id):
+            if other.uuid == iface.uuid:
+                continue
+            if col(other, "external_ids", {}).get("iface-status") == ACTIVE:
+                _set_keys(other, "external_ids", {"iface-status": INACTIVE})
+                demoted.append(other.name)
+    _set_keys(iface, "external_ids", {"iface-status": status})
+    return demoted
+
+
+def set_iface_status_op(name: str, status: str, *, exclusive: bool = True) -> Op:
+    """Returns the names of the interfaces made inactive by activating ``name``."""
+    if status not in (ACTIVE, INACTIVE):
+        raise exceptions.InvalidRequest(reason=f"iface_status must be active or inactive, "
+                                               f"not {status!r}")
+
+    def op(t: Txn) -> list[str]:
+        iface = t.interface(name)
+        if iface is None:
+            raise exceptions.InterfaceError(device=name, bridge="?",
+                                            reason="the interface is not in OVSDB")
+        return _apply_status(t, iface, status, exclusive=exclusive)
+
+    return op
+
+
+def remove_port_op(name: str, *, owner_key: str | None = None,
+                   owner_value: str | None = None) -> Op:
+    """Remove the port ``name`` from its bridge; True if there was one.
+
+    With ``owner_key``, only a port whose interface carries that
+    external_ids key (and value, if given) is removed: vifplug never removes
+    ports that others made."""
+
+    def op(t: Txn) -> bool:
+        port = t.port(name)
+        if port is None:
+            return False
+        if owner_key is not None:
+            iface = t.interface(name)
+            value = col(iface, "external_ids", {}).get(owner_key) if iface is not None else None
+            if value is None or (owner_value is not None and value != owner_value):
+                return False
+        bridge = t.bridge_of_port(port)
+        if bridge is None:
+            return False
+        t.detach_port(bridge, port)
+        return True
+
+    return op
+
+
+def remove_keys_op(name: str, keys: list[str]) -> Op:
+    """Remove our own external_ids keys from an interface we do not own."""
+
+    def op(t: Txn) -> None:
+        iface = t.interface(name)
+        if iface is None:
+            return
+        for key in keys:
+            if key in iface.external_ids:
+                iface.delkey("external_ids", key)
+
+    return op

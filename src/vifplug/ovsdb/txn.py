@@ -1,0 +1,109 @@
+"""What a write function sees while its transaction is being built.
+
+The IDL thread hands each pending write function a ``Txn``; all the functions
+of one batch share it.  Look-ups go through name indexes (kept by the
+connection from IDL notifications) plus the rows this transaction inserted,
+so a bridge created by one function of the batch is found by the next, and no
+look-up scans a table.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import ovs.db.idl
+
+
+def col(row: Any, column: str, default: Any = None) -> Any:
+    """A column of a row, also for rows inserted by this transaction, which
+    have no value for columns not yet assigned (the IDL raises for those)."""
+    try:
+        return getattr(row, column)
+    except AttributeError:
+        return default
+
+
+def is_new(row: Any) -> bool:
+    return row._data is None
+
+
+class Txn:
+    """A transaction under construction; only ever used in the IDL thread."""
+
+    def __init__(self, idl: ovs.db.idl.Idl, txn: ovs.db.idl.Transaction,
+                 index: Any) -> None:
+        self.idl = idl
+        self.txn = txn
+        self._index = index
+        self._inserted: dict[tuple[str, str], Any] = {}
+        self._deleted: set[uuid.UUID] = set()
+        self._bridge_of_new_port: dict[uuid.UUID, Any] = {}
+
+    # -- look-ups ----------------------------------------------------------------
+    def _row(self, table: str, name: str) -> Any:
+        row = self._inserted.get((table, name))
+        if row is not None:
+            return row
+        row_uuid = self._index.uuid_by_name(table, name)
+        if row_uuid is None or row_uuid in self._deleted:
+            return None
+        return self.idl.tables[table].rows.get(row_uuid)
+
+    def bridge(self, name: str) -> Any:
+        return self._row("Bridge", name)
+
+    def port(self, name: str) -> Any:
+        return self._row("Port", name)
+
+    def interface(self, name: str) -> Any:
+        return self._row("Interface", name)
+
+    def bridge_of_port(self, port: Any) -> Any:
+        new = self._bridge_of_new_port.get(port.uuid)
+        if new is not None:
+            return new
+        bridge_uuid = self._index.bridge_of_port(port.uuid)
+        if bridge_uuid is None:
+            return None
+        return self.idl.tables["Bridge"].rows.get(bridge_uuid)
+
+    def interfaces_with_iface_id(self, iface_id: str) -> list[Any]:
+        rows = []
+        for name in self._index.names_with_iface_id(iface_id):
+            row = self.interface(name)
+            if row is not None:
+                rows.append(row)
+        for (table, _name), row in self._inserted.items():
+            if table == "Interface" and col(row, "external_ids", {}).get("iface-id") == iface_id \
+                    and row not in rows:
+                rows.append(row)
+        return rows
+
+    def host(self) -> Any:
+        for row in self.idl.tables["Open_vSwitch"].rows.values():
+            return row
+        return None
+
+    # -- changes ---------------------------------------------------------------
+    def insert(self, table: str, name: str) -> Any:
+        row = self.txn.insert(self.idl.tables[table])
+        row.name = name
+        self._inserted[(table, name)] = row
+        return row
+
+    def attach_port(self, bridge: Any, port: Any) -> None:
+        bridge.addvalue("ports", port)
+        self._bridge_of_new_port[port.uuid] = bridge
+
+    def detach_port(self, bridge: Any, port: Any) -> None:
+        """Remove the port from its bridge; OVSDB garbage-collects it and its
+        interfaces, since nothing else references them."""
+        bridge.delvalue("ports", port)
+        self._deleted.add(port.uuid)
+        for iface in port.interfaces:
+            self._deleted.add(iface.uuid)
+        self._bridge_of_new_port.pop(port.uuid, None)
+        for key, row in list(self._inserted.items()):
+            if row is port or row in port.interfaces:
+                del self._inserted[key]

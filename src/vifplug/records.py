@@ -1,0 +1,94 @@
+"""Internal records of what vifplug did for a VIF: the libvirt "actual" state.
+
+These plain dataclasses are shared by ``state`` (which persists them) and
+``plugins`` (which produce them), so they live below both.  They are not wire
+objects: the API renders them, and the database stores them as JSON with a
+schema version, so a newer daemon can read what an older one wrote.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any
+
+
+class Lifecycle(str, enum.Enum):
+    """Where a VIF is in its life; written before and after each system change."""
+
+    PLUGGING = "plugging"      # intent recorded, system may be partly changed
+    PLUGGED = "plugged"        # acknowledged to the caller; must never be lost
+    UNPLUGGING = "unplugging"  # intent to remove recorded; finish it on restart
+
+
+@dataclasses.dataclass(frozen=True)
+class Bandwidth:
+    """Rates in kilobytes per second and bursts in kilobytes, as libvirt counts them."""
+
+    inbound_average: int | None = None
+    inbound_burst: int | None = None
+    outbound_average: int | None = None
+    outbound_burst: int | None = None
+
+    def is_empty(self) -> bool:
+        return all(v is None for v in dataclasses.astuple(self))
+
+
+@dataclasses.dataclass(frozen=True)
+class Allocation:
+    """What a plug actually produced on this host.
+
+    ``created_devices`` and ``created_port`` say what vifplug made (and so
+    must remove on unplug); an adopted device or a port left to libvirt
+    (``create_port=False``) is recorded but never deleted.
+    """
+
+    plugin: str
+    device: str
+    bridge: str | None = None
+    port: str | None = None
+    created_devices: tuple[str, ...] = ()
+    created_port: bool = False
+    network: str | None = None
+    pool_device: str | None = None
+    mode: str | None = None
+    portgroup: str | None = None
+    bandwidth: Bandwidth | None = None
+    virtualport: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Allocation:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["created_devices"] = tuple(values.get("created_devices", ()))
+        bw = values.get("bandwidth")
+        values["bandwidth"] = Bandwidth(**bw) if isinstance(bw, dict) else None
+        return cls(**values)
+
+
+@dataclasses.dataclass(frozen=True)
+class VifRecord:
+    """One VIF as vifplug knows it: the request as received and its outcome."""
+
+    vif_id: str
+    plugin: str
+    obj_name: str
+    obj_version: str
+    instance_uuid: str
+    instance_name: str
+    request: dict[str, Any]          # {"vif": primitive, "instance": primitive}
+    request_digest: str              # sha256 of the canonical request JSON
+    lifecycle: Lifecycle
+    iface_id: str | None = None
+    iface_status: str | None = None
+    mac: str | None = None
+    allocation: Allocation | None = None
+    teaming_peer: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    def with_changes(self, **changes: Any) -> VifRecord:
+        return dataclasses.replace(self, **changes)
