@@ -1,0 +1,86 @@
+"""The ``direct`` plugin: VIFDirect as a macvtap on a physical device.
+
+The parent device comes from the VIF (``dev_name``) or, when the VIF's network
+names a configured direct network, from that network's pool (libvirt's
+logical network, seed 001), in the pool's forward mode.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vifplug import exceptions, netdev
+from vifplug.plugins import base
+from vifplug.records import Allocation
+
+# os-vif's VIFDirectMode values -> the kernel's macvtap modes.
+KERNEL_MODE = {"vepa": "vepa", "bridge": "bridge", "private": "private",
+               "passthrough": "passthru"}
+
+
+class DirectPlugin(base.PluginBase):
+    NAME = "direct"
+    RANGES = (
+        base.VersionRange("VIFDirect", "1.0", "1.0", (
+            ("VIFPortProfile8021Qbg", "1.0", "1.1"),
+            ("VIFPortProfile8021Qbh", "1.0", "1.1"),
+        )),
+    )
+
+    def plan(self, vif: Any, instance: Any) -> Allocation:
+        name = self.device_name(vif, prefix="macvtap")
+        defined = self.ctx.networks.network_of(vif) if self.ctx.networks else None
+        if defined is not None and defined.type == "direct":
+            # The pool choice happens in the service, under the pool lock.
+            return Allocation(plugin=self.NAME, device=name, network=defined.name,
+                              mode=defined.mode, created_devices=(name,),
+                              virtualport=self._virtualport(vif))
+        if not vif.obj_attr_is_set("dev_name") or not vif.dev_name:
+            raise exceptions.InvalidRequest(
+                reason=f"VIFDirect {vif.id} names no dev_name and no configured network")
+        parent = str(vif.dev_name)
+        netdev.validate_name(parent)
+        mode = str(vif.mode) if vif.obj_attr_is_set("mode") else "vepa"
+        return Allocation(plugin=self.NAME, device=name, pool_device=parent, mode=mode,
+                          created_devices=(name,), virtualport=self._virtualport(vif))
+
+    @staticmethod
+    def _virtualport(vif: Any) -> dict[str, Any] | None:
+        if not vif.obj_attr_is_set("port_profile") or vif.port_profile is None:
+            return None
+        profile = vif.port_profile
+        vp: dict[str, Any] = {"type": profile.obj_name()}
+        for field in profile.fields:
+            if field != "datapath_offload" and profile.obj_attr_is_set(field):
+                vp[field] = str(getattr(profile, field))
+        return vp
+
+    def plug(self, vif: Any, instance: Any, plan: Allocation, *,
+             iface_status: str | None, exclusive: bool) -> base.PlugOutcome:
+        if plan.pool_device is None:
+            raise exceptions.InvalidRequest(reason=f"VIF {vif.id} has no parent device")
+        if netdev.get_link(plan.pool_device) is None:
+            raise exceptions.PhysicalDeviceNotFound(device=plan.pool_device, vif_id=vif.id)
+        _, created = netdev.ensure_macvtap(netdev.MacvtapSpec(
+            name=plan.device, parent=plan.pool_device,
+            mode=KERNEL_MODE.get(plan.mode or "vepa", "vepa"),
+            mac=self.address(vif), mtu=self.mtu(vif), link_group=self.ctx.netdev.link_group))
+        try:
+            bw = plan.bandwidth
+            if bw is not None and not bw.is_empty():
+                netdev.set_bandwidth(
+                    plan.device, ingress_kbps=bw.outbound_average,
+                    ingress_burst_kb=bw.outbound_burst, egress_kbps=bw.inbound_average,
+                    egress_burst_kb=bw.inbound_burst)
+        except BaseException:
+            if created:
+                self.ctx.deleter.delete([plan.device])
+            raise
+        return base.PlugOutcome(allocation=plan)
+
+    def wait_port(self, allocation: Allocation) -> str | None:
+        return None
+
+    def unplug(self, allocation: Allocation) -> None:
+        if allocation.created_devices:
+            self.ctx.deleter.delete(list(allocation.created_devices))

@@ -1,0 +1,59 @@
+"""The ``linux_bridge`` plugin: VIFBridge as a tap on a linux bridge, as os-vif's
+linux_bridge plugin (which leaves the tap to libvirt) would, with vifplug making
+the tap so the VIF is ready when plug returns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vifplug import exceptions, netdev
+from vifplug.plugins import base
+from vifplug.records import Allocation
+
+
+class LinuxBridgePlugin(base.PluginBase):
+    NAME = "linux_bridge"
+    RANGES = (base.VersionRange("VIFBridge", "1.0", "1.0"),)
+
+    def plan(self, vif: Any, instance: Any) -> Allocation:
+        if vif.obj_attr_is_set("port_profile") and vif.port_profile is not None:
+            raise exceptions.UnsupportedPortProfile(
+                plugin=self.NAME, profile=vif.port_profile.obj_name(), obj_name=vif.obj_name())
+        bridge = str(vif.bridge_name) if vif.obj_attr_is_set("bridge_name") and \
+            vif.bridge_name else None
+        if not bridge:
+            raise exceptions.InvalidRequest(reason=f"VIFBridge {vif.id} names no bridge_name")
+        netdev.validate_name(bridge)
+        tap = self.device_name(vif)
+        return Allocation(plugin=self.NAME, device=tap, port=bridge, created_devices=(tap,))
+
+    def plug(self, vif: Any, instance: Any, plan: Allocation, *,
+             iface_status: str | None, exclusive: bool) -> base.PlugOutcome:
+        group = self.ctx.netdev.link_group
+        assert plan.port is not None
+        made = []
+        try:
+            _, created = netdev.ensure_bridge(netdev.BridgeSpec(
+                name=plan.port, mtu=self.mtu(vif), link_group=group))
+            if created:
+                # Record nothing: a linux bridge may be shared by many VIFs and is
+                # left in place, as os-vif leaves it.
+                pass
+            _, created = netdev.ensure_tap(netdev.TapSpec(
+                name=plan.device, mac=self.address(vif), mtu=self.mtu(vif), owner=None,
+                group_owner=None, multiqueue=False, link_group=group))
+            if created:
+                made.append(plan.device)
+            netdev.set_master(plan.device, plan.port)
+        except BaseException:
+            if made:
+                self.ctx.deleter.delete(made)
+            raise
+        return base.PlugOutcome(allocation=plan)
+
+    def wait_port(self, allocation: Allocation) -> str | None:
+        return None
+
+    def unplug(self, allocation: Allocation) -> None:
+        if allocation.created_devices:
+            self.ctx.deleter.delete(list(allocation.created_devices))

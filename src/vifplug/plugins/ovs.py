@@ -1,0 +1,202 @@
+"""The ``ovs`` plugin: VIFOpenVSwitch (tap on an OVS bridge) and VIFBridge
+(os-vif's hybrid plug: per-VIF linux bridge, veth pair into OVS).
+
+The port profile means what os-vif means by it: ``interface_id`` is the
+``iface-id``; ``datapath_type`` chooses the datapath of a bridge we create;
+``create_port`` / ``create_tap`` say whether vifplug makes the OVS port and
+the tap.  Where the profile leaves them unset, vifplug makes both, so that the
+VIF is ready to carry frames when plug returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from vifplug import exceptions, netdev
+from vifplug.ovsdb import ops
+from vifplug.plugins import base
+from vifplug.records import Allocation
+
+LOG = logging.getLogger(__name__)
+
+OVS_PROFILE = ("VIFPortProfileOpenVSwitch", "1.0", "1.4")
+
+
+def _profile_flag(profile: Any, field: str) -> bool | None:
+    """True/False when the profile sets the field, None when it leaves it open."""
+    if profile is None or field not in profile.fields or not profile.obj_attr_is_set(field):
+        return None
+    return bool(getattr(profile, field))
+
+
+class OvsPlugin(base.PluginBase):
+    NAME = "ovs"
+    RANGES = (
+        base.VersionRange("VIFOpenVSwitch", "1.0", "1.0", (OVS_PROFILE,)),
+        base.VersionRange("VIFBridge", "1.0", "1.0", (OVS_PROFILE,)),
+    )
+
+    # -- planning (pure) ---------------------------------------------------------
+    def _profile(self, vif: Any) -> Any:
+        if not vif.obj_attr_is_set("port_profile") or vif.port_profile is None:
+            return None
+        profile = vif.port_profile
+        if profile.obj_name() not in ("VIFPortProfileOpenVSwitch",
+                                      "VIFPortProfileFPOpenVSwitch",
+                                      "VIFPortProfileOVSRepresentor"):
+            raise exceptions.UnsupportedPortProfile(plugin=self.NAME, profile=profile.obj_name(),
+                                                    obj_name=vif.obj_name())
+        return profile
+
+    def _bridge(self, vif: Any) -> str:
+        network = vif.network if vif.obj_attr_is_set("network") else None
+        bridge = None
+        defined = self.ctx.networks.network_of(vif) if self.ctx.networks else None
+        if defined is not None and defined.type == "ovs":
+            bridge = defined.bridge
+        elif network is not None and network.obj_attr_is_set("bridge") and network.bridge:
+            bridge = str(network.bridge)
+        bridge = bridge or self.ctx.ovs.integration_bridge
+        netdev.validate_name(bridge)
+        self.check_bridge(vif, bridge)
+        return bridge
+
+    def plan(self, vif: Any, instance: Any) -> Allocation:
+        profile = self._profile(vif)
+        bridge = self._bridge(vif)
+        create_tap = _profile_flag(profile, "create_tap")
+        create_port = _profile_flag(profile, "create_port")
+        s = self.ctx.netdev
+        if vif.obj_name() == "VIFBridge":
+            qbr = str(vif.bridge_name) if vif.obj_attr_is_set("bridge_name") and \
+                vif.bridge_name else netdev.derive_name(s.hybrid_bridge_prefix, vif.id)
+            netdev.validate_name(qbr)
+            qvb = netdev.derive_name(s.hybrid_veth_bridge_prefix, vif.id)
+            qvo = netdev.derive_name(s.hybrid_veth_ovs_prefix, vif.id)
+            tap = self.device_name(vif)
+            devices = (qbr, qvb, qvo) + ((tap,) if create_tap is not False else ())
+            return Allocation(plugin=self.NAME, device=tap, bridge=bridge, port=qvo,
+                              created_devices=devices, created_port=True,
+                              virtualport=self._virtualport(profile, vif))
+        tap = self.device_name(vif)
+        return Allocation(plugin=self.NAME, device=tap, bridge=bridge, port=tap,
+                          created_devices=(tap,) if create_tap is not False else (),
+                          created_port=create_port is not False,
+                          virtualport=self._virtualport(profile, vif))
+
+    @staticmethod
+    def _virtualport(profile: Any, vif: Any) -> dict[str, Any]:
+        iface_id = vif.id
+        if profile is not None and profile.obj_attr_is_set("interface_id") \
+                and profile.interface_id:
+            iface_id = str(profile.interface_id)
+        vp: dict[str, Any] = {"type": "openvswitch", "interface_id": str(iface_id)}
+        if profile is not None:
+            for field in ("profile_id", "datapath_type", "multiqueue"):
+                if field in profile.fields and profile.obj_attr_is_set(field):
+                    vp[field] = getattr(profile, field)
+        return vp
+
+    # -- doing -----------------------------------------------------------------------
+    def _external_ids(self, vif: Any, instance: Any, alloc: Allocation) -> dict[str, str]:
+        ids = {"iface-id": str((alloc.virtualport or {}).get("interface_id", vif.id)),
+               "vm-id": str(instance.uuid), "vm-uuid": str(instance.uuid),
+               base.KEY_VIF_ID: str(vif.id), base.KEY_OWNER: self.ctx.owner}
+        mac = self.address(vif)
+        if mac:
+            ids["attached-mac"] = mac
+        return ids
+
+    def _bridge_spec(self, alloc: Allocation) -> ops.BridgeSpec:
+        """The bridge to ensure; a configured network's bridge carries its
+        ``bridge-id`` and ``hwaddr`` (IntegrationGuide)."""
+        datapath = (alloc.virtualport or {}).get("datapath_type") or self.ctx.ovs.datapath_type
+        assert alloc.bridge is not None
+        net = self.ctx.networks.by_bridge(alloc.bridge) if self.ctx.networks else None
+        if net is not None:
+            return ops.BridgeSpec(name=alloc.bridge, datapath_type=datapath,
+                                  bridge_id=net.bridge_id, hwaddr=net.hwaddr)
+        return ops.BridgeSpec(name=alloc.bridge, datapath_type=datapath)
+
+    @staticmethod
+    def _policing(alloc: Allocation) -> tuple[int | None, int | None]:
+        """libvirt's outbound (from the VM, kilobytes) is OVS ingress policing
+        (into the switch, kilobits)."""
+        bw = alloc.bandwidth
+        if bw is None or bw.outbound_average is None:
+            return None, None
+        burst = bw.outbound_burst if bw.outbound_burst is not None else 0
+        return bw.outbound_average * 8, burst * 8
+
+    def plug(self, vif: Any, instance: Any, plan: Allocation, *,
+             iface_status: str | None, exclusive: bool) -> base.PlugOutcome:
+        made: list[str] = []
+        try:
+            if vif.obj_name() == "VIFBridge":
+                self._plug_hybrid_devices(vif, plan, made)
+            elif plan.device in plan.created_devices:
+                vp = plan.virtualport or {}
+                _, created = netdev.ensure_tap(netdev.TapSpec(
+                    name=plan.device, mac=self.address(vif), mtu=self.mtu(vif),
+                    owner=None, group_owner=None, multiqueue=bool(vp.get("multiqueue")),
+                    link_group=self.ctx.netdev.link_group))
+                if created:
+                    made.append(plan.device)
+            demoted: list[str] = []
+            if plan.created_port:
+                assert plan.port is not None and plan.bridge is not None
+                spec = ops.PortSpec(
+                    bridge=plan.bridge, name=plan.port,
+                    external_ids=self._external_ids(vif, instance, plan),
+                    iface_status=iface_status, exclusive=exclusive,
+                    ingress_policing_rate=self._policing(plan)[0],
+                    ingress_policing_burst=self._policing(plan)[1])
+                demoted = self.ctx.ovsdb.transact(
+                    ops.ensure_port_op(spec, bridge=self._bridge_spec(plan)))
+            else:
+                self.ctx.ovsdb.transact(ops.ensure_bridge_op(self._bridge_spec(plan)))
+        except BaseException:
+            self._rollback(plan, made)
+            raise
+        return base.PlugOutcome(allocation=plan, demoted=tuple(demoted))
+
+    def _rollback(self, plan: Allocation, made: list[str]) -> None:
+        """Undo a failed plug: the port first (a timed-out transaction may
+        still commit later; the removal is queued behind it), then the devices
+        this call created, so neither outlives the other."""
+        if plan.created_port and plan.port:
+            with contextlib.suppress(Exception):
+                self.ctx.ovsdb.transact(ops.remove_port_op(
+                    plan.port, owner_key=base.KEY_OWNER, owner_value=self.ctx.owner))
+        if made:
+            with contextlib.suppress(Exception):
+                self.ctx.deleter.delete(made)
+
+    def _plug_hybrid_devices(self, vif: Any, plan: Allocation, made: list[str]) -> None:
+        qbr, qvb, qvo = plan.created_devices[:3]
+        group = self.ctx.netdev.link_group
+        mtu = self.mtu(vif)
+        _, created = netdev.ensure_bridge(netdev.BridgeSpec(name=qbr, mtu=mtu, link_group=group))
+        if created:
+            made.append(qbr)
+        _, created = netdev.ensure_veth(netdev.VethSpec(name=qvb, peer=qvo, mtu=mtu,
+                                                        link_group=group))
+        if created:
+            made.append(qvb)
+        netdev.set_master(qvb, qbr)
+        if plan.device in plan.created_devices:
+            _, created = netdev.ensure_tap(netdev.TapSpec(
+                name=plan.device, mac=self.address(vif), mtu=mtu, owner=None,
+                group_owner=None, multiqueue=False, link_group=group))
+            if created:
+                made.append(plan.device)
+            netdev.set_master(plan.device, qbr)
+
+    def unplug(self, allocation: Allocation) -> None:
+        if allocation.created_port and allocation.port:
+            self.ctx.ovsdb.transact(ops.remove_port_op(
+                allocation.port, owner_key=base.KEY_OWNER, owner_value=self.ctx.owner))
+        if allocation.created_devices:
+            self.ctx.deleter.delete(list(allocation.created_devices))
