@@ -15,13 +15,14 @@ lets the OVSDB layer coalesce them into shared transactions.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from vifplug import exceptions, negotiation
@@ -140,6 +141,17 @@ class Service:
     # -- plug ----------------------------------------------------------------------
     def _lock(self, vif_id: str) -> threading.Lock:
         return self._stripes[hash(vif_id) % _STRIPES]
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold every VIF lock: reconciliation runs while no plug is in flight."""
+        for lock in self._stripes:
+            lock.acquire()
+        try:
+            yield
+        finally:
+            for lock in reversed(self._stripes):
+                lock.release()
 
     def plug(self, request: PlugRequest) -> PlugResult:
         """Plug idempotently; blocks until the wait condition (or raises

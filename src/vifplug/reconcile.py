@@ -1,0 +1,120 @@
+"""Start-up (and reconnect) reconciliation: converge the host on the state.
+
+Rules, applied to every VIF the store knows:
+
+- ``plugging`` (never acknowledged): roll back whatever the interrupted plug
+  made, and forget the VIF; the caller never got an answer and retries.
+- ``unplugging``: finish the unplug.
+- ``plugged`` (acknowledged): make sure its devices and port exist; recreate
+  what is missing with the same names, from the recorded request and
+  allocation, so pool devices stay with the VIF that holds them.
+
+Then whatever carries this daemon's marks (``vifplug-owner`` in an
+Interface's external_ids, our kernel link group) and belongs to no plugged VIF
+is removed.  Nothing without those marks is touched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from typing import Any
+
+from vifplug import negotiation
+from vifplug.plugins import base as plugin_base
+from vifplug.plugins import inventory
+from vifplug.records import Lifecycle
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Report:
+    rolled_back: list[str] = dataclasses.field(default_factory=list)
+    finished_unplugs: list[str] = dataclasses.field(default_factory=list)
+    repaired: list[str] = dataclasses.field(default_factory=list)
+    leaked_ports: list[str] = dataclasses.field(default_factory=list)
+    leaked_links: list[str] = dataclasses.field(default_factory=list)
+    errors: list[str] = dataclasses.field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"rolled back {len(self.rolled_back)} interrupted plug(s), finished "
+                f"{len(self.finished_unplugs)} unplug(s), repaired {len(self.repaired)} "
+                f"VIF(s), removed {len(self.leaked_ports)} leaked port(s) and "
+                f"{len(self.leaked_links)} leaked device(s)")
+
+
+class Reconciler:
+    """Runs reconciliation; one run at a time, while plugs are held off."""
+
+    def __init__(self, *, service: Any, ctx: plugin_base.PluginContext) -> None:
+        self.service = service
+        self.ctx = ctx
+        self._lock = threading.Lock()
+        self.runs = 0
+        self.last: Report | None = None
+
+    def run(self) -> Report:
+        with self._lock, self.service.exclusive():
+            report = self._run()
+        self.runs += 1
+        self.last = report
+        LOG.info("reconciliation: %s", report.summary())
+        return report
+
+    def _run(self) -> Report:
+        report = Report()
+        store = self.service.store
+        plugins = self.service.plugins
+        for record in store.all():
+            plugin = plugins.get(record.plugin)
+            if plugin is None or record.allocation is None:
+                if record.lifecycle != Lifecycle.PLUGGED:
+                    store.finish_unplug(record.vif_id)
+                continue
+            try:
+                if record.lifecycle == Lifecycle.PLUGGING:
+                    plugin.unplug(record.allocation)
+                    store.finish_unplug(record.vif_id)
+                    report.rolled_back.append(record.vif_id)
+                elif record.lifecycle == Lifecycle.UNPLUGGING:
+                    plugin.unplug(record.allocation)
+                    store.finish_unplug(record.vif_id)
+                    report.finished_unplugs.append(record.vif_id)
+                elif not self._present(record):
+                    vif = negotiation.load_vif(record.request["vif"])
+                    instance = negotiation.load_instance(record.request["instance"])
+                    plugin.plug(vif, instance, record.allocation,
+                                iface_status=record.iface_status, exclusive=False)
+                    report.repaired.append(record.vif_id)
+            except Exception as exc:  # one VIF must not stop the others
+                LOG.exception("reconciliation of VIF %s failed", record.vif_id)
+                report.errors.append(f"{record.vif_id}: {exc}")
+        self._remove_leaks(report)
+        return report
+
+    def _present(self, record: Any) -> bool:
+        alloc = record.allocation
+        for dev in alloc.created_devices:
+            if not inventory.link_exists(dev):
+                return False
+        if alloc.created_port and alloc.port and \
+                not inventory.port_exists(self.ctx, alloc.port):
+            return False
+        return True
+
+    def _remove_leaks(self, report: Report) -> None:
+        inv = inventory.take(self.ctx)
+        owned_ports: set[str] = set()
+        owned_links: set[str] = set()
+        for record in self.service.store.all():
+            if record.allocation is None:
+                continue
+            if record.allocation.created_port and record.allocation.port:
+                owned_ports.add(record.allocation.port)
+            owned_links.update(record.allocation.created_devices)
+        report.leaked_ports = sorted(set(inv.ports) - owned_ports)
+        report.leaked_links = sorted(inv.links - owned_links)
+        inventory.remove_ports(self.ctx, report.leaked_ports)
+        inventory.delete_links(self.ctx, report.leaked_links)
