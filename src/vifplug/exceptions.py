@@ -168,3 +168,47 @@ class NotReady(VifplugError):
 class ShuttingDown(VifplugError):
     code = "shutting_down"
     template = "vifplugd is shutting down and takes no new requests."
+
+
+# --- persistent state (vifplug.state) -----------------------------------------
+
+class VIFLifecycleError(VifplugError):
+    """The VIF exists but is in the wrong phase for the step asked of it."""
+
+    code = "vif_lifecycle_conflict"
+    template = "VIF {vif_id} is {lifecycle} on this host and cannot {operation} now."
+
+
+class PoolDeviceTaken(VifplugError):
+    """Another VIF holds the pool device and one of the two needs it alone."""
+
+    code = "pool_device_taken"
+    template = ("Device {device} of network {network} is held by VIF {holder} and cannot "
+                "also serve VIF {vif_id} (passthrough and hostdev modes need a device alone).")
+
+
+class StateSchemaTooNew(VifplugError):
+    """A newer vifplugd wrote the state; reading it could lose what it recorded."""
+
+    code = "state_schema_too_new"
+    template = ("The state database {path} has {what} {found}, newer than the {supported} "
+                "this vifplugd understands; upgrade vifplugd instead of downgrading it.")
+
+
+class StateUnavailable(VifplugError):
+    """The state database cannot be opened, is not ours, or holds unreadable records."""
+
+    code = "state_unavailable"
+    template = "The state database {path} cannot be used: {reason}"
+
+
+class StateWriteFailed(VifplugError):
+    """A change was not acknowledged as durable: the caller must not rely on it.
+
+    After a failed commit the store re-reads the database, so its reads show
+    whether the change landed; the lifecycle columns let reconciliation sort
+    out the rare commit whose outcome the disk left unknown.
+    """
+
+    code = "state_write_failed"
+    template = "The state database {path} could not record the change: {reason}"

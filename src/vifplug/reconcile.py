@@ -71,10 +71,12 @@ class Reconciler:
             plugin = plugins.get(record.plugin)
             if plugin is None or record.allocation is None:
                 if record.lifecycle != Lifecycle.PLUGGED:
+                    store.begin_unplug(record.vif_id)
                     store.finish_unplug(record.vif_id)
                 continue
             try:
                 if record.lifecycle == Lifecycle.PLUGGING:
+                    store.begin_unplug(record.vif_id)
                     plugin.unplug(record.allocation)
                     store.finish_unplug(record.vif_id)
                     report.rolled_back.append(record.vif_id)

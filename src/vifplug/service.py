@@ -211,6 +211,9 @@ class Service:
             outcome = plugin.plug(vif, instance, plan, iface_status=self._status(plan, request),
                                   exclusive=not request.allow_dual_active)
         except BaseException:
+            # The plugin removed what it made; forget the intent (through the
+            # same unplugging step reconciliation would take after a crash).
+            self.store.begin_unplug(record.vif_id)
             self.store.finish_unplug(record.vif_id)
             raise
         final = self.store.finish_plug(record.vif_id, outcome.allocation,

@@ -358,6 +358,7 @@ class Connection:
                 try:
                     results.append(p.op(t))
                 except Exception as exc:
+                    LOG.debug("operation failed while building a transaction: %r", exc)
                     p.future.set_exception(exc)
                     failed = p
                     break
@@ -376,6 +377,7 @@ class Connection:
         status = txn.commit()
         if status == ovs.db.idl.Transaction.INCOMPLETE:
             return
+        LOG.debug("transaction of %d operation(s): %s", len(batch), status)
         self._inflight = None
         if status in (ovs.db.idl.Transaction.SUCCESS, ovs.db.idl.Transaction.UNCHANGED):
             self.transactions += 1

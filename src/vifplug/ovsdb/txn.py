@@ -99,11 +99,24 @@ class Txn:
     def detach_port(self, bridge: Any, port: Any) -> None:
         """Remove the port from its bridge; OVSDB garbage-collects it and its
         interfaces, since nothing else references them."""
-        bridge.delvalue("ports", port)
+        ifaces = list(col(port, "interfaces", []))
+        inserts = bridge._mutations.get("_inserts", {}).get("ports")
+        if port.uuid in self._bridge_of_new_port and inserts and port in inserts:
+            # Attached earlier in this same transaction (a plug and its
+            # rollback coalesced together): cancel the insertion instead of
+            # sending an insert and a delete whose order the server decides.
+            inserts.discard(port)
+            if is_new(port):
+                for iface in ifaces:
+                    if is_new(iface):
+                        iface.delete()
+                port.delete()
+        else:
+            bridge.delvalue("ports", port)
         self._deleted.add(port.uuid)
-        for iface in port.interfaces:
+        for iface in ifaces:
             self._deleted.add(iface.uuid)
         self._bridge_of_new_port.pop(port.uuid, None)
         for key, row in list(self._inserted.items()):
-            if row is port or row in port.interfaces:
+            if row is port or row in ifaces:
                 del self._inserted[key]

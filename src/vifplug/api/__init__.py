@@ -1,0 +1,7 @@
+"""The HTTP API v1: JSON over a unix socket and, optionally, over TLS on TCP.
+
+``app`` builds the FastAPI application around a ``Service``; ``models`` holds
+the request and response envelopes; ``errors`` is the one table from error
+codes to HTTP statuses; ``server`` runs the uvicorn servers on sockets the
+daemon binds itself; ``metrics`` is the Prometheus side.
+"""

@@ -1,0 +1,105 @@
+"""Prometheus metrics of one daemon, on a registry of its own.
+
+A private ``CollectorRegistry`` (not prometheus_client's global one) so that
+two daemons' apps in one process (tests) never see each other's counts.
+What is counted as it happens (latencies, transactions, errors) lives in the
+usual metric objects; what describes the current state (VIFs by plugin and
+status, OVSDB connectivity) is computed at scrape time by a collector, so it
+can never drift from the state store.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                    60.0)
+_BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
+
+
+class _StateCollector(Collector):
+    """VIFs by plugin and iface-status, and OVSDB connectivity, read at scrape."""
+
+    def __init__(self, records: Callable[[], Iterable[Any]],
+                 connected: Callable[[], bool] | None) -> None:
+        self._records = records
+        self._connected = connected
+
+    def collect(self) -> Iterator[Metric]:
+        vifs = GaugeMetricFamily("vifplug_vifs", "VIFs known to this host, by plugin, "
+                                 "iface-status and lifecycle",
+                                 labels=["plugin", "status", "lifecycle"])
+        counts: collections.Counter[tuple[str, str, str]] = collections.Counter()
+        for record in self._records():
+            lifecycle = getattr(record.lifecycle, "value", record.lifecycle)
+            counts[(str(record.plugin), str(record.iface_status or "none"),
+                    str(lifecycle))] += 1
+        for labels, n in sorted(counts.items()):
+            vifs.add_metric(list(labels), n)
+        yield vifs
+        if self._connected is not None:
+            up = GaugeMetricFamily("vifplug_ovsdb_connected",
+                                   "1 when the OVSDB connection is up and synchronized")
+            up.add_metric([], 1.0 if self._connected() else 0.0)
+            yield up
+
+
+class Metrics:
+    """The daemon's metrics; the API, the daemon and OVSDB's hook feed it."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.plug_seconds = Histogram(
+            "vifplug_plug_duration_seconds", "Time to answer a plug request, by plugin and "
+            "outcome (created, unchanged, or the error code)", ["plugin", "outcome"],
+            buckets=_LATENCY_BUCKETS, registry=r)
+        self.unplug_seconds = Histogram(
+            "vifplug_unplug_duration_seconds", "Time to answer an unplug request, by outcome",
+            ["outcome"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.ovsdb_transactions = Counter(
+            "vifplug_ovsdb_transactions", "OVSDB transactions committed", registry=r)
+        self.ovsdb_ops = Counter(
+            "vifplug_ovsdb_operations", "Write operations committed to OVSDB (several share "
+            "one transaction)", registry=r)
+        self.ovsdb_batch = Histogram(
+            "vifplug_ovsdb_transaction_operations", "Operations coalesced per OVSDB "
+            "transaction", buckets=_BATCH_BUCKETS, registry=r)
+        self.ovsdb_commit_seconds = Histogram(
+            "vifplug_ovsdb_transaction_duration_seconds", "Time from sending an OVSDB "
+            "transaction to its acknowledgement", buckets=_LATENCY_BUCKETS, registry=r)
+        self.errors = Counter(
+            "vifplug_errors", "Error answers by error code", ["code"], registry=r)
+        self.requests = Counter(
+            "vifplug_http_requests", "HTTP requests answered, by method, route and status",
+            ["method", "route", "status"], registry=r)
+        self.netmgr_pushes = Counter(
+            "vifplug_network_manager_pushes", "HostInfo pushes to the network manager, by "
+            "result", ["result"], registry=r)
+
+    def watch_state(self, records: Callable[[], Iterable[Any]],
+                    connected: Callable[[], bool] | None = None) -> None:
+        """Compute the state gauges from ``records()`` at every scrape."""
+        self.registry.register(_StateCollector(records, connected))
+
+    # -- hooks -----------------------------------------------------------------------
+    def observe_commit(self, batch_size: int, seconds: float) -> None:
+        """``ovsdb.connection.Connection.on_commit``; runs in the IDL thread, so cheap."""
+        self.ovsdb_transactions.inc()
+        self.ovsdb_ops.inc(batch_size)
+        self.ovsdb_batch.observe(batch_size)
+        self.ovsdb_commit_seconds.observe(seconds)
+
+    def count_error(self, code: str) -> None:
+        self.errors.labels(code=code).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

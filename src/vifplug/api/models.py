@@ -1,0 +1,145 @@
+"""Request and response envelopes of API v1, as pydantic models.
+
+The os-vif objects themselves (``vif``, ``instance``, HostInfo) travel as
+oslo.versionedobjects primitives and are checked by ``negotiation``, not
+here: pydantic only checks the envelope around them (which keys, which JSON
+types), so that a misspelt key or a string where a boolean belongs is refused
+before the service sees the request.  Unknown keys are refused
+(``extra="forbid"``): a client that believes it set an option must not be
+silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from vifplug.records import VifRecord
+
+IfaceStatus = Literal["active", "inactive"]
+WaitMode = Literal["ofport", "none", "ovn-installed"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- errors ------------------------------------------------------------------------
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="snake_case identifier of the failure; stable")
+    message: str = Field(description="one sentence a person understands")
+    details: dict[str, Any] = Field(description="the failure's context (ids, names, ranges)")
+
+
+class ErrorEnvelope(BaseModel):
+    error: ErrorBody
+
+
+# --- requests ----------------------------------------------------------------------
+
+class PlugBody(_Strict):
+    """The body of ``POST /v1/vifs``."""
+
+    vif: dict[str, Any] = Field(
+        description="an os_vif VIF primitive (VIFOpenVSwitch, VIFBridge, VIFDirect, "
+                    "VIFHostDevice, VIFVHostUser) as os-vif's obj_to_primitive() makes it")
+    instance: dict[str, Any] = Field(description="an os_vif InstanceInfo primitive")
+    iface_status: IfaceStatus = Field(
+        default="active",
+        description="iface-status to give the interface; activating it makes the other "
+                    "interfaces with the same iface-id inactive")
+    allow_dual_active: StrictBool = Field(
+        default=False,
+        description="leave other interfaces with the same iface-id active (a migration "
+                    "from this host to itself; must be asked for explicitly)")
+
+
+class StatusBody(_Strict):
+    """The body of ``PUT /v1/vifs/{vif_id}/status``."""
+
+    iface_status: IfaceStatus
+    allow_dual_active: StrictBool = Field(
+        default=False, description="see PlugBody.allow_dual_active")
+
+
+# --- responses ---------------------------------------------------------------------
+
+class InstanceRef(BaseModel):
+    uuid: str
+    name: str
+
+
+class VifObjectRef(BaseModel):
+    name: str = Field(description="os_vif object name, e.g. VIFOpenVSwitch")
+    version: str = Field(description="the object version the request carried")
+
+
+class Vif(BaseModel):
+    """A plugged VIF as this host knows it (the libvirt "actual" state)."""
+
+    vif_id: str
+    instance: InstanceRef
+    plugin: str
+    vif_object: VifObjectRef
+    lifecycle: str = Field(description="plugging, plugged or unplugging")
+    device: str | None = Field(description="the host device (tap, macvtap, vhost-user name)")
+    bridge: str | None = Field(description="the OVS bridge, if any")
+    port: str | None = Field(description="the OVS port or linux bridge the device is on")
+    ofport: int | None = Field(description="the OpenFlow port number, once OVS assigned one")
+    iface_id: str | None
+    iface_status: str | None
+    mac: str | None
+    network: str | None = Field(description="the configured network the VIF is in, if any")
+    pool_device: str | None = Field(
+        description="the physical device actually allocated (pool networks) or the parent")
+    mode: str | None = Field(description="forward mode of a direct VIF")
+    portgroup: str | None
+    teaming_peer: str | None
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def from_record(cls, record: VifRecord, *, ofport: int | None) -> Vif:
+        alloc = record.allocation
+        return cls(
+            vif_id=record.vif_id,
+            instance=InstanceRef(uuid=record.instance_uuid, name=record.instance_name),
+            plugin=record.plugin,
+            vif_object=VifObjectRef(name=record.obj_name, version=record.obj_version),
+            lifecycle=str(getattr(record.lifecycle, "value", record.lifecycle)),
+            device=alloc.device if alloc else None,
+            bridge=alloc.bridge if alloc else None,
+            port=alloc.port if alloc else None,
+            ofport=ofport,
+            iface_id=record.iface_id,
+            iface_status=record.iface_status,
+            mac=record.mac,
+            network=alloc.network if alloc else None,
+            pool_device=alloc.pool_device if alloc else None,
+            mode=alloc.mode if alloc else None,
+            portgroup=alloc.portgroup if alloc else None,
+            teaming_peer=record.teaming_peer,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        )
+
+
+class VifList(BaseModel):
+    vifs: list[Vif]
+
+
+class NetworkList(BaseModel):
+    networks: list[dict[str, Any]] = Field(
+        description="configured networks, their device pools and which VIF holds which "
+                    "device")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"]
+    details: dict[str, Any]

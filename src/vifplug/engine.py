@@ -1,0 +1,142 @@
+"""Everything behind the API, wired together and started in the right order.
+
+The daemon builds one ``Engine`` from its settings; tests build one in-process
+against a sandbox OVS.  Order matters: state is loaded and OVSDB connected
+before the host identity is written, and reconciliation runs before the
+engine reports ready.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+from vifplug import conf, exceptions, netdev, networks, reconcile, service
+from vifplug.ovsdb import connection, ops, sandbox
+from vifplug.plugins import base as plugin_base
+from vifplug.plugins import loader
+from vifplug.state import store as state_store
+
+LOG = logging.getLogger(__name__)
+
+STATE_FILE = "vifplug.sqlite"
+META_SYSTEM_ID = "system_id"
+
+
+class Engine:
+    """Connection, deleter, store, plugins, service and reconciler of one daemon."""
+
+    def __init__(self, settings: conf.Settings, *,
+                 network_defs: dict[str, networks.NetworkDef] | None = None,
+                 owner: str = "vifplugd") -> None:
+        self.settings = settings
+        self.owner = owner
+        self.networks = networks.Networks(network_defs or {})
+        self.sandbox: sandbox.OvsSandbox | None = None
+        self.ovsdb: connection.Connection | None = None
+        self.deleter: Any = None
+        self.store: state_store.Store | None = None
+        self.service: service.Service | None = None
+        self.reconciler: reconcile.Reconciler | None = None
+        self.ctx: plugin_base.PluginContext | None = None
+        self.system_id: str | None = None
+        self.ready = threading.Event()
+
+    # -- start-up ------------------------------------------------------------------
+    def start(self) -> Engine:
+        s = self.settings
+        Path(s.host.state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.store = state_store.Store(os.path.join(s.host.state_dir, STATE_FILE))
+        self.ovsdb = self._connect()
+        self.deleter = netdev.Deleter.from_settings(s.netdev)
+        self.ctx = plugin_base.PluginContext(
+            ovs=s.ovs, netdev=s.netdev, ovsdb=self.ovsdb, deleter=self.deleter,
+            owner=self.owner, allowed_bridges=self.allowed_bridges, networks=self.networks)
+        plugins = loader.load(self.ctx)
+        self.service = service.Service(store=self.store, plugins=plugins,
+                                       networks=self.networks,
+                                       default_timeout=s.api.default_timeout)
+        self.reconciler = reconcile.Reconciler(service=self.service, ctx=self.ctx)
+        self.system_id = self._ensure_identity()
+        self.reconciler.run()
+        self.ovsdb.add_resync_callback(self._on_resync)
+        self.ready.set()
+        return self
+
+    def _connect(self) -> connection.Connection:
+        s = self.settings.ovs
+        remote = s.connection
+        try:
+            return connection.Connection(remote, timeout=s.timeout,
+                                         probe_interval=s.probe_interval,
+                                         max_batch=s.max_batch).start(wait=3.0 if s.sandbox_dir
+                                                                      else None)
+        except exceptions.OvsdbUnavailable:
+            if not s.sandbox_dir:
+                raise
+        LOG.info("no OVSDB at %s; starting a private sandbox Open vSwitch in %s",
+                 remote, s.sandbox_dir)
+        self.sandbox = sandbox.OvsSandbox(s.sandbox_dir).start()
+        return connection.Connection(self.sandbox.remote, timeout=s.timeout,
+                                     probe_interval=s.probe_interval,
+                                     max_batch=s.max_batch).start()
+
+    def _ensure_identity(self) -> str:
+        """system-id: configured, else OVSDB's, else the file, else generated;
+        whatever is chosen is kept in the state database and written to OVSDB."""
+        assert self.ovsdb is not None and self.store is not None
+        h = self.settings.host
+        chosen = h.system_id
+        if chosen is None:
+            host = self.ovsdb.host()
+            chosen = host.external_ids.get("system-id") if host is not None else None
+        if chosen is None:
+            chosen = self.store.meta_get(META_SYSTEM_ID)
+        if chosen is None and h.system_id_file and os.path.exists(h.system_id_file):
+            chosen = Path(h.system_id_file).read_text().strip() or None
+        if chosen is None:
+            chosen = str(uuid.uuid4())
+        if self.store.meta_get(META_SYSTEM_ID) != chosen:
+            self.store.meta_set(META_SYSTEM_ID, chosen)
+        self.ovsdb.transact(ops.ensure_host_op(ops.HostSpec(
+            system_id=chosen, system_type=h.system_type, system_version=h.system_version,
+            enable_statistics=h.enable_statistics)))
+        return chosen
+
+    def _on_resync(self) -> None:
+        """The OVSDB connection came back (ovsdb-server restarted): converge."""
+        if self.reconciler is not None:
+            self.reconciler.run()
+
+    # -- shared ------------------------------------------------------------------
+    def allowed_bridges(self) -> frozenset[str]:
+        s = self.settings.ovs
+        if s.allowed_bridges:
+            return frozenset(s.allowed_bridges)
+        current = self.service.networks if self.service is not None else self.networks
+        return frozenset({s.integration_bridge}) | current.bridges()
+
+    def reload_networks(self, defs: dict[str, networks.NetworkDef]) -> list[str]:
+        assert self.service is not None and self.ctx is not None
+        refused: list[str] = self.service.reload_networks(networks.Networks(defs))
+        self.ctx.networks = self.service.networks
+        return refused
+
+    @property
+    def is_ready(self) -> bool:
+        return self.ready.is_set() and self.ovsdb is not None and self.ovsdb.connected
+
+    def stop(self, *, stop_sandbox: bool = True) -> None:
+        self.ready.clear()
+        if self.ovsdb is not None:
+            self.ovsdb.stop()
+        if self.deleter is not None:
+            self.deleter.close()
+        if self.store is not None:
+            self.store.close()
+        if self.sandbox is not None and stop_sandbox:
+            self.sandbox.stop()

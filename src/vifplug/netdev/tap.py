@@ -1,0 +1,154 @@
+"""Tap devices for VMs: created persistent, owned by the VM's user, in our link group.
+
+The kernel cannot create a tun/tap device through rtnetlink; it is made with
+``ioctl``s on ``/dev/net/tun`` (what ``ip tuntap add`` and pyroute2's
+``kind='tuntap'`` do).  We issue them ourselves, with pyroute2's per-platform
+ioctl numbers, for one reason: pyroute2 drops ``IFF_TUN_EXCL``, and without
+it "creating" a tap that already exists silently attaches to it and succeeds,
+so two racing plugs would both believe they created the device and both
+would delete it on rollback.  With ``IFF_TUN_EXCL`` the kernel answers EBUSY
+and we adopt the existing device instead.  Everything after creation (MAC,
+MTU, group, up) is one rtnetlink message.
+
+Flags: ``IFF_NO_PI`` as ``ip tuntap`` sets by default; no ``IFF_VNET_HDR``
+(libvirt/QEMU set it when they attach); ``IFF_MULTI_QUEUE`` when asked, which
+must match what QEMU will ask for, since the kernel refuses an attach whose
+multi-queue flag differs from the device's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import fcntl
+import os
+import struct
+from typing import Any
+
+from pyroute2.netlink.rtnl.ifinfmsg import (
+    IFT_MULTI_QUEUE,
+    IFT_NO_PI,
+    IFT_TAP,
+    IFT_TUN_EXCL,
+)
+from pyroute2.netlink.rtnl.ifinfmsg import tuntap as _tuntap
+
+from vifplug import exceptions
+from vifplug.netdev import links, names, rtnl
+
+TUN_DEVICE = "/dev/net/tun"
+_IFREQ = struct.Struct("16sH22x")  # struct ifreq: name, flags, rest of the union
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TapSpec:
+    """What a VM's tap device must look like.
+
+    ``owner``/``group_owner`` are the uid/gid allowed to attach to the tap
+    (the QEMU user), ``None`` for root only.  ``link_group`` is the daemon's
+    kernel link group, by which it finds its own devices.
+    """
+
+    name: str
+    link_group: int
+    mac: str | None = None
+    mtu: int | None = None
+    owner: int | None = None
+    group_owner: int | None = None
+    multiqueue: bool = False
+
+
+def ensure_tap(spec: TapSpec) -> tuple[links.LinkInfo, bool]:
+    """Make sure the tap ``spec.name`` exists as specified, up, in ``spec.link_group``.
+
+    Returns the device and whether this call created it.  A tap of that name
+    with the same MAC (if one is given), multi-queue flag and owners is
+    adopted: its MTU, group and state are fixed up, it is never recreated
+    (a running VM may be attached).  Raises ``InvalidDeviceName`` or
+    ``InvalidRequest`` before touching anything when the spec is unusable,
+    ``DeviceInUse`` when a device of that name exists but is something else,
+    ``NetdevError`` when the kernel refuses.  A tap this call created is
+    deleted again if configuring it fails.
+    """
+    names.validate_name(spec.name)
+    mac = links.normalize_mac(spec.mac) if spec.mac else None
+    links.check_mtu(spec.mtu)
+    links.check_group(spec.link_group)
+
+    existing = links.get_link(spec.name)
+    if existing is None:
+        if _create(spec):
+            return _configure_new(spec, mac), True
+        existing = links.require(spec.name, "adopt")  # another creator won the race
+    _check_adoptable(existing, spec, mac)
+    return links.fix_up(existing, mtu=spec.mtu, group=spec.link_group), False
+
+
+def _configure_new(spec: TapSpec, mac: str | None) -> links.LinkInfo:
+    info = links.require(spec.name, "configure new tap")
+    changes: dict[str, Any] = {"group": spec.link_group, "state": "up"}
+    if mac is not None:
+        changes["address"] = mac
+    if spec.mtu is not None:
+        changes["mtu"] = spec.mtu
+    try:
+        links.check_mtu_fits(info, spec.mtu)
+        with rtnl.kernel_call("configure new tap", spec.name):
+            rtnl.ipr().link("set", index=info.index, **changes)
+    except exceptions.VifplugError:
+        links.delete_one(info)
+        raise
+    return links.require(spec.name, "read back")
+
+
+def _create(spec: TapSpec) -> bool:
+    """Create the persistent tap; ``False`` if a device of that name already exists."""
+    if _tuntap.TUNSETIFF is None:
+        raise exceptions.NetdevError(
+            operation="create tap", device=spec.name,
+            reason="tun ioctls are not known for this CPU architecture",
+        )
+    flags = IFT_TAP | IFT_NO_PI | IFT_TUN_EXCL
+    if spec.multiqueue:
+        flags |= IFT_MULTI_QUEUE
+    ifreq = _IFREQ.pack(spec.name.encode("utf-8"), flags)
+    try:
+        with rtnl.kernel_call("create tap", spec.name):
+            fd = os.open(TUN_DEVICE, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                fcntl.ioctl(fd, _tuntap.TUNSETIFF, ifreq)
+                # Until TUNSETPERSIST the device dies with the fd, so a
+                # failure below leaves nothing behind.
+                if spec.owner is not None:
+                    fcntl.ioctl(fd, _tuntap.TUNSETOWNER, spec.owner)
+                if spec.group_owner is not None:
+                    fcntl.ioctl(fd, _tuntap.TUNSETGROUP, spec.group_owner)
+                fcntl.ioctl(fd, _tuntap.TUNSETPERSIST, 1)
+            finally:
+                os.close(fd)
+    except exceptions.DeviceInUse as err:
+        if rtnl.caused_by(err, errno.EBUSY):  # IFF_TUN_EXCL: the name is taken
+            return False
+        raise
+    return True
+
+
+def _check_adoptable(info: links.LinkInfo, spec: TapSpec, mac: str | None) -> None:
+    """Raise ``DeviceInUse`` unless ``info`` is a tap ``spec`` may take over."""
+
+    def refuse(reason: str) -> exceptions.DeviceInUse:
+        return exceptions.DeviceInUse(device=spec.name, reason=reason)
+
+    if not info.is_tap:
+        kind = info.tun_type if info.kind == "tun" else info.kind or "physical"
+        what = f"a {kind} device"
+        raise refuse(f"it is {what}, not a tap")
+    if mac is not None and (info.mac or "").lower() != mac:
+        raise refuse(f"it is a tap with MAC {info.mac}, not {mac}")
+    if info.multi_queue is not None and info.multi_queue != spec.multiqueue:
+        has = "is" if info.multi_queue else "is not"
+        raise refuse(f"it is a tap that {has} multi-queue, and that cannot change")
+    if spec.owner is not None and info.tun_owner != spec.owner:
+        raise refuse(f"it is a tap owned by uid {info.tun_owner}, not {spec.owner}")
+    if spec.group_owner is not None and info.tun_group != spec.group_owner:
+        raise refuse(f"it is a tap of gid {info.tun_group}, not {spec.group_owner}")

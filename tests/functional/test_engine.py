@@ -1,0 +1,404 @@
+"""The engine against a real Open vSwitch and real netlink, in-process."""
+
+from __future__ import annotations
+
+import select
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyroute2 import IPRoute
+
+from conftest import unique
+from engine_fixture import (
+    Frame,
+    instance,
+    mac,
+    mac_bytes,
+    open_tap,
+    ovs_vif,
+    plug_request,
+    running_engine,
+    settings_for,
+    vif_id_of,
+    with_data,
+)
+from vifplug import engine as engine_mod
+from vifplug import exceptions
+from vifplug.ovsdb import sandbox
+from vifplug.records import Lifecycle
+
+
+@pytest.fixture
+def eng(ovs: sandbox.OvsSandbox, tmp_path: Path) -> Iterator[engine_mod.Engine]:
+    br = unique("vpbr")
+    with running_engine(settings_for(ovs.remote, tmp_path / "state", bridge=br)) as e:
+        try:
+            yield e
+        finally:
+            ovs.vsctl("--if-exists", "del-br", br)
+
+
+def iface_ids(ovs: sandbox.OvsSandbox, name: str) -> dict[str, str]:
+    out = ovs.vsctl("--format=json", "--columns=external_ids", "list", "Interface", name)
+    import json
+
+    data = json.loads(out)["data"][0][0]
+    return {k: v for k, v in data[1]}
+
+
+def ports_of(ovs: sandbox.OvsSandbox, bridge: str) -> set[str]:
+    """The ports of a bridge; none when the bridge does not exist (yet)."""
+    if bridge not in ovs.vsctl("list-br").split():
+        return set()
+    return set(ovs.vsctl("list-ports", bridge).split())
+
+
+def iface_col(ovs: sandbox.OvsSandbox, name: str, column: str) -> str:
+    return ovs.vsctl("get", "Interface", name, column).strip()
+
+
+def link(name: str) -> dict[str, Any] | None:
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=name)
+        if not idx:
+            return None
+        msg = ipr.get_links(idx[0])[0]
+        return {"index": msg["index"], "mac": msg.get("address"), "mtu": msg.get("mtu"),
+                "group": msg.get("group"), "master": msg.get("master"),
+                "kind": msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")}
+
+
+def bridge_of(eng: engine_mod.Engine) -> str:
+    return eng.settings.ovs.integration_bridge
+
+
+# -- plug, re-plug, unplug -----------------------------------------------------------
+
+def test_plug_creates_tap_and_port_with_integration_guide_ids(
+        eng: engine_mod.Engine, ovs: sandbox.OvsSandbox) -> None:
+    br = bridge_of(eng)
+    name = unique("vpt")
+    address = mac()
+    vm = str(uuid.uuid4())
+    vif = ovs_vif(bridge=br, name=name, address=address, mtu=1400)
+    assert eng.service is not None
+    result = eng.service.plug(plug_request(vif, instance(vm_uuid=vm)))
+    assert result.created
+    vid = vif_id_of(vif)
+
+    ids = iface_ids(ovs, name)
+    assert ids["iface-id"] == vid
+    assert ids["attached-mac"] == address
+    assert ids["vm-id"] == vm and ids["vm-uuid"] == vm
+    assert ids["iface-status"] == "active"
+    assert int(iface_col(ovs, name, "ofport")) > 0
+    assert name in ports_of(ovs, br)
+    assert eng.ovsdb is not None
+    # The Open_vSwitch row carries a system-id.
+    assert ovs.vsctl("get", "Open_vSwitch", ".", "external_ids:system-id").strip('"\n') \
+        == eng.system_id
+
+    kernel = link(name)
+    assert kernel is not None
+    assert kernel["kind"] == "tun"
+    assert kernel["mac"] == address
+    assert kernel["mtu"] == 1400
+    assert kernel["group"] == eng.settings.netdev.link_group
+
+    record = eng.service.get(vid)
+    assert record.lifecycle == Lifecycle.PLUGGED
+    assert record.allocation is not None and record.allocation.port == name
+    assert eng.service.ofport(record) == int(iface_col(ovs, name, "ofport"))
+
+
+def test_second_plug_with_same_body_is_idempotent(eng: engine_mod.Engine,
+                                                  ovs: sandbox.OvsSandbox) -> None:
+    assert eng.service is not None
+    name = unique("vpt")
+    vif = ovs_vif(bridge=bridge_of(eng), name=name)
+    inst = instance()
+    first = eng.service.plug(plug_request(vif, inst))
+    index = link(name)["index"]  # type: ignore[index]
+    uuid_before = iface_col(ovs, name, "_uuid")
+    second = eng.service.plug(plug_request(vif, inst))
+    assert first.created and not second.created
+    assert link(name)["index"] == index  # type: ignore[index]
+    assert iface_col(ovs, name, "_uuid") == uuid_before
+    assert len(eng.service.list()) == 1
+
+
+def test_replug_recreates_a_deleted_tap(eng: engine_mod.Engine,
+                                        ovs: sandbox.OvsSandbox) -> None:
+    assert eng.service is not None
+    name = unique("vpt")
+    vif = ovs_vif(bridge=bridge_of(eng), name=name)
+    inst = instance()
+    eng.service.plug(plug_request(vif, inst))
+    with IPRoute() as ipr:
+        ipr.link("del", ifname=name)
+    assert link(name) is None
+    eng.service.plug(plug_request(vif, inst))
+    assert link(name) is not None
+    assert int(iface_col(ovs, name, "ofport")) > 0
+
+
+def test_conflicting_body_is_refused_and_changes_nothing(eng: engine_mod.Engine,
+                                                         ovs: sandbox.OvsSandbox) -> None:
+    assert eng.service is not None
+    name = unique("vpt")
+    vif = ovs_vif(bridge=bridge_of(eng), name=name)
+    inst = instance()
+    eng.service.plug(plug_request(vif, inst))
+    before = iface_ids(ovs, name)
+    other = with_data(vif, address=mac())
+    with pytest.raises(exceptions.VIFConflict):
+        eng.service.plug(plug_request(other, inst))
+    assert iface_ids(ovs, name) == before
+
+
+def test_unplug_removes_port_and_tap(eng: engine_mod.Engine, ovs: sandbox.OvsSandbox) -> None:
+    assert eng.service is not None
+    name = unique("vpt")
+    vif = ovs_vif(bridge=bridge_of(eng), name=name)
+    eng.service.plug(plug_request(vif))
+    eng.service.unplug(vif_id_of(vif))
+    assert name not in ports_of(ovs, bridge_of(eng))
+    assert link(name) is None
+    with pytest.raises(exceptions.VIFNotFound):
+        eng.service.get(vif_id_of(vif))
+    with pytest.raises(exceptions.VIFNotFound):
+        eng.service.unplug(vif_id_of(vif))
+
+
+def test_plug_refused_before_any_change(eng: engine_mod.Engine, ovs: sandbox.OvsSandbox) -> None:
+    assert eng.service is not None
+    name = unique("vpt")
+    ports_before = ovs.vsctl("list", "Interface")
+    for bad, error in (
+        (ovs_vif(bridge="br-not-allowed", name=name), exceptions.BridgeNotAllowed),
+        (ovs_vif(bridge=bridge_of(eng), name="x" * 16), exceptions.InvalidDeviceName),
+        (ovs_vif(bridge=bridge_of(eng), name="a/b"), exceptions.InvalidDeviceName),
+    ):
+        with pytest.raises(error):
+            eng.service.plug(plug_request(bad))
+    newer = dict(ovs_vif(bridge=bridge_of(eng), name=name))
+    newer["versioned_object.version"] = "1.1"
+    with pytest.raises(exceptions.UnsupportedVersion) as info:
+        eng.service.plug(plug_request(newer))
+    assert info.value.context["max_version"] == "1.0"
+    assert link(name) is None
+    assert ovs.vsctl("list", "Interface") == ports_before
+    assert eng.service.list() == []
+
+
+def test_device_owned_by_someone_else_is_not_taken(eng: engine_mod.Engine,
+                                                   ovs: sandbox.OvsSandbox) -> None:
+    assert eng.service is not None
+    name = unique("vpv")
+    with IPRoute() as ipr:
+        ipr.link("add", ifname=name, kind="veth", peer=unique("vpp"))
+    try:
+        vif = ovs_vif(bridge=bridge_of(eng), name=name)
+        with pytest.raises(exceptions.DeviceInUse):
+            eng.service.plug(plug_request(vif))
+        assert link(name)["kind"] == "veth"  # type: ignore[index]
+        assert name not in ports_of(ovs, bridge_of(eng))
+        assert eng.service.list() == []
+    finally:
+        with IPRoute() as ipr:
+            ipr.link("del", ifname=name)
+
+
+def test_ovsdb_failure_rolls_back_the_tap(tmp_path: Path) -> None:
+    """The tap exists only while its port can: with ovsdb-server gone mid-plug
+    the plug fails, the tap is removed, and when the server returns no port
+    appears (the removal was queued behind the late write)."""
+    directory = tempfile.mkdtemp(prefix="vpdb-", dir="/tmp")
+    sb = sandbox.OvsSandbox(directory)
+    try:
+        sb.dir.mkdir(parents=True, exist_ok=True)
+        sb._run("ovsdb-tool", "create", str(sb.db_path), sandbox._schema_path())
+        sb.start_ovsdb()
+        sb.vsctl("--no-wait", "init")
+        br = unique("vpbr")
+        settings = settings_for(sb.remote, tmp_path / "state", bridge=br, timeout=1.5)
+        with running_engine(settings) as e:
+            assert e.service is not None
+            sb.stop_ovsdb()
+            name = unique("vpt")
+            vif = ovs_vif(bridge=br, name=name)
+            with pytest.raises(exceptions.OvsdbTimeout):
+                e.service.plug(plug_request(vif, wait="none"))
+            assert link(name) is None
+            assert e.service.list() == []
+            sb.start_ovsdb()
+            deadline = time.monotonic() + 20
+            while not (e.ovsdb is not None and e.ovsdb.connected):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            # Let the queued write and its removal commit, then look.
+            e.ovsdb.transact(lambda t: None)
+            assert name not in sb.vsctl("--no-wait", "list", "Interface")
+    finally:
+        sb.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+# -- iface-status and ofport ---------------------------------------------------------
+
+def test_one_active_interface_per_iface_id(eng: engine_mod.Engine,
+                                           ovs: sandbox.OvsSandbox) -> None:
+    assert eng.service is not None and eng.ovsdb is not None
+    iface_id = str(uuid.uuid4())
+    a, b = unique("vpa"), unique("vpb")
+    vif_a = ovs_vif(bridge=bridge_of(eng), name=a, interface_id=iface_id)
+    vif_b = ovs_vif(bridge=bridge_of(eng), name=b, interface_id=iface_id)
+    eng.service.plug(plug_request(vif_a))
+    eng.service.plug(plug_request(vif_b))
+    assert iface_ids(ovs, a)["iface-status"] == "inactive"
+    assert iface_ids(ovs, b)["iface-status"] == "active"
+    assert eng.service.get(vif_id_of(vif_a)).iface_status == "inactive"
+
+    txns = eng.ovsdb.transactions
+    eng.service.set_status(vif_id_of(vif_a), "active")
+    assert eng.ovsdb.transactions == txns + 1   # switching is one transaction
+    assert iface_ids(ovs, a)["iface-status"] == "active"
+    assert iface_ids(ovs, b)["iface-status"] == "inactive"
+    assert eng.service.get(vif_id_of(vif_b)).iface_status == "inactive"
+
+    # The self-migration exception, asked for explicitly.
+    eng.service.set_status(vif_id_of(vif_b), "active", allow_dual_active=True)
+    assert iface_ids(ovs, a)["iface-status"] == "active"
+    assert iface_ids(ovs, b)["iface-status"] == "active"
+    with pytest.raises(exceptions.InvalidRequest):
+        eng.service.set_status(vif_id_of(vif_b), "up")
+
+
+def test_ofport_found_by_iface_id_and_attached_mac(eng: engine_mod.Engine,
+                                                   ovs: sandbox.OvsSandbox) -> None:
+    assert eng.service is not None and eng.ovsdb is not None
+    name = unique("vpt")
+    address = mac()
+    vif = ovs_vif(bridge=bridge_of(eng), name=name, address=address)
+    eng.service.plug(plug_request(vif))
+    expected = int(ovs.vsctl("--bare", "--columns=ofport", "find", "Interface",
+                             f'external_ids:attached-mac="{address}"').strip())
+    assert expected > 0
+    assert eng.ovsdb.find_ofport(attached_mac=address) == expected
+    assert eng.ovsdb.find_ofport(iface_id=vif_id_of(vif)) == expected
+    assert eng.ovsdb.find_ofport(iface_id="no-such-id") is None
+
+
+# -- the datapath ---------------------------------------------------------------------
+
+def test_frame_written_into_one_tap_comes_out_of_another(eng: engine_mod.Engine) -> None:
+    assert eng.service is not None
+    a, b = unique("vpa"), unique("vpb")
+    mac_a, mac_b = mac(), mac()
+    eng.service.plug(plug_request(ovs_vif(bridge=bridge_of(eng), name=a, address=mac_a)))
+    eng.service.plug(plug_request(ovs_vif(bridge=bridge_of(eng), name=b, address=mac_b)))
+    fd_a, fd_b = open_tap(a), open_tap(b)
+    try:
+        payload = b"vifplug-datapath-" + uuid.uuid4().bytes
+        frame = Frame(dst=b"\xff" * 6, src=mac_bytes(mac_a), ethertype=0x88B5,
+                      payload=payload.ljust(46, b"\0")).pack()
+        deadline = time.monotonic() + 10
+        seen = False
+        while not seen and time.monotonic() < deadline:
+            import os
+
+            os.write(fd_a, frame)
+            ready, _, _ = select.select([fd_b], [], [], 0.5)
+            while ready:
+                data = os.read(fd_b, 65536)
+                if payload in data:
+                    seen = True
+                    break
+                ready, _, _ = select.select([fd_b], [], [], 0.1)
+        assert seen, "the frame never came out of the second tap"
+    finally:
+        import os
+
+        os.close(fd_a)
+        os.close(fd_b)
+
+
+# -- concurrency -----------------------------------------------------------------------
+
+def test_many_threads_plugging_share_transactions(eng: engine_mod.Engine,
+                                                  ovs: sandbox.OvsSandbox) -> None:
+    assert eng.service is not None and eng.ovsdb is not None
+    n = 60
+    vifs = [ovs_vif(bridge=bridge_of(eng), name=unique("vpm")) for _ in range(n)]
+    # Make sure the bridge exists so that only port writes are counted.
+    eng.service.plug(plug_request(vifs[0]))
+    before = eng.ovsdb.transactions
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(n - 1)
+
+    def plug(v: dict[str, Any]) -> None:
+        try:
+            barrier.wait()
+            eng.service.plug(plug_request(v))  # type: ignore[union-attr]
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=plug, args=(v,)) for v in vifs[1:]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    used = eng.ovsdb.transactions - before
+    print(f"{n - 1} concurrent plugs used {used} OVSDB transactions")
+    assert used < n - 1
+    ports = ports_of(ovs, bridge_of(eng))
+    for v in vifs:
+        name = v["versioned_object.data"]["vif_name"]
+        assert name in ports
+        assert int(iface_col(ovs, name, "ofport")) > 0
+    assert len(eng.service.list()) == n
+    # Concurrent unplugs share device deletions too.
+    calls_before = eng.deleter.group_delete_calls
+    threads = [threading.Thread(target=eng.service.unplug, args=(vif_id_of(v),))
+               for v in vifs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert eng.service.list() == []
+    assert eng.deleter.group_delete_calls - calls_before < n
+    for v in vifs:
+        assert link(v["versioned_object.data"]["vif_name"]) is None
+
+
+# -- hybrid plug -------------------------------------------------------------------------
+
+def test_hybrid_plug_builds_linux_bridge_and_veth_into_ovs(eng: engine_mod.Engine,
+                                                           ovs: sandbox.OvsSandbox) -> None:
+    assert eng.service is not None
+    vid = str(uuid.uuid4())
+    tap = unique("vpt")
+    qbr = "qbr" + vid[:11]
+    vif = ovs_vif(bridge=bridge_of(eng), vif_id=vid, name=tap, obj="VIFBridge",
+                  bridge_name=qbr)
+    eng.service.plug(plug_request(vif))
+    qvb, qvo = "qvb" + vid[:11], "qvo" + vid[:11]
+    assert link(qbr)["kind"] == "bridge"  # type: ignore[index]
+    assert link(qvb)["kind"] == "veth"  # type: ignore[index]
+    assert link(qvb)["master"] == link(qbr)["index"]  # type: ignore[index]
+    assert link(tap)["master"] == link(qbr)["index"]  # type: ignore[index]
+    assert qvo in ports_of(ovs, bridge_of(eng))
+    assert iface_ids(ovs, qvo)["iface-id"] == vid
+    assert int(iface_col(ovs, qvo, "ofport")) > 0
+    eng.service.unplug(vid)
+    for dev in (qbr, qvb, qvo, tap):
+        assert link(dev) is None
+    assert qvo not in ports_of(ovs, bridge_of(eng))
