@@ -35,6 +35,12 @@ DEFAULT_OPTS = [
     cfg.BoolOpt("enable_statistics", default=None,
                 help="Set Open_vSwitch other_config:enable-statistics to this value; "
                      "unset leaves it."),
+    cfg.StrOpt("owner", default="vifplugd",
+               help="Value written into the vifplug-owner external_ids key of the "
+                    "interfaces this daemon makes; it only ever removes ports carrying "
+                    "its own value, so two daemons on one host must differ."),
+    cfg.BoolOpt("debug", default=False,
+                help="Log at DEBUG level instead of INFO."),
 ]
 
 OVS_OPTS = [
@@ -214,6 +220,8 @@ class HostSettings:
     system_type: str | None = None
     system_version: str | None = None
     enable_statistics: bool | None = None
+    owner: str = "vifplugd"
+    debug: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -164,6 +164,11 @@ class Service:
             if existing is not None and existing.request_digest != digest:
                 raise exceptions.VIFConflict(vif_id=vif_id,
                                              difference="the request body differs")
+            if existing is not None and existing.lifecycle == Lifecycle.UNPLUGGING:
+                # An unplug was interrupted (only possible across a crash):
+                # finish it, then plug afresh.
+                self._finish_unplug(existing)
+                existing = None
             if existing is not None and existing.lifecycle == Lifecycle.PLUGGED:
                 record, created = self._replug(plugin, vif, instance, existing, request), False
             else:
@@ -268,13 +273,16 @@ class Service:
             record = self.store.get(vif_id)
             if record is None:
                 raise exceptions.VIFNotFound(vif_id=vif_id)
-            if record.lifecycle != Lifecycle.UNPLUGGING:
-                record = self.store.begin_unplug(vif_id)
-            plugin = self.plugins.get(record.plugin)
-            if plugin is not None and record.allocation is not None:
-                plugin.unplug(record.allocation)
-            self.store.finish_unplug(vif_id)
+            self._finish_unplug(record)
         LOG.info("unplugged VIF %s", vif_id)
+
+    def _finish_unplug(self, record: VifRecord) -> None:
+        if record.lifecycle != Lifecycle.UNPLUGGING:
+            record = self.store.begin_unplug(record.vif_id)
+        plugin = self.plugins.get(record.plugin)
+        if plugin is not None and record.allocation is not None:
+            plugin.unplug(record.allocation)
+        self.store.finish_unplug(record.vif_id)
 
     # -- iface-status ----------------------------------------------------------------
     def set_status(self, vif_id: str, status: str, *, allow_dual_active: bool = False

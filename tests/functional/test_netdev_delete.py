@@ -52,9 +52,11 @@ def test_200_taps_go_in_one_group_delete(dev: Devices, capsys: pytest.CaptureFix
         netdev.rtnl.ipr().link("del", ifname=name)
     each = (time.perf_counter() - started) / len(few)
     with capsys.disabled():
-        print(f"\nnetdev: created 200 taps in {created * 1000:.0f} ms; deleted them in one "
-              f"group delete in {batch * 1000:.0f} ms; one by one costs {each * 1000:.1f} ms "
-              f"per tap ({each * 200 * 1000:.0f} ms for 200)")
+        print(
+            f"\nnetdev: created 200 taps in {created * 1000:.0f} ms; deleted them in one "
+            f"group delete in {batch * 1000:.0f} ms; one by one costs {each * 1000:.1f} ms "
+            f"per tap ({each * 200 * 1000:.0f} ms for 200)"
+        )
 
 
 def test_missing_devices_are_ignored(dev: Devices) -> None:
@@ -84,7 +86,9 @@ def test_both_ends_of_a_veth_go_with_either_name(dev: Devices) -> None:
     netdev.ensure_veth(spec)
 
     assert netdev.delete_links([spec.name, spec.peer], delete_group=dev.delete_group) == [
-        spec.name, spec.peer]
+        spec.name,
+        spec.peer,
+    ]
     assert existing([spec.name, spec.peer]) == []
 
 
@@ -132,8 +136,10 @@ def test_deleter_coalesces_concurrent_requests(
     assert 1 <= calls < 50
     assert calls == batches
     with capsys.disabled():
-        print(f"\nnetdev: 50 threads x 4 taps deleted in {took * 1000:.0f} ms "
-              f"with {calls} group deletes")
+        print(
+            f"\nnetdev: 50 threads x 4 taps deleted in {took * 1000:.0f} ms "
+            f"with {calls} group deletes"
+        )
 
 
 def test_deleter_reports_each_request_its_own_errors(dev: Devices) -> None:

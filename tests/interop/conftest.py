@@ -53,7 +53,9 @@ def osvif() -> OsVif:
     if importlib.util.find_spec("os_vif") is None:
         pytest.skip("the os-vif package is not installed in this interpreter")
     if "os_vif" in sys.modules:
-        pytest.fail("os_vif was imported into the test process; its objects would replace vifplug's")
+        pytest.fail(
+            "os_vif was imported into the test process; its objects would replace vifplug's"
+        )
 
     def call(op: str, **request: Any) -> dict[str, Any]:
         return _run({"op": op, **request})

@@ -16,10 +16,15 @@ from collections.abc import Mapping
 from typing import Any
 
 NAMESPACE = "os_vif"
+KEY_NAME = "versioned_object.name"
+KEY_NAMESPACE = "versioned_object.namespace"
+KEY_VERSION = "versioned_object.version"
+KEY_DATA = "versioned_object.data"
+KEY_CHANGES = "versioned_object.changes"
 
 
-def _o(name: str, **fields: Any) -> dict[str, Any]:
-    return {"$obj": name, **fields}
+def _o(obj_name: str, /, **fields: Any) -> dict[str, Any]:
+    return {"$obj": obj_name, **fields}
 
 
 # --- network ------------------------------------------------------------------
@@ -76,7 +81,9 @@ NETWORK_MINIMAL = _o(
 # --- port profiles and offloads ---------------------------------------------------
 
 REPRESENTOR = _o(
-    "DatapathOffloadRepresentor", representor_name="enp129s0f0_3", representor_address="0000:81:00.5"
+    "DatapathOffloadRepresentor",
+    representor_name="enp129s0f0_3",
+    representor_address="0000:81:00.5",
 )
 PROFILE_OVS = _o(
     "VIFPortProfileOpenVSwitch",
@@ -194,7 +201,10 @@ VIF_OVS_REPRESENTOR = _vif(
 
 SAMPLES: dict[str, list[dict[str, Any]]] = {
     "FixedIP": [FIXED_IP, FIXED_IP6],
-    "FixedIPList": [_o("FixedIPList", objects=[FIXED_IP, FIXED_IP6]), _o("FixedIPList", objects=[])],
+    "FixedIPList": [
+        _o("FixedIPList", objects=[FIXED_IP, FIXED_IP6]),
+        _o("FixedIPList", objects=[]),
+    ],
     "Route": [ROUTE],
     "RouteList": [_o("RouteList", objects=[ROUTE, ROUTE6])],
     "Subnet": [SUBNET4, SUBNET6],
@@ -404,3 +414,41 @@ def describe(classes: Mapping[str, Any]) -> dict[str, Any]:
             "comparable": any(c.__name__ == "ComparableVersionedObject" for c in cls.__mro__),
         }
     return out
+
+
+# Fields os-vif's constructors set even when the primitive's version does not
+# have them, and which os-vif then re-serialises (vifplug drops them, see
+# VersionedObject.obj_to_primitive).  (object, version) -> fields.
+OSVIF_CONSTRUCTOR_EXTRAS = {("Network", "1.0"): {"mtu"}}
+
+
+def field_differences(ours: Any, theirs: Any, path: str = "") -> list[str]:
+    """Where os-vif's re-serialisation of our primitive differs from it."""
+    if isinstance(ours, dict) and isinstance(theirs, dict) and KEY_DATA in ours:
+        ident = (ours.get(KEY_NAME), ours.get(KEY_VERSION))
+        here = f"{path}/{ident[0]}"
+        found = [
+            f"{here}: {key} {ours.get(key)!r} != {theirs.get(key)!r}"
+            for key in (KEY_NAME, KEY_NAMESPACE, KEY_VERSION)
+            if ours.get(key) != theirs.get(key)
+        ]
+        if sorted(ours.get(KEY_CHANGES, [])) != sorted(theirs.get(KEY_CHANGES, [])):
+            found.append(f"{here}: changes differ")
+        data, their_data = ours[KEY_DATA], theirs.get(KEY_DATA, {})
+        allowed = OSVIF_CONSTRUCTOR_EXTRAS.get(ident, set())
+        for field in sorted(set(data) | set(their_data)):
+            if field not in data:
+                if field not in allowed:
+                    found.append(f"{here}.{field}: only os-vif has it")
+            elif field not in their_data:
+                found.append(f"{here}.{field}: os-vif lost it")
+            else:
+                found += field_differences(data[field], their_data[field], f"{here}.{field}")
+        return found
+    if isinstance(ours, list) and isinstance(theirs, list) and len(ours) == len(theirs):
+        return [
+            d
+            for i, (a, b) in enumerate(zip(ours, theirs, strict=True))
+            for d in field_differences(a, b, f"{path}[{i}]")
+        ]
+    return [] if ours == theirs else [f"{path}: {ours!r} != {theirs!r}"]

@@ -277,7 +277,8 @@ def create_app(service: Any, *, runtime: Runtime | None = None, token: str | Non
         return await call(work)
 
     VifId = Annotated[str, Path(description="the VIF's id (os_vif VIFBase.id)")]
-    not_found = {404: {"model": models.ErrorEnvelope, "description": "unknown VIF id"}}
+    not_found: dict[int | str, dict[str, Any]] = {
+        404: {"model": models.ErrorEnvelope, "description": "unknown VIF id"}}
 
     @app.get("/v1/vifs/{vif_id}", tags=["vifs"], responses=not_found)
     async def show_vif(vif_id: VifId) -> models.Vif:

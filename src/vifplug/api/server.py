@@ -257,7 +257,7 @@ def make_listener(name: str, app: Any, sock: socket.socket, *, address: str,
             tls.update(ssl_ca_certs=plan.ca_file, ssl_cert_reqs=ssl.CERT_REQUIRED)
     config = uvicorn.Config(
         app, http="h11", lifespan="off", log_config=None, access_log=False,
-        server_header=False, timeout_graceful_shutdown=int(math.ceil(shutdown_timeout)),
+        server_header=False, timeout_graceful_shutdown=math.ceil(shutdown_timeout),
         **tls)
     try:
         config.load()

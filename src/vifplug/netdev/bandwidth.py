@@ -93,10 +93,18 @@ class Bandwidth:
         swaps; ``tun``, ``veth`` and the rest do not), see the module docstring.
         """
         if device_kind == "macvtap":
-            return cls(ingress_kbps=inbound_kbps, ingress_burst_kb=inbound_burst_kb,
-                       egress_kbps=outbound_kbps, egress_burst_kb=outbound_burst_kb)
-        return cls(ingress_kbps=outbound_kbps, ingress_burst_kb=outbound_burst_kb,
-                   egress_kbps=inbound_kbps, egress_burst_kb=inbound_burst_kb)
+            return cls(
+                ingress_kbps=inbound_kbps,
+                ingress_burst_kb=inbound_burst_kb,
+                egress_kbps=outbound_kbps,
+                egress_burst_kb=outbound_burst_kb,
+            )
+        return cls(
+            ingress_kbps=outbound_kbps,
+            ingress_burst_kb=outbound_burst_kb,
+            egress_kbps=inbound_kbps,
+            egress_burst_kb=inbound_burst_kb,
+        )
 
     @property
     def unlimited(self) -> bool:
@@ -175,12 +183,18 @@ def get_bandwidth(name: str) -> Bandwidth:
 
 # --- egress: TBF root qdisc ------------------------------------------------------
 
+
 def _shape_egress(info: links.LinkInfo, kbps: int, burst: int) -> None:
     rate = kbps * KBPS
     with rtnl.kernel_call("shape egress (tbf)", info.name):
         rtnl.ipr().tc(
-            "replace", "tbf", index=info.index, handle=ROOT_HANDLE,
-            rate=rate, burst=burst, limit=int(rate * LATENCY_S) + burst,
+            "replace",
+            "tbf",
+            index=info.index,
+            handle=ROOT_HANDLE,
+            rate=rate,
+            burst=burst,
+            limit=int(rate * LATENCY_S) + burst,
         )
 
 
@@ -202,6 +216,7 @@ def _clear_egress(info: links.LinkInfo) -> None:
 
 
 # --- ingress: ingress qdisc + u32 match-all + police ---------------------------
+
 
 def police_request(index: int, kbps: int, burst: int) -> dict[str, Any]:
     """The ``tc("add-filter", ...)`` arguments of our ingress policer.
@@ -232,9 +247,10 @@ def _police_ingress(info: links.LinkInfo, kbps: int, burst: int) -> None:
     except exceptions.NetdevError as err:
         if rtnl.caused_by(err, errno.ENOENT):  # the kernel has no such action
             raise exceptions.NetdevError(
-                operation="police ingress", device=info.name,
+                operation="police ingress",
+                device=info.name,
                 reason="this kernel has no tc police action "
-                       "(CONFIG_NET_ACT_POLICE / module act_police)",
+                "(CONFIG_NET_ACT_POLICE / module act_police)",
             ) from err.__cause__
         raise
 
@@ -259,6 +275,7 @@ def _clear_quietly(info: links.LinkInfo) -> None:
 
 # --- reading back ------------------------------------------------------------------
 
+
 def _ticks_to_kb(rate: int, ticks: int) -> int:
     """Inverse of tc's ``calc_xmittime``: a burst given in scheduler ticks, in kb."""
     if not rate:
@@ -277,8 +294,12 @@ def _read(info: links.LinkInfo) -> Bandwidth:
     police = _ingress_police(info)
     if police is not None:
         ingress_kbps, ingress_burst_kb = police
-    return Bandwidth(ingress_kbps=ingress_kbps, ingress_burst_kb=ingress_burst_kb,
-                     egress_kbps=egress_kbps, egress_burst_kb=egress_burst_kb)
+    return Bandwidth(
+        ingress_kbps=ingress_kbps,
+        ingress_burst_kb=ingress_burst_kb,
+        egress_kbps=egress_kbps,
+        egress_burst_kb=egress_burst_kb,
+    )
 
 
 def _ingress_police(info: links.LinkInfo) -> tuple[int, int] | None:

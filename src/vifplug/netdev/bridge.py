@@ -36,19 +36,17 @@ def ensure_bridge(spec: BridgeSpec) -> tuple[links.LinkInfo, bool]:
     names.validate_name(spec.name)
     links.check_mtu(spec.mtu)
     links.check_group(spec.link_group)
-
-    existing = links.get_link(spec.name)
-    if existing is None:
+    with links.name_lock(spec.name):
         info = _create(spec)
         if info is not None:
             return info, True
-        existing = links.require(spec.name, "adopt")  # another creator won the race
-    if existing.kind != "bridge":
-        raise exceptions.DeviceInUse(
-            device=spec.name,
-            reason=f"it is a {existing.kind or 'physical'} device, not a linux bridge",
-        )
-    return links.fix_up(existing, mtu=spec.mtu, group=spec.link_group), False
+        existing = links.require(spec.name, "adopt")
+        if existing.kind != "bridge":
+            raise exceptions.DeviceInUse(
+                device=spec.name,
+                reason=f"it is a {existing.kind or 'physical'} device, not a linux bridge",
+            )
+        return links.fix_up(existing, mtu=spec.mtu, group=spec.link_group), False
 
 
 def _create(spec: BridgeSpec) -> links.LinkInfo | None:

@@ -45,8 +45,7 @@ def check_delete_group(group: int, *, link_group: int | None = None) -> None:
     """Refuse a delete group that would take devices that are not ours."""
     if not 0 < group < 2**32:
         raise ValueError(
-            f"delete group {group} is unusable: group 0 holds every device, "
-            "and groups are 32-bit"
+            f"delete group {group} is unusable: group 0 holds every device, and groups are 32-bit"
         )
     if link_group is not None and group == link_group:
         raise ValueError(f"delete group {group} must differ from the link group")
@@ -115,8 +114,9 @@ def delete_batch(
                 sock.link("del", group=delete_group)
         except exceptions.VifplugError as err:
             if not rtnl.caused_by(err, errno.ENODEV):  # ENODEV: all gone meanwhile
-                log.warning("group delete of %d devices failed (%s); deleting one by one",
-                            len(moved), err)
+                log.warning(
+                    "group delete of %d devices failed (%s); deleting one by one", len(moved), err
+                )
                 _delete_one_by_one(sock, moved, restore_group, result)
                 return result
         result.deleted.extend(moved)
@@ -263,8 +263,9 @@ class Deleter:
                 return None
             batch: list[_Request] = []
             count = 0
-            while self._pending and (not batch or count + len(self._pending[0].names)
-                                     <= self.max_batch):
+            while self._pending and (
+                not batch or count + len(self._pending[0].names) <= self.max_batch
+            ):
                 request = self._pending.pop(0)
                 batch.append(request)
                 count += len(request.names)
@@ -283,8 +284,9 @@ class Deleter:
             result = delete_batch(union, delete_group=self.delete_group)
         except Exception as err:  # never leave a caller waiting forever
             log.exception("batch delete of %d devices failed", len(union))
-            failure = exceptions.NetdevError(operation="batch delete", device=union[0],
-                                             reason=str(err))
+            failure = exceptions.NetdevError(
+                operation="batch delete", device=union[0], reason=str(err)
+            )
             result = BatchResult(failed=dict.fromkeys(union, failure))
         with self._cond:
             self._group_delete_calls += result.group_delete_calls

@@ -9,10 +9,12 @@ group and state in one netlink message.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import re
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from vifplug import exceptions
@@ -61,6 +63,25 @@ class LinkInfo:
         return self.kind == "tun" and self.tun_type == "tap"
 
 
+_STRIPES = [threading.Lock() for _ in range(64)]
+
+
+@contextlib.contextmanager
+def name_lock(*device_names: str) -> Iterator[None]:
+    """Serialize ``ensure_*`` calls on the same names within this process.
+
+    A tap is created and then configured in a second step; without this, a
+    concurrent ``ensure`` of the same tap could see it in between (random
+    MAC, down) and refuse it as someone else's.  Locks are striped by name
+    (a fixed set, nothing grows) and taken in a fixed order.
+    """
+    stripes = sorted({hash(name) % len(_STRIPES) for name in device_names})
+    with contextlib.ExitStack() as stack:
+        for stripe in stripes:
+            stack.enter_context(_STRIPES[stripe])
+        yield
+
+
 def normalize_mac(mac: str) -> str:
     """``mac`` in the kernel's form (lower case, colons); ``InvalidRequest`` if it is not one.
 
@@ -77,9 +98,7 @@ def normalize_mac(mac: str) -> str:
 def check_mtu(mtu: int | None) -> None:
     """Refuse an MTU no Ethernet device takes, before anything is created."""
     if mtu is not None and not MIN_MTU <= mtu <= MAX_MTU:
-        raise exceptions.InvalidRequest(
-            reason=f"MTU {mtu} is outside {MIN_MTU}..{MAX_MTU}"
-        )
+        raise exceptions.InvalidRequest(reason=f"MTU {mtu} is outside {MIN_MTU}..{MAX_MTU}")
 
 
 def check_mtu_fits(info: LinkInfo, mtu: int | None) -> None:
@@ -92,7 +111,7 @@ def check_mtu_fits(info: LinkInfo, mtu: int | None) -> None:
     if too_big or too_small:
         raise exceptions.InvalidRequest(
             reason=f"MTU {mtu} is outside {info.min_mtu}..{info.max_mtu}, "
-                   f"the range {info.name} accepts"
+            f"the range {info.name} accepts"
         )
 
 

@@ -61,31 +61,29 @@ def ensure_macvtap(spec: MacvtapSpec, *, vif_id: str | None = None) -> tuple[lin
     mac = links.normalize_mac(spec.mac) if spec.mac else None
     links.check_mtu(spec.mtu)
     links.check_group(spec.link_group)
-
-    parent = links.get_link(spec.parent)
-    if parent is None:
-        raise exceptions.PhysicalDeviceNotFound(
-            device=spec.parent, vif_id=vif_id or "(not given)"
-        )
-    if spec.mtu is not None and spec.mtu > parent.mtu:
-        raise exceptions.InvalidRequest(
-            reason=f"MTU {spec.mtu} of macvtap {spec.name} exceeds the MTU "
-                   f"{parent.mtu} of its parent {spec.parent}"
-        )
-    existing = links.get_link(spec.name)
-    if existing is None:
+    with links.name_lock(spec.name):
+        parent = links.get_link(spec.parent)
+        if parent is None:
+            raise exceptions.PhysicalDeviceNotFound(
+                device=spec.parent, vif_id=vif_id or "(not given)"
+            )
+        if spec.mtu is not None and spec.mtu > parent.mtu:
+            raise exceptions.InvalidRequest(
+                reason=f"MTU {spec.mtu} of macvtap {spec.name} exceeds the MTU "
+                f"{parent.mtu} of its parent {spec.parent}"
+            )
         info = _create(spec, parent, mode, mac)
         if info is not None:
             return info, True
-        existing = links.require(spec.name, "adopt")  # another creator won the race
-    _check_adoptable(existing, spec, parent, mode, mac)
-    return links.fix_up(existing, mtu=spec.mtu, group=spec.link_group), False
+        existing = links.require(spec.name, "adopt")
+        _check_adoptable(existing, spec, parent, mode, mac)
+        return links.fix_up(existing, mtu=spec.mtu, group=spec.link_group), False
 
 
 def _create(
     spec: MacvtapSpec, parent: links.LinkInfo, mode: str, mac: str | None
 ) -> links.LinkInfo | None:
-    """Create it in one message; ``None`` if the name was taken meanwhile."""
+    """Create it in one message; ``None`` if the name is taken."""
     request: dict[str, Any] = {
         "ifname": spec.name,
         "kind": "macvtap",
@@ -127,11 +125,15 @@ def _create(
 
 def _parent_busy(spec: MacvtapSpec, mode: str) -> exceptions.DeviceInUse:
     if mode == "passthru":
-        reason = (f"it cannot take passthru macvtap {spec.name}: passthru needs the "
-                  "parent to itself and it already has a macvtap or macvlan")
+        reason = (
+            f"it cannot take passthru macvtap {spec.name}: passthru needs the "
+            "parent to itself and it already has a macvtap or macvlan"
+        )
     else:
-        reason = (f"it cannot take {mode} macvtap {spec.name}: a passthru macvtap "
-                  "holds it (or the kernel refused for another reason)")
+        reason = (
+            f"it cannot take {mode} macvtap {spec.name}: a passthru macvtap "
+            "holds it (or the kernel refused for another reason)"
+        )
     return exceptions.DeviceInUse(device=spec.parent, reason=reason)
 
 

@@ -74,29 +74,32 @@ def ensure_tap(spec: TapSpec) -> tuple[links.LinkInfo, bool]:
     mac = links.normalize_mac(spec.mac) if spec.mac else None
     links.check_mtu(spec.mtu)
     links.check_group(spec.link_group)
-
-    existing = links.get_link(spec.name)
-    if existing is None:
+    with links.name_lock(spec.name):
+        # Try to create first: that is the common case, and with
+        # IFF_TUN_EXCL the kernel tells us atomically whether the name was free.
         if _create(spec):
             return _configure_new(spec, mac), True
-        existing = links.require(spec.name, "adopt")  # another creator won the race
-    _check_adoptable(existing, spec, mac)
-    return links.fix_up(existing, mtu=spec.mtu, group=spec.link_group), False
+        existing = links.require(spec.name, "adopt")
+        _check_adoptable(existing, spec, mac)
+        return links.fix_up(existing, mtu=spec.mtu, group=spec.link_group), False
 
 
 def _configure_new(spec: TapSpec, mac: str | None) -> links.LinkInfo:
-    info = links.require(spec.name, "configure new tap")
+    """MAC, MTU, group and up in one message; the new tap is deleted if that fails."""
     changes: dict[str, Any] = {"group": spec.link_group, "state": "up"}
     if mac is not None:
         changes["address"] = mac
     if spec.mtu is not None:
         changes["mtu"] = spec.mtu
     try:
-        links.check_mtu_fits(info, spec.mtu)
         with rtnl.kernel_call("configure new tap", spec.name):
-            rtnl.ipr().link("set", index=info.index, **changes)
-    except exceptions.VifplugError:
-        links.delete_one(info)
+            rtnl.ipr().link("set", ifname=spec.name, **changes)
+    except exceptions.VifplugError as err:
+        info = links.get_link(spec.name)
+        if info is not None:
+            links.delete_one(info)
+            if rtnl.caused_by(err, errno.EINVAL):
+                links.check_mtu_fits(info, spec.mtu)  # say so if the MTU was the reason
         raise
     return links.require(spec.name, "read back")
 
@@ -105,7 +108,8 @@ def _create(spec: TapSpec) -> bool:
     """Create the persistent tap; ``False`` if a device of that name already exists."""
     if _tuntap.TUNSETIFF is None:
         raise exceptions.NetdevError(
-            operation="create tap", device=spec.name,
+            operation="create tap",
+            device=spec.name,
             reason="tun ioctls are not known for this CPU architecture",
         )
     flags = IFT_TAP | IFT_NO_PI | IFT_TUN_EXCL

@@ -40,23 +40,21 @@ def ensure_veth(spec: VethSpec) -> tuple[links.LinkInfo, bool]:
         raise exceptions.InvalidDeviceName(name=spec.peer, reason="a veth peer needs its own name")
     links.check_mtu(spec.mtu)
     links.check_group(spec.link_group)
-
-    existing = links.get_link(spec.name)
-    if existing is None:
+    with links.name_lock(spec.name, spec.peer):
         info = _create(spec)
         if info is not None:
             return info, True
         existing = links.get_link(spec.name)
         if existing is None:  # the peer's name is what was taken
             raise _peer_taken(spec)
-    _check_adoptable(existing, spec)
-    peer = links.require(spec.peer, "adopt veth peer")
-    links.fix_up(peer, mtu=spec.mtu, group=spec.link_group)
-    return links.fix_up(existing, mtu=spec.mtu, group=spec.link_group), False
+        _check_adoptable(existing, spec)
+        peer = links.require(spec.peer, "adopt veth peer")
+        links.fix_up(peer, mtu=spec.mtu, group=spec.link_group)
+        return links.fix_up(existing, mtu=spec.mtu, group=spec.link_group), False
 
 
 def _create(spec: VethSpec) -> links.LinkInfo | None:
-    """Create the pair; ``None`` if either name was already taken."""
+    """Create the pair, both ends up; ``None`` if either name is taken."""
     peer: dict[str, object] = {"ifname": spec.peer, "group": spec.link_group}
     extra: dict[str, object] = {}
     if spec.mtu is not None:
@@ -65,19 +63,25 @@ def _create(spec: VethSpec) -> links.LinkInfo | None:
     try:
         with rtnl.kernel_call(f"create veth pair with {spec.peer}", spec.name):
             rtnl.ipr().link(
-                "add", ifname=spec.name, kind="veth", peer=peer,
-                group=spec.link_group, state="up", **extra,
+                "add",
+                ifname=spec.name,
+                kind="veth",
+                peer=peer,
+                group=spec.link_group,
+                state="up",
+                **extra,
             )
     except exceptions.DeviceInUse as err:
         if rtnl.caused_by(err, errno.EEXIST):
             return None
         raise
-    info = links.require(spec.name, "read back")
     try:
-        peer_info = links.require(spec.peer, "bring up veth peer")
-        links.fix_up(peer_info, mtu=spec.mtu, group=spec.link_group)
+        with rtnl.kernel_call("bring up veth peer", spec.peer):
+            rtnl.ipr().link("set", ifname=spec.peer, state="up")
     except exceptions.VifplugError:
-        links.delete_one(info)
+        created = links.get_link(spec.name)
+        if created is not None:
+            links.delete_one(created)  # takes the peer with it
         raise
     return links.require(spec.name, "read back")
 
@@ -99,5 +103,5 @@ def _check_adoptable(info: links.LinkInfo, spec: VethSpec) -> None:
         raise exceptions.DeviceInUse(
             device=spec.name,
             reason=f"it is a veth paired with {info.parent or 'a device elsewhere'}, "
-                   f"not with {spec.peer}",
+            f"not with {spec.peer}",
         )

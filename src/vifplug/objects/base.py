@@ -110,6 +110,32 @@ class VersionedObject(ovo_base.VersionedObject):
                 primitive.pop(field, None)
         super().obj_make_compatible(primitive, target_version)
 
+    def obj_to_primitive(
+        self,
+        target_version: str | None = None,
+        version_manifest: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """oslo's primitive, minus fields the primitive's version does not have.
+
+        An object loaded from an older primitive keeps that older VERSION,
+        and oslo skips the compatibility step when asked for the object's own
+        version; but a constructor may have filled a newer field (Network
+        sets ``mtu``), which would then travel in a 1.0 primitive.  os-vif
+        sends it; vifplug does not.
+        """
+        primitive = super().obj_to_primitive(target_version, version_manifest)
+        target = version_tuple(primitive[KEY_VERSION])
+        stale = {f for f, since in self.fields_added_in.items() if target < version_tuple(since)}
+        if stale:
+            data = primitive[KEY_DATA]
+            for field in stale:
+                data.pop(field, None)
+            if KEY_CHANGES in primitive:
+                primitive[KEY_CHANGES] = [c for c in primitive[KEY_CHANGES] if c not in stale]
+                if not primitive[KEY_CHANGES]:
+                    del primitive[KEY_CHANGES]
+        return primitive
+
     def _obj_relationship_for(
         self, field: str, target_version: str
     ) -> list[tuple[str, str]] | None:

@@ -1,0 +1,397 @@
+"""``vifplugd``: wiring, listeners, signals and systemd notification.
+
+The order of things is what systemd and the compute service rely on:
+
+1. parse the configuration and check the listeners' settings (a TCP listener
+   without TLS and token is refused before anything else happens);
+2. start the engine (``vifplug.engine``: state loaded, OVSDB connected,
+   host identity written, reconciliation done), retrying while OVSDB does not
+   answer; this runs in a thread so that SIGTERM is handled meanwhile;
+3. bind the unix socket (0660) and the TCP listener, start both uvicorn
+   servers in this process's event loop;
+4. ``READY=1``, then push HostInfo to the network manager in the background.
+
+SIGTERM (or SIGINT): ``STOPPING=1``, stop accepting, let in-flight requests
+finish (at most ``[api] shutdown_timeout``), stop the engine, exit 0.
+SIGHUP: re-read the configuration files' network definitions and push
+HostInfo again.  uvicorn installs no handler of its own (``api.server``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import sdnotify
+from oslo_config import cfg
+
+from vifplug import conf, engine, exceptions, netmgr, networks
+from vifplug.api import app as api_app
+from vifplug.api import metrics as api_metrics
+from vifplug.api import server
+
+LOG = logging.getLogger("vifplug.daemon")
+
+#: Seconds between attempts to start while OVSDB does not answer.
+START_RETRY_SECONDS = 2.0
+#: Seconds a SIGTERM during start-up waits for the blocked step before exiting.
+ABANDON_START_SECONDS = 5.0
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+
+
+class _Stop(Exception):
+    """Start-up was interrupted by SIGTERM."""
+
+
+def setup_logging(debug: bool) -> None:
+    """One line per event on stderr (journald adds the time when run by systemd,
+    but a foreground run wants it too)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s.%(msecs)03d %(process)d %(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    # uvicorn's own chatter ("Started server process", "Waiting for connections")
+    # says nothing our log lines do not; keep its warnings and errors.
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+    for noisy in ("httpx", "httpcore", "pyroute2"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class Daemon:
+    """One vifplugd process."""
+
+    def __init__(self, conf_: cfg.ConfigOpts, settings: conf.Settings) -> None:
+        self.conf = conf_
+        self.settings = settings
+        self.notifier = sdnotify.SystemdNotifier()
+        self.engine: engine.Engine | None = None
+        self.pusher: netmgr.Pusher | None = None
+        self.metrics = api_metrics.Metrics()
+        self.servers: server.Servers | None = None
+        self.executor: ThreadPoolExecutor | None = None
+        self._stop_requested = threading.Event()
+        self._stop_event: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reloading = False
+        self._unix_inode: int | None = None
+
+    # -- entry -----------------------------------------------------------------------
+    def run(self) -> int:
+        try:
+            return asyncio.run(self._main())
+        except server.ListenerError as exc:
+            LOG.error("cannot start: %s", exc)
+            return EXIT_CONFIG
+
+    async def _main(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._stop_event = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_hup)
+        tcp_plan = server.plan_tcp(self.settings.api)          # refuse early
+        try:
+            network_defs = networks.load(self.conf)
+        except exceptions.VifplugError as exc:
+            LOG.error("cannot start: the network definitions are invalid: %s", exc.message)
+            return EXIT_CONFIG
+        try:
+            self.engine = await self._start(network_defs)
+        except _Stop:
+            LOG.info("stopped during start-up")
+            return EXIT_OK
+        except exceptions.VifplugError as exc:
+            LOG.error("cannot start: %s", exc.message)
+            return EXIT_FAILURE
+        try:
+            return await self._serve(tcp_plan)
+        finally:
+            await self._in_thread(self._shutdown_engine)
+
+    async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run blocking start-up/shutdown work in a daemon thread, so the loop
+        keeps handling signals, and a stuck OVSDB never keeps the process
+        alive after SIGTERM (the loop's default executor would be joined)."""
+        assert self._loop is not None
+        future: asyncio.Future[Any] = self._loop.create_future()
+
+        loop = self._loop
+
+        def target() -> None:
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # handed to the awaiting coroutine
+                loop.call_soon_threadsafe(_settle, future, None, exc)
+            else:
+                loop.call_soon_threadsafe(_settle, future, result, None)
+
+        threading.Thread(target=target, name=f"vifplugd-{fn.__name__}", daemon=True).start()
+        return await future
+
+    # -- start-up -------------------------------------------------------------------------
+    async def _start(self, network_defs: dict[str, networks.NetworkDef]) -> engine.Engine:
+        """The engine, started; ``_Stop`` when SIGTERM came first.  A start-up
+        step blocked on OVSDB gets a few seconds to notice, then is abandoned."""
+        assert self._stop_event is not None
+        starting = asyncio.ensure_future(self._in_thread(self._start_engine, network_defs))
+        stopping = asyncio.ensure_future(self._stop_event.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not starting.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(starting), ABANDON_START_SECONDS)
+            except TimeoutError:
+                LOG.warning("start-up is blocked; exiting without waiting for it")
+                raise _Stop from None
+        eng: engine.Engine = starting.result()
+        return eng
+
+    def _start_engine(self, network_defs: dict[str, networks.NetworkDef]) -> engine.Engine:
+        """Start the engine, retrying while OVSDB does not answer (systemd's start
+        timeout bounds how long; SIGTERM interrupts)."""
+        while True:
+            if self._stop_requested.is_set():
+                raise _Stop
+            eng = engine.Engine(self.settings, network_defs=network_defs,
+                                owner=self.settings.host.owner)
+            try:
+                eng.start()
+            except exceptions.OvsdbUnavailable as exc:
+                eng.stop()
+                LOG.warning("OVSDB does not answer (%s); retrying in %.0fs", exc.message,
+                            START_RETRY_SECONDS)
+                if self._stop_requested.wait(START_RETRY_SECONDS):
+                    raise _Stop from None
+                continue
+            except BaseException:
+                eng.stop()
+                raise
+            if self._stop_requested.is_set():
+                eng.stop()
+                raise _Stop
+            assert eng.ovsdb is not None
+            eng.ovsdb.on_commit = self.metrics.observe_commit
+            LOG.info("OVSDB connected at %s, system-id %s, state loaded and reconciled",
+                     eng.ovsdb.remote, eng.system_id)
+            return eng
+
+    def _runtime(self, eng: engine.Engine) -> api_app.Runtime:
+        api = self.settings.api
+        self.executor = ThreadPoolExecutor(max_workers=api.workers,
+                                           thread_name_prefix="api-worker")
+        assert eng.service is not None
+        service = eng.service
+        self.metrics.watch_state(service.list,
+                                 lambda: eng.ovsdb is not None and eng.ovsdb.connected)
+        return api_app.Runtime(executor=self.executor, metrics=self.metrics,
+                               readiness=self.readiness, max_body_bytes=api.max_body_bytes)
+
+    def _listeners(self, eng: engine.Engine, rt: api_app.Runtime,
+                   tcp_plan: server.TcpPlan | None) -> list[server.Listener]:
+        api = self.settings.api
+        listeners = []
+        unix_sock = server.bind_unix(api.socket_path, group=api.socket_group)
+        self._unix_inode = os.stat(api.socket_path).st_ino
+        listeners.append(server.make_listener(
+            "unix", api_app.create_app(eng.service, runtime=rt, listener="unix"), unix_sock,
+            address=f"unix:{api.socket_path}", shutdown_timeout=api.shutdown_timeout))
+        if tcp_plan is not None:
+            tcp_sock = server.bind_tcp(tcp_plan)
+            host, port = tcp_sock.getsockname()[:2]
+            scheme = "https" if tcp_plan.tls else "http"
+            address = f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+            listeners.append(server.make_listener(
+                "tcp", api_app.create_app(eng.service, runtime=rt, token=tcp_plan.token,
+                                          listener="tcp"),
+                tcp_sock, address=address, shutdown_timeout=api.shutdown_timeout,
+                plan=tcp_plan))
+        return listeners
+
+    async def _serve(self, tcp_plan: server.TcpPlan | None) -> int:
+        eng = self.engine
+        assert eng is not None
+        rt = self._runtime(eng)
+        try:
+            listeners = self._listeners(eng, rt, tcp_plan)
+        except server.ListenerError as exc:
+            LOG.error("cannot start: %s", exc)
+            return EXIT_CONFIG
+        self.servers = server.Servers(listeners)
+        serving = asyncio.create_task(self.servers.serve())
+        while not self.servers.started and not serving.done():
+            await asyncio.sleep(0.01)
+        if serving.done():
+            serving.result()       # raises what stopped the servers
+            return EXIT_FAILURE
+        for lst in listeners:
+            LOG.info("listening on %s", lst.address)
+        if self._stop_requested.is_set():
+            self.servers.stop()
+        else:
+            self.notifier.notify("READY=1")
+            LOG.info("vifplugd ready (pid %d)", os.getpid())
+            assert eng.service is not None
+            self.pusher = netmgr.Pusher(
+                self.settings.network_manager, eng.service.host_info,
+                on_result=lambda r: self.metrics.netmgr_pushes.labels(result=r).inc())
+            self.pusher.start()
+            self.pusher.trigger("start")
+        await serving
+        LOG.info("every request answered; stopping")
+        return EXIT_OK
+
+    # -- readiness ------------------------------------------------------------------------
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """``/readyz``: OVSDB connected and the state reconciled."""
+        eng = self.engine
+        details: dict[str, Any] = {}
+        ovsdb_ok = bool(eng is not None and eng.ovsdb is not None and eng.ovsdb.connected)
+        details["ovsdb"] = {"connected": ovsdb_ok,
+                            "remote": eng.ovsdb.remote if eng and eng.ovsdb else None}
+        reconciler = eng.reconciler if eng is not None else None
+        last = getattr(reconciler, "last", None)
+        details["reconciliation"] = {
+            "runs": getattr(reconciler, "runs", 0),
+            "summary": last.summary() if last is not None else None,
+            "errors": list(last.errors) if last is not None else []}
+        details["system_id"] = eng.system_id if eng is not None else None
+        details["network_manager"] = self.pusher.status() if self.pusher is not None \
+            else {"state": "disabled" if not self.settings.network_manager.url else "pending"}
+        stopping = self._stop_requested.is_set()
+        details["stopping"] = stopping
+        ready = bool(eng is not None and eng.is_ready and not stopping)
+        if not ready:
+            details["reason"] = ("shutting down" if stopping else
+                                 "OVSDB is not connected" if not ovsdb_ok else
+                                 "the state is not reconciled yet")
+        return ready, details
+
+    # -- signals ----------------------------------------------------------------------------
+    def _on_stop_signal(self, sig: int) -> None:
+        if self._stop_requested.is_set():
+            LOG.info("%s again; still finishing in-flight requests",
+                     signal.Signals(sig).name)
+            return
+        self._stop_requested.set()
+        if self._stop_event is not None:
+            self._stop_event.set()
+        self.notifier.notify("STOPPING=1")
+        LOG.info("%s received: no new connections; finishing in-flight requests",
+                 signal.Signals(sig).name)
+        if self.pusher is not None:
+            self.pusher.stop(timeout=0)
+        if self.servers is not None:
+            self.servers.stop()
+
+    def _on_hup(self) -> None:
+        if self.engine is None or self._stop_requested.is_set():
+            LOG.info("SIGHUP ignored: not running yet, or stopping")
+            return
+        if self._reloading:
+            LOG.info("SIGHUP ignored: a reload is in progress")
+            return
+        self._reloading = True
+        LOG.info("SIGHUP received: re-reading the network definitions")
+        assert self._loop is not None
+        task = self._loop.create_task(self._in_thread(self._reload))
+        task.add_done_callback(self._reload_done)
+
+    def _reload_done(self, task: asyncio.Task[Any]) -> None:
+        self._reloading = False
+        if not task.cancelled() and task.exception() is not None:
+            LOG.error("reload failed: %s", task.exception())
+
+    def _reload(self) -> None:
+        """Re-read the files, apply the networks, push HostInfo again.
+
+        A file that no longer parses, or networks that are invalid, leave the
+        running definitions as they were."""
+        eng = self.engine
+        assert eng is not None
+        if not self.conf.reload_config_files():
+            LOG.error("reload: the configuration files could not be read; keeping the "
+                      "current network definitions")
+            return
+        try:
+            defs = networks.load(self.conf)
+        except exceptions.VifplugError as exc:
+            LOG.error("reload: the network definitions are invalid (%s); keeping the "
+                      "current ones", exc.message)
+            return
+        hook = getattr(eng, "reload_networks", None) or \
+            getattr(eng.service, "reload_networks", None)
+        refused: Sequence[str] = []
+        if hook is not None:
+            takes_defs = len(inspect.signature(hook).parameters) > 0
+            result = hook(defs) if takes_defs else hook()
+            refused = list(result or [])
+        LOG.info("reload: %d network(s) configured (%s)%s", len(defs),
+                 ", ".join(sorted(defs)) or "none",
+                 f"; kept {', '.join(refused)}, which still have VIFs" if refused else "")
+        if self.pusher is not None:
+            self.pusher.trigger("SIGHUP")
+
+    # -- shutdown ---------------------------------------------------------------------------
+    def _shutdown_engine(self) -> None:
+        if self.pusher is not None:
+            self.pusher.stop()
+        if self.executor is not None:
+            # uvicorn has waited for every in-flight request; nothing is left
+            # running unless shutdown_timeout expired, and those threads end
+            # with the process.
+            self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.engine is not None:
+            started = time.monotonic()
+            self.engine.stop()
+            LOG.info("engine stopped in %.2fs", time.monotonic() - started)
+        if self._unix_inode is not None:
+            server.unlink_unix(self.settings.api.socket_path, self._unix_inode)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
+def parse_args(argv: Sequence[str]) -> tuple[cfg.ConfigOpts, conf.Settings]:
+    """oslo.config handles ``--config-file``/``--config-dir``; errors exit 2."""
+    conf_ = conf.make_conf(list(argv))
+    return conf_, conf.Settings.from_conf(conf_)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console script ``vifplugd``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        conf_, settings = parse_args(args)
+    except (cfg.Error, ValueError) as exc:
+        print(f"vifplugd: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging(settings.host.debug)
+    LOG.info("vifplugd starting (config files: %s)",
+             ", ".join(conf_.config_file or []) or "none")
+    return Daemon(conf_, settings).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,263 @@
+"""Start-up reconciliation against real OVS and netlink.
+
+Each test leaves the host in a state a crash could leave it in (by stopping
+an engine without unplugging, then changing the system or the state behind
+its back), starts a new engine on the same state and marks, and checks what
+it converged to.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pyroute2 import IPRoute
+
+from conftest import unique
+from engine_fixture import ovs_vif, plug_request, settings_for, vif_id_of
+from test_engine import link, ports_of
+from vifplug import conf, engine
+from vifplug.ovsdb import sandbox
+from vifplug.records import Allocation, Lifecycle
+
+
+@dataclasses.dataclass
+class Host:
+    settings: conf.Settings
+    owner: str
+    bridge: str
+
+    def engine(self) -> engine.Engine:
+        return engine.Engine(self.settings, owner=self.owner).start()
+
+
+@pytest.fixture
+def host(ovs: sandbox.OvsSandbox, tmp_path: Path) -> Iterator[Host]:
+    br = unique("vpbr")
+    h = Host(settings_for(ovs.remote, tmp_path / "state", bridge=br),
+             owner=f"test-{uuid.uuid4().hex[:8]}", bridge=br)
+    try:
+        yield h
+    finally:
+        e = h.engine()
+        assert e.service is not None
+        for r in e.service.list():
+            e.service.unplug(r.vif_id)
+        e.stop()
+        ovs.vsctl("--if-exists", "del-br", br)
+        with IPRoute() as ipr:
+            if any(m.get("group") == h.settings.netdev.link_group for m in ipr.get_links()):
+                ipr.link("del", group=h.settings.netdev.link_group)
+
+
+def plug_some(h: Host, n: int) -> list[str]:
+    e = h.engine()
+    try:
+        assert e.service is not None
+        vifs = [ovs_vif(bridge=h.bridge, name=unique("vpr")) for _ in range(n)]
+        for v in vifs:
+            e.service.plug(plug_request(v))
+        return [vif_id_of(v) for v in vifs]
+    finally:
+        e.stop()
+
+
+def test_plugged_vifs_survive_restart_untouched(host: Host, ovs: sandbox.OvsSandbox) -> None:
+    ids = plug_some(host, 3)
+    e = host.engine()
+    try:
+        assert e.service is not None and e.reconciler is not None
+        report = e.reconciler.last
+        assert report is not None
+        assert report.repaired == [] and report.leaked_links == [] and report.leaked_ports == []
+        assert sorted(r.vif_id for r in e.service.list()) == sorted(ids)
+        for r in e.service.list():
+            assert r.lifecycle == Lifecycle.PLUGGED
+            assert r.allocation is not None
+            assert link(r.allocation.device) is not None
+            assert e.service.ofport(r) is not None and e.service.ofport(r) > 0  # type: ignore[operator]
+    finally:
+        e.stop()
+
+
+def test_missing_tap_and_port_of_a_plugged_vif_are_recreated(
+        host: Host, ovs: sandbox.OvsSandbox) -> None:
+    ids = plug_some(host, 2)
+    e = host.engine()
+    assert e.service is not None
+    lost_tap = e.service.get(ids[0]).allocation
+    lost_port = e.service.get(ids[1]).allocation
+    e.stop()
+    assert lost_tap is not None and lost_port is not None
+    with IPRoute() as ipr:
+        ipr.link("del", ifname=lost_tap.device)
+    ovs.vsctl("del-port", host.bridge, lost_port.port or "")
+    e = host.engine()
+    try:
+        assert e.reconciler is not None and e.reconciler.last is not None
+        assert sorted(e.reconciler.last.repaired) == sorted(ids)
+        assert link(lost_tap.device) is not None
+        assert lost_port.port in ports_of(ovs, host.bridge)
+        deadline = time.monotonic() + 10
+        assert e.service is not None
+        while not all((e.service.ofport(r) or 0) > 0 for r in e.service.list()):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        e.stop()
+
+
+def test_interrupted_plug_is_rolled_back_and_interrupted_unplug_finished(
+        host: Host, ovs: sandbox.OvsSandbox) -> None:
+    ids = plug_some(host, 2)
+    e = host.engine()
+    assert e.service is not None and e.store is not None
+    # A plug that crashed after creating its tap and port, before its outcome:
+    record = e.service.get(ids[0])
+    e.store.begin_unplug(ids[0])
+    e.store.finish_unplug(ids[0])
+    e.store.begin_plug(record.with_changes(lifecycle=Lifecycle.PLUGGING))
+    # An unplug that crashed before it removed anything:
+    e.store.begin_unplug(ids[1])
+    devices = [e.service.get(i).allocation.device for i in ids]  # type: ignore[union-attr]
+    e.stop()
+    for dev in devices:
+        assert link(dev) is not None and dev in ports_of(ovs, host.bridge)
+
+    e = host.engine()
+    try:
+        assert e.reconciler is not None and e.reconciler.last is not None
+        assert e.reconciler.last.rolled_back == [ids[0]]
+        assert e.reconciler.last.finished_unplugs == [ids[1]]
+        assert e.service is not None and e.service.list() == []
+        for dev in devices:
+            assert link(dev) is None
+            assert dev not in ports_of(ovs, host.bridge)
+    finally:
+        e.stop()
+
+
+def test_leaks_are_removed_and_nothing_else_is_touched(host: Host,
+                                                        ovs: sandbox.OvsSandbox) -> None:
+    ids = plug_some(host, 1)
+    group = host.settings.netdev.link_group
+    leaked_tap, foreign_tap, foreign_group_tap = unique("vpl"), unique("vpf"), unique("vpg")
+    other_group = random.randint(0x10000, 0x7FFF0000)
+    with IPRoute() as ipr:
+        for name, g in ((leaked_tap, group), (foreign_tap, 0), (foreign_group_tap, other_group)):
+            ipr.link("add", ifname=name, kind="tuntap", mode="tap")
+            ipr.link("set", ifname=name, group=g)
+    leaked_port, foreign_port = unique("vpl"), unique("vpo")
+    ovs.vsctl("add-port", host.bridge, leaked_port, "--", "set", "Interface", leaked_port,
+              "type=internal", f"external_ids:vifplug-owner={host.owner}",
+              "external_ids:vifplug-vif-id=gone")
+    ovs.vsctl("add-port", host.bridge, foreign_port, "--", "set", "Interface", foreign_port,
+              "type=internal", "external_ids:iface-id=someone-elses")
+    # A port of another vifplug daemon on the same OVS is not ours either.
+    other_daemon_port = unique("vpd")
+    ovs.vsctl("add-port", host.bridge, other_daemon_port, "--", "set", "Interface",
+              other_daemon_port, "type=internal", "external_ids:vifplug-owner=another-daemon")
+    try:
+        e = host.engine()
+        try:
+            assert e.reconciler is not None and e.reconciler.last is not None
+            report = e.reconciler.last
+            assert report.leaked_links == [leaked_tap]
+            assert report.leaked_ports == [leaked_port]
+            assert link(leaked_tap) is None
+            assert leaked_port not in ports_of(ovs, host.bridge)
+            assert link(foreign_tap) is not None and link(foreign_group_tap) is not None
+            assert {foreign_port, other_daemon_port} <= ports_of(ovs, host.bridge)
+            assert [r.vif_id for r in e.service.list()] == ids  # type: ignore[union-attr]
+        finally:
+            e.stop()
+    finally:
+        with IPRoute() as ipr:
+            for name in (foreign_tap, foreign_group_tap):
+                ipr.link("del", ifname=name)
+        for port in (foreign_port, other_daemon_port):
+            ovs.vsctl("--if-exists", "del-port", port)
+
+
+def test_ovsdb_server_restart_during_churn_loses_nothing(host: Host,
+                                                         ovs: sandbox.OvsSandbox) -> None:
+    """Plugs keep coming while ovsdb-server restarts; afterwards every plugged
+    VIF has its port with an ofport and nothing is leaked."""
+    import threading
+
+    e = host.engine()
+    try:
+        assert e.service is not None and e.ovsdb is not None
+        vifs = [ovs_vif(bridge=host.bridge, name=unique("vpc")) for _ in range(40)]
+        errors: list[BaseException] = []
+        done: list[str] = []
+
+        def worker(chunk: list[dict[str, object]]) -> None:
+            for v in chunk:
+                try:
+                    e.service.plug(plug_request(v))  # type: ignore[union-attr]
+                    done.append(vif_id_of(v))
+                except BaseException as exc:  # an error is fine; a loss is not
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(vifs[i::4],)) for i in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(0.05)
+        generation = e.ovsdb.generation
+        ovs.restart_ovsdb()
+        for t in threads:
+            t.join()
+        deadline = time.monotonic() + 30
+        while e.ovsdb.generation == generation or not e.ovsdb.connected:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        # Let the reconciliation the reconnect triggered finish.
+        while e.reconciler is not None and e.reconciler.runs < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        listed = {r.vif_id: r for r in e.service.list()}
+        assert set(done) <= set(listed), "an acknowledged plug was lost"
+        ports = ports_of(ovs, host.bridge)
+        for r in listed.values():
+            assert r.allocation is not None
+            assert r.allocation.port in ports
+            assert link(r.allocation.device) is not None
+        while not all((e.service.ofport(r) or 0) > 0 for r in listed.values()):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        ours = {l for l in ports if l.startswith("vpc")}
+        assert ours == {r.allocation.port for r in listed.values()  # type: ignore[union-attr]
+                        }, "a port was leaked"
+        print(f"{len(done)} plugs acknowledged, {len(errors)} refused during the restart")
+    finally:
+        e.stop()
+
+
+def test_ovs_vswitchd_restart_brings_every_port_back(host: Host,
+                                                     ovs: sandbox.OvsSandbox) -> None:
+    ids = plug_some(host, 5)
+    e = host.engine()
+    try:
+        assert e.service is not None
+        ovs.restart_vswitchd()
+        deadline = time.monotonic() + 30
+        records = [e.service.get(i) for i in ids]
+        while not all((e.service.ofport(r) or 0) > 0 for r in records):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        for r in records:
+            assert r.allocation is not None and link(r.allocation.device) is not None
+    finally:
+        e.stop()
+
+
+def test_allocation_record_format_is_what_reconciliation_reads() -> None:
+    alloc = Allocation(plugin="ovs", device="tapx", bridge="br", port="tapx",
+                       created_devices=("tapx",), created_port=True)
+    assert Allocation.from_dict(alloc.to_dict()) == alloc
