@@ -27,17 +27,23 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import sdnotify
-from oslo_config import cfg
+# oslo.versionedobjects imports oslo.messaging, which imports oslo.service's
+# eventlet backend; eventlet then warns on stderr at every start although
+# vifplug never uses it.  Silence that one warning before those imports.
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
-from vifplug import conf, engine, exceptions, netmgr, networks
-from vifplug.api import app as api_app
-from vifplug.api import metrics as api_metrics
-from vifplug.api import server
+import sdnotify  # noqa: E402
+from oslo_config import cfg  # noqa: E402
+
+from vifplug import conf, engine, exceptions, netmgr, networks  # noqa: E402
+from vifplug.api import app as api_app  # noqa: E402
+from vifplug.api import metrics as api_metrics  # noqa: E402
+from vifplug.api import server  # noqa: E402
 
 LOG = logging.getLogger("vifplug.daemon")
 

@@ -139,8 +139,11 @@ def test_police_filter_message_round_trips() -> None:
     act_police too; the kernel reports a classic police the same way.
     """
     batch = IPBatch()
-    batch.tc("add-filter", "u32", **bandwidth.police_request(7, 3000, 256 * 1024))
-    msg = tcmsg(bytes(batch.batch))
+    try:
+        batch.tc("add-filter", "u32", **bandwidth.police_request(7, 3000, 256 * 1024))
+        msg = tcmsg(bytes(batch.batch))
+    finally:
+        batch.close()
     msg.decode()
 
     assert msg["parent"] == 0xFFFF0000 and msg["index"] == 7

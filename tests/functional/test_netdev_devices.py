@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +104,11 @@ def test_existing_tap_is_adopted_not_recreated(dev: Devices) -> None:
 def test_concurrent_ensure_of_one_tap_creates_it_once(dev: Devices) -> None:
     for _round in range(5):
         spec = tap_spec(dev, mac="fa:16:3e:00:00:03")
-        results = in_threads(8, lambda _i, spec=spec: netdev.ensure_tap(spec))
+
+        def ensure(_i: int, spec: netdev.TapSpec = spec) -> tuple[netdev.LinkInfo, bool]:
+            return netdev.ensure_tap(spec)
+
+        results = in_threads(8, ensure)
 
         assert sum(created for _info, created in results) == 1
         assert len({info.index for info, _created in results}) == 1
@@ -158,7 +162,7 @@ BAD_NAMES = ["x" * 16, "tap/1", "", "tap 1", "..", "tap:1", "tap%d", "täpäpäp
 def test_invalid_names_are_refused_before_anything_is_created(dev: Devices, bad: str) -> None:
     before = {link.name for link in netdev.list_links()}
     parent, _peer = veth(dev)
-    attempts = [
+    attempts: list[Callable[[], object]] = [
         lambda: netdev.ensure_tap(netdev.TapSpec(name=bad, link_group=dev.link_group)),
         lambda: netdev.ensure_bridge(netdev.BridgeSpec(name=bad, link_group=dev.link_group)),
         lambda: netdev.ensure_veth(
@@ -315,6 +319,9 @@ def test_bridge_and_set_master(dev: Devices) -> None:
         dev.link_group,
         True,
     )
+    if sysfs(spec.name, "bridge/stp_state") is not None:  # as os-vif sets them
+        assert sysfs(spec.name, "bridge/stp_state") == "0"
+        assert sysfs(spec.name, "bridge/forward_delay") == "0"
     again, created = netdev.ensure_bridge(spec)
     assert not created and again.index == bridge.index
 

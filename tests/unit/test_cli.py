@@ -109,6 +109,7 @@ class StubDaemon:
                            status="inactive"),
         }
         self.plug_bodies: dict[str, Any] = {}
+        self.errors: list[BaseException | None] = []
 
     def handle(self, seen: Seen) -> tuple[int, Any]:
         self.requests.append(seen)
@@ -189,11 +190,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
+    # server_close() joins the handler threads: none outlives its test.
+    daemon_threads = False
+    block_on_close = True
 
     def __init__(self, path: str, stub: StubDaemon) -> None:
         self.stub = stub
         super().__init__(path, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client closing its keep-alive connection is normal; anything else
+        # is a bug in the stub, which the fixture turns into a failure.
+        error = sys.exc_info()[1]
+        if not isinstance(error, ConnectionError):
+            self.stub.errors.append(error)
 
 
 @pytest.fixture
@@ -202,7 +212,8 @@ def daemon(short_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StubDae
     path = str(short_tmp / "vifplug.sock")
     stub = StubDaemon()
     server = _UnixHTTPServer(path, stub)
-    thread = threading.Thread(target=server.serve_forever, name="stub-vifplugd")
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              name="stub-vifplugd")
     thread.start()
     monkeypatch.setenv(cli.SOCKET_ENV, path)
     try:
@@ -211,6 +222,7 @@ def daemon(short_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StubDae
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+    assert stub.errors == [], "the stub daemon failed while serving"
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -506,6 +518,7 @@ def test_socket_option_wins_over_the_environment(
         daemon: StubDaemon, short_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, _, err = run(capsys, "--socket", str(short_tmp / "other.sock"), "list")
     assert status == cli.EXIT_UNREACHABLE
+    assert "other.sock" in err
     assert daemon.requests == []
 
 

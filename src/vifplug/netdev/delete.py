@@ -103,7 +103,8 @@ def delete_batch(
             wanted.append(name)
     if not wanted:
         return result
-    sock = rtnl.ipr()
+    with rtnl.kernel_call("open a netlink socket", _some(wanted)):
+        sock = rtnl.ipr()
     with _lock_for(delete_group):
         moved = _move_to_group(sock, wanted, delete_group, result)
         if not moved:

@@ -45,7 +45,9 @@ class LinkInfo:
     mtu: int
     group: int
     up: bool
-    operstate: str
+    # Carrier comes and goes (a VM attaching, linkwatch catching up); it is
+    # not part of what a device is, so two readings compare equal without it.
+    operstate: str = dataclasses.field(compare=False)
     master: str | None = None
     master_index: int | None = None
     parent: str | None = None
@@ -196,11 +198,6 @@ def get_link(name: str) -> LinkInfo | None:
     """
     names.validate_name(name)
     msg = _get_msg(ifname=name)
-    return None if msg is None else parse(msg, _name_of)
-
-
-def get_link_by_index(index: int) -> LinkInfo | None:
-    msg = _get_msg(index=index)
     return None if msg is None else parse(msg, _name_of)
 
 

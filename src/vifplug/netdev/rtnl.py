@@ -111,8 +111,19 @@ def translate(err: BaseException, *, operation: str, device: str) -> exceptions.
 
 @contextlib.contextmanager
 def kernel_call(operation: str, device: str) -> Iterator[None]:
-    """Run kernel calls, raising a vifplug exception instead of a kernel one."""
+    """Run kernel calls, raising a vifplug exception instead of a kernel one.
+
+    Anything else escaping from pyroute2 (a parser error, a timeout) may
+    leave the socket with a half-read answer, so this thread's socket is
+    dropped and the next call starts on a fresh one.
+    """
     try:
         yield
     except (NetlinkError, OSError) as err:
         raise translate(err, operation=operation, device=device) from err
+    except exceptions.VifplugError:
+        raise
+    except Exception:
+        with contextlib.suppress(Exception):  # a broken socket may fail to close
+            close_thread_socket()
+        raise

@@ -62,13 +62,15 @@ def ensure_tap(spec: TapSpec) -> tuple[links.LinkInfo, bool]:
     """Make sure the tap ``spec.name`` exists as specified, up, in ``spec.link_group``.
 
     Returns the device and whether this call created it.  A tap of that name
-    with the same MAC (if one is given), multi-queue flag and owners is
-    adopted: its MTU, group and state are fixed up, it is never recreated
-    (a running VM may be attached).  Raises ``InvalidDeviceName`` or
-    ``InvalidRequest`` before touching anything when the spec is unusable,
-    ``DeviceInUse`` when a device of that name exists but is something else,
-    ``NetdevError`` when the kernel refuses.  A tap this call created is
-    deleted again if configuring it fails.
+    with the same multi-queue flag, and the same MAC, uid and gid where the
+    spec gives them, is adopted: its MTU, group and state are fixed up, it is
+    never recreated (a running VM may be attached).  Concurrent calls for one
+    name in this process are serialized, so exactly one reports ``created``.
+
+    Raises ``InvalidDeviceName`` or ``InvalidRequest`` before touching
+    anything when the spec is unusable, ``DeviceInUse`` when a device of that
+    name exists but is something else, ``NetdevError`` when the kernel
+    refuses.  A tap this call created is deleted again if configuring it fails.
     """
     names.validate_name(spec.name)
     mac = links.normalize_mac(spec.mac) if spec.mac else None
@@ -153,6 +155,10 @@ def _check_adoptable(info: links.LinkInfo, spec: TapSpec, mac: str | None) -> No
         has = "is" if info.multi_queue else "is not"
         raise refuse(f"it is a tap that {has} multi-queue, and that cannot change")
     if spec.owner is not None and info.tun_owner != spec.owner:
-        raise refuse(f"it is a tap owned by uid {info.tun_owner}, not {spec.owner}")
+        raise refuse(f"it is a tap for {_who('uid', info.tun_owner)}, not uid {spec.owner}")
     if spec.group_owner is not None and info.tun_group != spec.group_owner:
-        raise refuse(f"it is a tap of gid {info.tun_group}, not {spec.group_owner}")
+        raise refuse(f"it is a tap for {_who('gid', info.tun_group)}, not gid {spec.group_owner}")
+
+
+def _who(what: str, value: int | None) -> str:
+    return f"{what} {value}" if value is not None else f"no particular {what}"

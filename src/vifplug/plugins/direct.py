@@ -68,10 +68,16 @@ class DirectPlugin(base.PluginBase):
         try:
             bw = plan.bandwidth
             if bw is not None and not bw.is_empty():
+                # libvirt's inbound/outbound are the VM's view; for a macvtap
+                # they map onto the device's directions swapped (see netdev).
+                limits = netdev.Bandwidth.for_vm(
+                    "macvtap", inbound_kbps=bw.inbound_average,
+                    inbound_burst_kb=bw.inbound_burst, outbound_kbps=bw.outbound_average,
+                    outbound_burst_kb=bw.outbound_burst)
                 netdev.set_bandwidth(
-                    plan.device, ingress_kbps=bw.outbound_average,
-                    ingress_burst_kb=bw.outbound_burst, egress_kbps=bw.inbound_average,
-                    egress_burst_kb=bw.inbound_burst)
+                    plan.device, ingress_kbps=limits.ingress_kbps,
+                    ingress_burst_kb=limits.ingress_burst_kb, egress_kbps=limits.egress_kbps,
+                    egress_burst_kb=limits.egress_burst_kb)
         except BaseException:
             if created:
                 self.ctx.deleter.delete([plan.device])

@@ -1,0 +1,225 @@
+"""vifplug's Interface external_ids against the real OVN.
+
+A private OVN (NB and SB ovsdb-servers, ovn-northd, ovn-controller; see
+``tests/ovn_fixture.py``) runs against the session's sandbox Open vSwitch with
+an integration bridge of its own (userspace datapath).  VIFs are plugged
+through the in-process engine, exactly as the API would, and what
+ovn-controller does with them is read back from the Southbound and Northbound
+databases:
+
+* ovn-controller binds a logical switch port to this chassis because of the
+  ``iface-id`` vifplug wrote, and marks the interface ``ovn-installed``, which
+  is what ``wait=ovn-installed`` waits for;
+* a VIF whose ``iface-id`` names no logical port is never installed: the plug
+  times out with ``PlugTimeout`` but stays plugged and listed (and is bound as
+  soon as the logical port appears);
+* unplugging releases the binding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "functional"))
+
+import ovn_fixture  # noqa: E402
+from conftest import unique  # noqa: E402
+from engine_fixture import (  # noqa: E402
+    instance,
+    mac,
+    ovs_vif,
+    plug_request,
+    running_engine,
+    settings_for,
+    vif_id_of,
+)
+
+from vifplug import engine as engine_mod  # noqa: E402
+from vifplug import exceptions  # noqa: E402
+from vifplug.ovsdb import sandbox  # noqa: E402
+from vifplug.records import Lifecycle  # noqa: E402
+
+pytestmark = [
+    pytest.mark.ovn,
+    pytest.mark.skipif(ovn_fixture.missing() is not None,
+                       reason=ovn_fixture.missing() or "OVN is available"),
+]
+
+# Generous: ovn-controller's first full recompute on a loaded machine can take
+# seconds; the plug returns as soon as ovn-installed appears.
+OVN_TIMEOUT = 60.0
+
+
+@pytest.fixture(scope="module")
+def ovn(ovs: sandbox.OvsSandbox) -> Iterator[ovn_fixture.OvnSandbox]:
+    """A private OVN whose ovn-controller manages a fresh integration bridge."""
+    with ovn_fixture.running_ovn(ovs, bridge=unique("vpint")) as o:
+        yield o
+
+
+@pytest.fixture
+def eng(ovs: sandbox.OvsSandbox, ovn: ovn_fixture.OvnSandbox,
+        tmp_path: Path) -> Iterator[engine_mod.Engine]:
+    """The engine, plugging into OVN's integration bridge, with OVN's chassis
+    name as its system-id (so neither renames the chassis under the other)."""
+    settings = settings_for(ovs.remote, tmp_path / "state", bridge=ovn.bridge)
+    settings = dataclasses.replace(
+        settings, host=dataclasses.replace(settings.host, system_id=ovn.system_id))
+    with running_engine(settings) as e:
+        assert e.system_id == ovn.system_id
+        yield e
+
+
+@pytest.fixture
+def switch(ovn: ovn_fixture.OvnSandbox) -> Iterator[str]:
+    """A logical switch of the test's own, deleted afterwards."""
+    name = unique("ls")
+    ovn.nbctl("ls-add", name)
+    try:
+        yield name
+    finally:
+        ovn.nbctl("--if-exists", "ls-del", name)
+
+
+def add_lsp(ovn: ovn_fixture.OvnSandbox, switch: str, name: str, address: str,
+            ip: str) -> None:
+    ovn.nbctl("lsp-add", switch, name, "--", "lsp-set-addresses", name, f"{address} {ip}")
+
+
+def iface_external_ids(ovs: sandbox.OvsSandbox, name: str) -> dict[str, str]:
+    import json
+
+    out = ovs.vsctl("--format=json", "--columns=external_ids", "list", "Interface", name)
+    return {k: v for k, v in json.loads(out)["data"][0][0][1]}
+
+
+def ports_of(ovs: sandbox.OvsSandbox, bridge: str) -> set[str]:
+    return set(ovs.vsctl("list-ports", bridge).split())
+
+
+def wait_for(what: str, probe: Any, ovn: ovn_fixture.OvnSandbox,
+             timeout: float = OVN_TIMEOUT) -> Any:
+    try:
+        return ovn_fixture.wait_for(what, probe, timeout)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{ovn.diagnostics()}") from None
+
+
+def plug_bound(eng: engine_mod.Engine, ovn: ovn_fixture.OvnSandbox, switch: str,
+               ) -> tuple[dict[str, Any], str, float]:
+    """Create a logical port, plug a VIF for it with wait=ovn-installed; return
+    the VIF, its device and how long the plug took."""
+    assert eng.service is not None
+    name = unique("vpt")
+    address = mac()
+    vif = ovs_vif(bridge=ovn.bridge, name=name, address=address)
+    iface_id = vif_id_of(vif)       # ovs_vif: port_profile.interface_id = the VIF id
+    add_lsp(ovn, switch, iface_id, address, "10.0.0.%d" % (2 + len(eng.service.list())))
+    started = time.monotonic()
+    try:
+        result = eng.service.plug(plug_request(vif, wait="ovn-installed",
+                                               timeout=OVN_TIMEOUT))
+    except exceptions.PlugTimeout:
+        raise AssertionError(f"ovn-controller never installed {name}\n"
+                             f"{ovn.diagnostics()}") from None
+    elapsed = time.monotonic() - started
+    assert result.created
+    return vif, name, elapsed
+
+
+# -- the tests ----------------------------------------------------------------------------
+
+def test_ovn_controller_binds_the_vif_by_iface_id(
+        eng: engine_mod.Engine, ovn: ovn_fixture.OvnSandbox, ovs: sandbox.OvsSandbox,
+        switch: str, record_property: Any) -> None:
+    vif, name, elapsed = plug_bound(eng, ovn, switch)
+    iface_id = vif_id_of(vif)
+    record_property("plug_ovn_installed_seconds", round(elapsed, 3))
+
+    # The plug returned because ovn-controller wrote ovn-installed=true on the
+    # Interface that carries vifplug's iface-id.
+    ids = iface_external_ids(ovs, name)
+    assert ids["iface-id"] == iface_id
+    assert ids["iface-status"] == "active"
+    assert ids.get("ovn-installed") == "true"
+    assert name in ports_of(ovs, ovn.bridge)
+
+    # The Southbound binding names our chassis, which is vifplug's system-id.
+    assert ovn.binding_chassis(iface_id) == ovn.system_id == eng.system_id
+    # ovn-controller sets Port_Binding.up; ovn-northd copies it to the NB port.
+    wait_for(f"NB port {iface_id} up", lambda: ovn.lsp_up(iface_id), ovn)
+    assert ovn.nbctl("get", "Logical_Switch_Port", iface_id, "up").strip() == "true"
+
+    # The same request again is idempotent and ready at once.
+    assert eng.service is not None
+    again = eng.service.plug(plug_request(vif, wait="ovn-installed", timeout=10.0))
+    assert not again.created
+
+
+def test_unknown_iface_id_times_out_but_stays_plugged(
+        eng: engine_mod.Engine, ovn: ovn_fixture.OvnSandbox, ovs: sandbox.OvsSandbox,
+        switch: str) -> None:
+    assert eng.service is not None
+    name = unique("vpt")
+    address = mac()
+    vif = ovs_vif(bridge=ovn.bridge, name=name, address=address)
+    vid = vif_id_of(vif)
+    inst = instance()
+
+    started = time.monotonic()
+    with pytest.raises(exceptions.PlugTimeout) as info:
+        eng.service.plug(plug_request(vif, inst, wait="ovn-installed", timeout=3.0))
+    waited = time.monotonic() - started
+    assert 3.0 <= waited < 3.0 + 15.0
+    assert info.value.code == "plug_timeout"
+
+    # Plugged and listed all the same: tap, port, ofport, iface-id; not installed.
+    record = eng.service.get(vid)
+    assert record.lifecycle == Lifecycle.PLUGGED
+    assert vid in {r.vif_id for r in eng.service.list()}
+    assert name in ports_of(ovs, ovn.bridge)
+    ids = iface_external_ids(ovs, name)
+    assert ids["iface-id"] == vid
+    assert "ovn-installed" not in ids
+    assert int(ovs.vsctl("get", "Interface", name, "ofport").strip()) > 0
+    assert not ovn.sb_find("Port_Binding", f"logical_port={vid}")
+
+    # When the logical port appears later, ovn-controller binds the interface
+    # vifplug already made; the caller's retry of the same plug now succeeds.
+    add_lsp(ovn, switch, vid, address, "10.0.0.50")
+    again = eng.service.plug(plug_request(vif, inst, wait="ovn-installed",
+                                          timeout=OVN_TIMEOUT))
+    assert not again.created
+    assert iface_external_ids(ovs, name).get("ovn-installed") == "true"
+    assert ovn.binding_chassis(vid) == ovn.system_id
+
+
+def test_unplug_releases_the_port_binding(
+        eng: engine_mod.Engine, ovn: ovn_fixture.OvnSandbox, ovs: sandbox.OvsSandbox,
+        switch: str, record_property: Any) -> None:
+    assert eng.service is not None
+    vif, name, _ = plug_bound(eng, ovn, switch)
+    iface_id = vif_id_of(vif)
+    assert ovn.binding_chassis(iface_id) == ovn.system_id
+    wait_for(f"NB port {iface_id} up", lambda: ovn.lsp_up(iface_id), ovn)
+
+    started = time.monotonic()
+    eng.service.unplug(iface_id)
+    assert name not in ports_of(ovs, ovn.bridge)
+    wait_for(f"Port_Binding {iface_id} chassis cleared",
+             lambda: ovn.binding_chassis(iface_id) is None, ovn)
+    record_property("unplug_release_seconds", round(time.monotonic() - started, 3))
+    wait_for(f"NB port {iface_id} down", lambda: not ovn.lsp_up(iface_id), ovn)
+    # The Port_Binding itself stays (it belongs to the logical port), unbound.
+    assert ovn.sb_find("Port_Binding", f"logical_port={iface_id}")
+    with pytest.raises(exceptions.VIFNotFound):
+        eng.service.get(iface_id)
