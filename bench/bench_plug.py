@@ -19,7 +19,6 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "functional"))
 
-import nsisolate  # noqa: E402
+import nsisolate
 
 
 def floor(remote: str, n: int, bridge: str) -> tuple[float, float]:
@@ -59,7 +58,8 @@ def floor(remote: str, n: int, bridge: str) -> tuple[float, float]:
     return plug, unplug
 
 
-def engine_run(remote: str, n: int, bridge: str, threads: int, state: Path) -> tuple[float, float, int]:
+def engine_run(remote: str, n: int, bridge: str, threads: int,
+               state: Path) -> tuple[float, float, int]:
     from engine_fixture import ovs_vif, plug_request, running_engine, settings_for, vif_id_of
 
     settings = settings_for(remote, state, bridge=bridge, timeout=300.0)

@@ -14,17 +14,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-import nsisolate  # noqa: E402
+import nsisolate
 
 ISOLATED = os.geteuid() == 0 and nsisolate.isolate()
 
+from helpers import unique  # noqa: E402
 from vifplug.ovsdb import sandbox as ovs_sandbox  # noqa: E402
 
 HAVE_OVS = shutil.which("ovs-vswitchd") is not None
@@ -35,13 +35,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     why = "needs root in a private network namespace" if not ISOLATED else "needs openvswitch"
     for item in items:
-        if "/unit/" not in str(item.fspath):
+        if "/unit/" not in str(item.fspath) and "/interop/test_osvif" not in str(item.fspath):
             item.add_marker(pytest.mark.skip(reason=why))
-
-
-def unique(prefix: str) -> str:
-    """A device or bridge name no other test (nor the host) uses; <= 15 bytes."""
-    return (prefix + uuid.uuid4().hex)[:15]
 
 
 @pytest.fixture(scope="session")

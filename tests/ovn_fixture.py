@@ -24,7 +24,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -44,14 +46,52 @@ SB_SCHEMA_CANDIDATES = ("/usr/share/ovn/ovn-sb.ovsschema",
 BINARIES = ("ovsdb-server", "ovsdb-tool", "ovn-northd", "ovn-controller", "ovn-nbctl",
             "ovn-sbctl", "ovn-appctl")
 
-# The Open_vSwitch external_ids this fixture sets for ovn-controller (and
-# removes again, so the shared session OVS is left as it was found).
-OVN_HOST_KEYS = ("ovn-remote", "ovn-encap-type", "ovn-encap-ip", "ovn-bridge",
-                 "ovn-bridge-datapath-type", "ovn-remote-probe-interval")
+# The Open_vSwitch map columns ovn-controller and this fixture write into
+# (external_ids: ovn-*, system-id; other_config: vlan-limit; datapaths: the
+# Datapath row ovn-controller makes).  They are put back as they were found,
+# so the shared session OVS is left as other tests expect it.
+HOST_MAP_COLUMNS = ("external_ids", "other_config", "datapaths")
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (not a zombie).
+
+    Detached daemons are re-parented to init, which here reaps its zombies
+    only every second or two; ``kill(pid, 0)`` succeeds on a zombie, so
+    ``/proc/<pid>/stat`` is what tells an exited daemon from a live one."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    if stat[stat.rindex(")") + 2:][:1] in ("Z", "X"):
+        ovs_sandbox._alive(pid)     # reaps it if it happens to be our child
+        return False
+    return True
+
+
+def stop_pid(pid: int, timeout: float = 10.0) -> None:
+    """SIGTERM, wait until it is gone, SIGKILL after ``timeout``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while running(pid):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            return
+        time.sleep(0.02)
 
 
 class OvnError(RuntimeError):
     """A step of the OVN sandbox failed; the message says which."""
+
+
+def unique(prefix: str) -> str:
+    """A name no other test uses; <= 15 bytes (fits a device or bridge name).
+
+    The same as ``tests/conftest.py``'s, which a test directory with its own
+    conftest.py cannot import by that module name."""
+    return (prefix + uuid.uuid4().hex)[:15]
 
 
 def _schema(candidates: tuple[str, ...]) -> str | None:
@@ -104,7 +144,7 @@ class OvnSandbox:
         self.sb_remote = f"unix:{self.sb_sock}"
         self.system_id = system_id
         self._started: list[str] = []
-        self._previous_host_keys: dict[str, str] = {}
+        self._host_before: dict[str, dict[str, Any]] | None = None
 
     # -- helpers -------------------------------------------------------------------
     def pidfile(self, name: str) -> Path:
@@ -139,16 +179,17 @@ class OvnSandbox:
                            f"{proc.stderr.strip() or proc.stdout.strip()}")
         return proc.stdout
 
-    def _daemon(self, name: str, *argv: str) -> None:
+    def _daemon(self, name: str, *argv: str, unixctl: bool = True) -> None:
         """Start a daemon that detaches (its pid file exists when this returns)."""
+        ctl = [f"--unixctl={self.ctl(name)}"] if unixctl else []
         self._run(*argv,
                   f"--pidfile={self.pidfile(name)}",
-                  f"--unixctl={self.ctl(name)}",
+                  *ctl,
                   f"--log-file={self.log(name)}",
                   "--detach", "--no-chdir")
         self._started.append(name)
         pid = self.pid(name)
-        if pid is None or not ovs_sandbox._alive(pid):
+        if pid is None or not running(pid):
             raise OvnError(f"{name} did not stay up; see {self.log(name)}:\n"
                            f"{self.tail(name)}")
 
@@ -166,7 +207,10 @@ class OvnSandbox:
         return self._run("ovn-sbctl", f"--db={self.sb_remote}", "--timeout=30", *args)
 
     def appctl(self, name: str, *args: str, timeout: float = 30.0) -> str:
-        return self._run("ovn-appctl", "-t", str(self.ctl(name)), *args, timeout=timeout)
+        # ovn-controller makes its control socket as $OVN_RUNDIR/<name>.<pid>.ctl
+        # (see _start); ovn-appctl finds it from <name>.pid in $OVN_RUNDIR.
+        target = name if name == "ovn-controller" else str(self.ctl(name))
+        return self._run("ovn-appctl", "-t", target, *args, timeout=timeout)
 
     def sb_find(self, table: str, *conditions: str,
                 columns: str | None = None) -> list[dict[str, Any]]:
@@ -199,6 +243,17 @@ class OvnSandbox:
     def lsp_up(self, logical_port: str) -> bool:
         return self.nbctl("lsp-get-up", logical_port).strip() == "up"
 
+    def classified_in_ports(self) -> set[int]:
+        """The OpenFlow ports ovn-controller classifies into a logical port:
+        those with an ``in_port=`` match in table 0 of the integration bridge,
+        i.e. the interfaces whose traffic actually enters OVN."""
+        proc = subprocess.run(("ovs-ofctl", "-O", "OpenFlow15", "dump-flows", self.bridge,
+                               "table=0"), env=self.ovs._env(), capture_output=True,
+                              text=True, timeout=30, check=False)
+        if proc.returncode != 0:
+            raise OvnError(f"ovs-ofctl dump-flows {self.bridge}: {proc.stderr.strip()}")
+        return {int(m) for m in re.findall(r"\bin_port=(\d+)", proc.stdout)}
+
     # -- lifecycle -----------------------------------------------------------------
     def start(self, timeout: float = 60.0) -> OvnSandbox:
         why = missing()
@@ -223,11 +278,13 @@ class OvnSandbox:
             self._daemon(name, "ovsdb-server", str(db), f"--remote=punix:{sock}")
             wait_for(f"{sock}", sock.exists, timeout)
         self.nbctl("--no-wait", "init")
-        self.sbctl("--no-wait", "init")
+        self.sbctl("init")
         self._daemon("ovn-northd", "ovn-northd", f"--ovnnb-db={self.nb_remote}",
                      f"--ovnsb-db={self.sb_remote}")
         self._configure_host()
-        self._daemon("ovn-controller", "ovn-controller", self.ovs.remote)
+        # ovn-controller 23.03 lists --unixctl in --help but its option parser
+        # refuses it; its control socket goes to $OVN_RUNDIR, i.e. self.dir.
+        self._daemon("ovn-controller", "ovn-controller", self.ovs.remote, unixctl=False)
         # Ready: our chassis is in the SB and the integration bridge exists with
         # the userspace datapath (ovn-controller created it if it was missing).
         wait_for("ovn-controller to register its chassis", self.chassis_uuid, timeout)
@@ -247,11 +304,8 @@ class OvnSandbox:
                                  "external_ids:system-id").strip().strip('"')
         if self.system_id is None:
             self.system_id = current or str(uuid.uuid4())
-        for key in OVN_HOST_KEYS:
-            value = self.ovs.vsctl("--if-exists", "get", "Open_vSwitch", ".",
-                                   f"external_ids:{key}").strip().strip('"')
-            if value:
-                self._previous_host_keys[key] = value
+        if self._host_before is None:
+            self._host_before = self._host_maps()
         settings = {
             "system-id": self.system_id,
             "ovn-remote": self.sb_remote,
@@ -265,12 +319,37 @@ class OvnSandbox:
         self.ovs.vsctl("set", "Open_vSwitch", ".",
                        *(f'external_ids:{k}="{v}"' for k, v in settings.items()))
 
+    def _host_maps(self) -> dict[str, dict[str, Any]]:
+        out = self.ovs.vsctl("--format=json", f"--columns={','.join(HOST_MAP_COLUMNS)}",
+                             "list", "Open_vSwitch", ".")
+        row = json.loads(out)["data"][0]
+        # OVSDB JSON: ["map", [[key, value], ...]]; values may be ["uuid", id].
+        return {column: {k: json.dumps(v) for k, v in cell[1]}
+                for column, cell in zip(HOST_MAP_COLUMNS, row, strict=True)}
+
+    def _restore_host(self) -> None:
+        """Undo what this fixture and ovn-controller changed in Open_vSwitch."""
+        if self._host_before is None:
+            return
+        now = self._host_maps()
+        for column in HOST_MAP_COLUMNS:
+            before, after = self._host_before[column], now[column]
+            added = [k for k in after if k not in before]
+            if added:
+                self.ovs.vsctl("remove", "Open_vSwitch", ".", column, *added)
+            changed = {k: json.loads(v) for k, v in before.items()
+                       if after.get(k) != v and isinstance(json.loads(v), str)}
+            if changed:
+                self.ovs.vsctl("set", "Open_vSwitch", ".",
+                               *(f"{column}:{k}={json.dumps(v)}" for k, v in changed.items()))
+        self._host_before = None
+
     def stop(self) -> None:
         """Stop every daemon by its pid (controller first), restore the OVS host
         keys, remove the integration bridge and the directory."""
         if "ovn-controller" in self._started:
             pid = self.pid("ovn-controller")
-            if pid is not None and ovs_sandbox._alive(pid):
+            if pid is not None and running(pid):
                 # 'exit' makes ovn-controller remove its chassis and its flows;
                 # the pid-based stop below catches a controller that hangs.
                 with contextlib.suppress(OvnError):
@@ -278,18 +357,12 @@ class OvnSandbox:
         for name in ("ovn-controller", "ovn-northd", "ovsdb-sb", "ovsdb-nb"):
             pid = self.pid(name)
             if pid is not None:
-                ovs_sandbox._stop_pid(pid)
+                stop_pid(pid)
         self._started.clear()
         with contextlib.suppress(ovs_sandbox.SandboxError):
             self.ovs.vsctl("--if-exists", "del-br", self.bridge)
         with contextlib.suppress(ovs_sandbox.SandboxError):
-            ours = [k for k in OVN_HOST_KEYS if k not in self._previous_host_keys]
-            if ours:
-                self.ovs.vsctl("remove", "Open_vSwitch", ".", "external_ids", *ours)
-            if self._previous_host_keys:
-                self.ovs.vsctl("set", "Open_vSwitch", ".",
-                               *(f'external_ids:{k}="{v}"'
-                                 for k, v in self._previous_host_keys.items()))
+            self._restore_host()
         if self._own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -272,8 +272,11 @@ def format_fields(pairs: Iterable[tuple[str, Any]]) -> str:
 
 
 def _when(value: Any) -> Any:
-    """An epoch timestamp as local ISO time; anything else unchanged."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+    """An epoch timestamp as local ISO time (0 means "not recorded"); anything
+    else unchanged."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value <= 0:
+            return None
         moment = datetime.datetime.fromtimestamp(value, tz=datetime.UTC).astimezone()
         return moment.isoformat(timespec="seconds")
     return value
@@ -386,7 +389,7 @@ def render_host_info(host_info: Any) -> str:
                 _, _, prdata = _ovo(profile)
                 profiles.append(f"{prdata.get('profile_object_name')} {_range(prdata)}")
             rows.append([pdata.get("plugin_name"), vdata.get("vif_object_name"),
-                         _range(vdata), profiles])
+                         _range(vdata), ", ".join(profiles)])
     table = format_table(["PLUGIN", "VIF OBJECT", "VERSIONS", "PORT PROFILES"], rows)
     return f"{name} {version}\n\n{table}"
 
@@ -466,6 +469,8 @@ def _read_plug_body(source: str, stdin: TextIO) -> Any:
                 text = f.read()
     except OSError as exc:
         raise UsageError(f"cannot read {source}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{source} is not UTF-8 text: {exc}") from exc
     name = "standard input" if source == "-" else source
     try:
         body = json.loads(text)
@@ -732,6 +737,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             ctx = Context(api=api, json=as_json, stdout=sys.stdout, stdin=sys.stdin)
             args.func(ctx, args)
+            sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
         finally:
             api.close()
     except CliError as error:
@@ -740,6 +746,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("vifplug: interrupted\n")
         return 130
+    except BrokenPipeError:
+        # `vifplug list | head -1`: the reader left, which is not an error of
+        # ours; point stdout at /dev/null so the interpreter's final flush is quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_OK
     return EXIT_OK
 
 

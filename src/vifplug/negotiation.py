@@ -23,8 +23,8 @@ checks the primitive's name and version against the chosen plugin's range
 first (``primitive_identity`` then ``check_version``, or
 ``load_vif(..., host_info=...)`` which does both): the manager then gets
 ``UnsupportedVersion`` with the range, which is what it needs to backlevel
-and retry.  Plugins never declare a range beyond the versions vifplug has,
-so a VIF that passes that check always loads.
+and retry.  ``build_host_info`` refuses a plugin that declares a range
+beyond the versions vifplug has, so a VIF that passes that check loads.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def parse_version(text: object, *, what: str = "version") -> str:
         obj_base.version_tuple(text)
     except ValueError:
         raise exceptions.InvalidRequest(
-            reason=f"the {what} {text[:40]!r} is not of the form MAJOR.MINOR such as 1.0."
+            reason=f"the {what} is {text[:40]!r}, not of the form MAJOR.MINOR such as 1.0."
         ) from None
     return text
 
@@ -162,17 +162,52 @@ def describe_plugin(name: str, vif_info: Iterable[hi.HostVIFInfo]) -> hi.HostPlu
     return hi.HostPluginInfo(plugin_name=name, vif_info=list(vif_info))
 
 
+def _check_declared_range(
+    plugin: str, name: str, low: str, high: str, kind: type[obj_base.VersionedObject]
+) -> None:
+    cls = obj_base.classes().get(name)
+    if cls is None or not issubclass(cls, kind):
+        raise ValueError(
+            f"plugin {plugin} declares {name}, which is not a {kind.obj_name()} vifplug has"
+        )
+    ours = obj_base.version_tuple(cls.VERSION)
+    low_t, high_t = obj_base.version_tuple(low), obj_base.version_tuple(high)
+    if not (ours[0], 0) <= low_t <= high_t <= ours:
+        raise ValueError(
+            f"plugin {plugin} declares {name} {low} to {high}, but vifplug reads "
+            f"{name} {ours[0]}.0 to {cls.VERSION} only"
+        )
+
+
 def build_host_info(plugins: Iterable[hi.HostPluginInfo]) -> hi.HostInfo:
     """This host's ``HostInfo`` from its plugins' descriptions.
 
     Plugins are sorted by name so that the answer does not depend on the
-    order in which entry points were loaded.  Two plugins with one name is a
-    programming error (``ValueError``): the manager could not tell them apart.
+    order in which entry points were loaded.  Programming errors raise
+    ``ValueError``: two plugins with one name (the manager could not tell
+    them apart), or a plugin declaring an object or a version range vifplug
+    cannot read (the manager would send VIFs that can only be refused).
     """
     by_name: dict[str, hi.HostPluginInfo] = {}
     for plugin in plugins:
         if plugin.plugin_name in by_name:
             raise ValueError(f"two plugins are both named {plugin.plugin_name!r}")
+        for vif_info in plugin.vif_info:
+            _check_declared_range(
+                plugin.plugin_name,
+                vif_info.vif_object_name,
+                vif_info.min_version,
+                vif_info.max_version,
+                vifs.VIFBase,
+            )
+            for profile in vif_info.port_profiles():
+                _check_declared_range(
+                    plugin.plugin_name,
+                    profile.profile_object_name,
+                    profile.min_version,
+                    profile.max_version,
+                    vifs.VIFPortProfileBase,
+                )
         by_name[plugin.plugin_name] = plugin
     return hi.HostInfo(plugin_info=[by_name[name] for name in sorted(by_name)])
 
@@ -288,6 +323,9 @@ def backlevel(
     Raises ``InvalidRequest`` for a malformed version or manifest and
     ``VersionNotAvailable`` (with ``min_version``/``max_version``) for a
     version this host cannot produce (``0.9``, ``2.0``, ``1.1`` today).
+    ``host_info`` is not modified, but oslo stashes the manifest on the
+    objects while it serialises them: do not backlevel one HostInfo object
+    from two threads at once (``build_host_info`` makes a fresh one cheaply).
     """
     pinned = _manifest(manifest)
     ours = host_info.VERSION
@@ -669,4 +707,3 @@ def load_instance(primitive: object) -> ii.InstanceInfo:
     assert isinstance(primitive, Mapping)
     _require_uuid("instance", primitive[obj_base.KEY_DATA], "uuid")
     return _load(primitive, "instance", ii.InstanceInfo)
-

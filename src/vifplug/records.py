@@ -13,7 +13,7 @@ import enum
 from typing import Any
 
 
-class Lifecycle(str, enum.Enum):
+class Lifecycle(enum.StrEnum):
     """Where a VIF is in its life; written before and after each system change."""
 
     PLUGGING = "plugging"      # intent recorded, system may be partly changed

@@ -13,9 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pyroute2 import IPRoute
-
-from conftest import unique
 from engine_fixture import (
     Frame,
     instance,
@@ -29,6 +26,9 @@ from engine_fixture import (
     vif_id_of,
     with_data,
 )
+from pyroute2 import IPRoute
+
+from helpers import unique
 from vifplug import engine as engine_mod
 from vifplug import exceptions
 from vifplug.ovsdb import sandbox

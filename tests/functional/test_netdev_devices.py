@@ -161,7 +161,7 @@ BAD_NAMES = ["x" * 16, "tap/1", "", "tap 1", "..", "tap:1", "tap%d", "täpäpäp
 @pytest.mark.parametrize("bad", BAD_NAMES)
 def test_invalid_names_are_refused_before_anything_is_created(dev: Devices, bad: str) -> None:
     before = {link.name for link in netdev.list_links()}
-    parent, _peer = veth(dev)
+    parent, peer = veth(dev)
     attempts: list[Callable[[], object]] = [
         lambda: netdev.ensure_tap(netdev.TapSpec(name=bad, link_group=dev.link_group)),
         lambda: netdev.ensure_bridge(netdev.BridgeSpec(name=bad, link_group=dev.link_group)),
@@ -181,7 +181,7 @@ def test_invalid_names_are_refused_before_anything_is_created(dev: Devices, bad:
         with pytest.raises(exceptions.InvalidDeviceName):
             attempt()
     after = {link.name for link in netdev.list_links()}
-    assert after - before == {parent, _peer}
+    assert after - before == {parent, peer}
 
 
 def test_derive_name_is_nova_and_os_vif_naming() -> None:
@@ -265,6 +265,22 @@ def test_passthru_needs_its_parent_alone(dev: Devices) -> None:
         )
     assert caught.value.context["device"] == parent
     assert not netdev.link_exists(second)
+
+
+def test_macvtap_on_a_bridge_port_is_refused(dev: Devices) -> None:
+    bridge, _ = netdev.ensure_bridge(
+        netdev.BridgeSpec(name=dev.name("b"), link_group=dev.link_group)
+    )
+    parent, _peer = veth(dev)
+    netdev.set_master(parent, bridge.name)
+    name = dev.name("m")
+
+    with pytest.raises(exceptions.DeviceInUse, match="already a port") as caught:
+        netdev.ensure_macvtap(
+            netdev.MacvtapSpec(name=name, parent=parent, mode="vepa", link_group=dev.link_group)
+        )
+    assert caught.value.context["device"] == parent
+    assert not netdev.link_exists(name)
 
 
 def test_macvtap_mtu_above_its_parent_is_refused(dev: Devices) -> None:

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pyroute2 import IPRoute
-
-from conftest import unique
 from engine_fixture import instance, mac, ovs_vif, plug_request, settings_for, vif_id_of
+from pyroute2 import IPRoute
 from test_engine import link, ports_of
+
+from helpers import unique
 from vifplug import engine, exceptions, networks, objects
 from vifplug.ovsdb import sandbox
 from vifplug.records import Bandwidth

@@ -16,11 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pyroute2 import IPRoute
-
-from conftest import unique
 from engine_fixture import ovs_vif, plug_request, settings_for, vif_id_of
+from pyroute2 import IPRoute
 from test_engine import link, ports_of
+
+from helpers import unique
 from vifplug import conf, engine
 from vifplug.ovsdb import sandbox
 from vifplug.records import Allocation, Lifecycle
@@ -231,7 +231,7 @@ def test_ovsdb_server_restart_during_churn_loses_nothing(host: Host,
         while not all((e.service.ofport(r) or 0) > 0 for r in listed.values()):
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        ours = {l for l in ports if l.startswith("vpc")}
+        ours = {p for p in ports if p.startswith("vpc")}
         assert ours == {r.allocation.port for r in listed.values()  # type: ignore[union-attr]
                         }, "a port was leaked"
         print(f"{len(done)} plugs acknowledged, {len(errors)} refused during the restart")

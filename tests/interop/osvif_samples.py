@@ -419,7 +419,7 @@ def describe(classes: Mapping[str, Any]) -> dict[str, Any]:
 # Fields os-vif's constructors set even when the primitive's version does not
 # have them, and which os-vif then re-serialises (vifplug drops them, see
 # VersionedObject.obj_to_primitive).  (object, version) -> fields.
-OSVIF_CONSTRUCTOR_EXTRAS = {("Network", "1.0"): {"mtu"}}
+OSVIF_CONSTRUCTOR_EXTRAS: dict[tuple[Any, Any], set[str]] = {("Network", "1.0"): {"mtu"}}
 
 
 def field_differences(ours: Any, theirs: Any, path: str = "") -> list[str]:

@@ -399,12 +399,12 @@ def test_plug_from_stdin(daemon: StubDaemon, capsys: pytest.CaptureFixture[str],
     assert json.loads(out)["vif_id"] == VIF_ID
 
 
-@pytest.mark.parametrize("content", ["{not json", "[1, 2]", ""])
+@pytest.mark.parametrize("content", [b"{not json", b"[1, 2]", b"", b"\xff\xfe{}"])
 def test_plug_of_a_bad_file_is_a_usage_error_and_sends_nothing(
         daemon: StubDaemon, capsys: pytest.CaptureFixture[str], tmp_path: Path,
-        content: str) -> None:
+        content: bytes) -> None:
     bad = tmp_path / "bad.json"
-    bad.write_text(content)
+    bad.write_bytes(content)
     status, _, err = run(capsys, "plug", str(bad))
     assert status == cli.EXIT_USAGE
     assert str(bad) in err

@@ -56,6 +56,9 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+VifId = Annotated[str, Path(description="the VIF's id (os_vif VIFBase.id)")]
+
+
 @dataclasses.dataclass
 class Runtime:
     """What the daemon shares with every listener's app.
@@ -276,7 +279,6 @@ def create_app(service: Any, *, runtime: Runtime | None = None, token: str | Non
             return models.VifList(vifs=[render(r) for r in service.list()])
         return await call(work)
 
-    VifId = Annotated[str, Path(description="the VIF's id (os_vif VIFBase.id)")]
     not_found: dict[int | str, dict[str, Any]] = {
         404: {"model": models.ErrorEnvelope, "description": "unknown VIF id"}}
 
@@ -332,7 +334,7 @@ def create_app(service: Any, *, runtime: Runtime | None = None, token: str | Non
         """Liveness: the event loop answers."""
         return models.Health(status="ok")
 
-    @app.get("/readyz", tags=["operations"],
+    @app.get("/readyz", tags=["operations"], response_model=models.Readiness,
              responses={503: {"model": models.ErrorEnvelope,
                               "description": "not ready; details say why"}})
     async def readyz() -> Any:

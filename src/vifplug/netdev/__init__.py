@@ -23,7 +23,7 @@ from vifplug.netdev.bandwidth import Bandwidth, clear_bandwidth, get_bandwidth, 
 from vifplug.netdev.bridge import BridgeSpec, ensure_bridge
 from vifplug.netdev.delete import Deleter, check_delete_group, delete_links
 from vifplug.netdev.links import LinkInfo, get_link, link_exists, list_links, set_master
-from vifplug.netdev.macvtap import MacvtapSpec, ensure_macvtap
+from vifplug.netdev.macvtap import MacvtapSpec, ensure_macvtap, normalize_mode
 from vifplug.netdev.names import derive_name, validate_name
 from vifplug.netdev.rtnl import close_thread_socket
 from vifplug.netdev.tap import TapSpec, ensure_tap
@@ -50,6 +50,7 @@ __all__ = [
     "get_link",
     "link_exists",
     "list_links",
+    "normalize_mode",
     "set_bandwidth",
     "set_master",
     "validate_name",

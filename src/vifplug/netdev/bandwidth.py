@@ -34,7 +34,7 @@ import dataclasses
 import errno
 from typing import Any
 
-from pyroute2.netlink.rtnl import TC_H_ROOT
+from pyroute2.netlink.rtnl import TC_H_INGRESS, TC_H_ROOT
 from pyroute2.netlink.rtnl.tcmsg import common as tc_common
 from pyroute2.protocols import ETH_P_ALL
 
@@ -218,12 +218,8 @@ def _clear_egress(info: links.LinkInfo) -> None:
 # --- ingress: ingress qdisc + u32 match-all + police ---------------------------
 
 
-def police_request(index: int, kbps: int, burst: int) -> dict[str, Any]:
-    """The ``tc("add-filter", ...)`` arguments of our ingress policer.
-
-    libvirt's ``u32 match u32 0 0 police rate <kbps>kbps burst <kb>kb mtu
-    64kb drop flowid :1``: every packet, over the rate dropped.
-    """
+def _filter_key(index: int) -> dict[str, Any]:
+    """What names our u32 filter (and matches every packet), for adding and deleting it."""
     return {
         "index": index,
         "parent": INGRESS_HANDLE,
@@ -231,16 +227,23 @@ def police_request(index: int, kbps: int, burst: int) -> dict[str, Any]:
         "protocol": ETH_P_ALL,
         "target": _FLOWID,
         "keys": ["0x0/0x0+0"],
-        "rate": kbps * KBPS,
-        "burst": burst,
-        "mtu": POLICE_MTU,
-        "action": "drop",
     }
 
 
+def police_request(index: int, kbps: int, burst: int) -> dict[str, Any]:
+    """The ``tc("add-filter", "u32", ...)`` arguments of our ingress policer.
+
+    libvirt's ``u32 match u32 0 0 police rate <kbps>kbps burst <kb>kb mtu
+    64kb drop flowid :1``: every packet, over the rate dropped.
+    """
+    police = {"rate": kbps * KBPS, "burst": burst, "mtu": POLICE_MTU, "action": "drop"}
+    return {**_filter_key(index), **police}
+
+
 def _police_ingress(info: links.LinkInfo, kbps: int, burst: int) -> None:
-    with rtnl.kernel_call("add ingress qdisc", info.name):
-        rtnl.ipr().tc("add", "ingress", index=info.index)
+    if _ingress_filters(info) is None:
+        with rtnl.kernel_call("add ingress qdisc", info.name):
+            rtnl.ipr().tc("add", "ingress", index=info.index)
     try:
         with rtnl.kernel_call("police ingress (u32 + police)", info.name):
             rtnl.ipr().tc("add-filter", "u32", **police_request(info.index, kbps, burst))
@@ -255,14 +258,37 @@ def _police_ingress(info: links.LinkInfo, kbps: int, burst: int) -> None:
         raise
 
 
+def _ingress_filters(info: links.LinkInfo) -> list[Any] | None:
+    """The filters under the device's ingress qdisc; ``None`` when it has none."""
+    with rtnl.kernel_call("list qdiscs", info.name):
+        qdiscs = list(rtnl.ipr().tc("dump", index=info.index))
+    if not any(q["index"] == info.index and q["parent"] == TC_H_INGRESS for q in qdiscs):
+        return None
+    with rtnl.kernel_call("list ingress filters", info.name):
+        return list(rtnl.ipr().get_filters(index=info.index, parent=INGRESS_HANDLE))
+
+
+def _is_ours(msg: Any) -> bool:
+    """Our policer: the u32 filter at our priority (a u32 dump also lists its hash table)."""
+    return bool(msg.get_attr("TCA_KIND") == "u32" and (msg["info"] >> 16) == FILTER_PRIO)
+
+
 def _clear_ingress(info: links.LinkInfo) -> None:
-    try:
+    """Remove our policer; the ingress qdisc goes too unless others' filters use it.
+
+    Open vSwitch (``ingress_policing_rate``) and others put their own filters
+    on the same qdisc; those are left alone.
+    """
+    filters = _ingress_filters(info)
+    if filters is None:
+        return
+    ours = [f for f in filters if _is_ours(f)]
+    if len(ours) == len(filters):  # only ours, or an empty qdisc left by a failure
         with rtnl.kernel_call("remove ingress policing", info.name):
             rtnl.ipr().tc("del", "ingress", index=info.index)
-    except exceptions.NetdevError as err:
-        # EINVAL/ENOENT: there is no ingress qdisc, which is what we want.
-        if not rtnl.caused_by(err, errno.EINVAL, errno.ENOENT):
-            raise
+    elif ours:
+        with rtnl.kernel_call("remove ingress policer", info.name):
+            rtnl.ipr().tc("del-filter", "u32", **_filter_key(info.index))
 
 
 def _clear_quietly(info: links.LinkInfo) -> None:
@@ -304,15 +330,8 @@ def _read(info: links.LinkInfo) -> Bandwidth:
 
 def _ingress_police(info: links.LinkInfo) -> tuple[int, int] | None:
     """Rate (kbps) and burst (kb) of our ingress policer, if there is one."""
-    try:
-        with rtnl.kernel_call("list ingress filters", info.name):
-            filters = list(rtnl.ipr().get_filters(index=info.index, parent=INGRESS_HANDLE))
-    except exceptions.NetdevError as err:
-        if rtnl.caused_by(err, errno.EINVAL, errno.ENOENT):  # no ingress qdisc
-            return None
-        raise
-    for msg in filters:
-        found = police_params(msg)
+    for msg in _ingress_filters(info) or []:
+        found = police_params(msg) if _is_ours(msg) else None
         if found is not None:
             return found
     return None

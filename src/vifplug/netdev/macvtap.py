@@ -102,12 +102,13 @@ def _create(
     except exceptions.DeviceInUse as err:
         if rtnl.caused_by(err, errno.EEXIST):
             return None
-        raise _parent_busy(spec, mode) from err.__cause__
+        # EBUSY: another stack (bridge, bond, Open vSwitch) holds the parent.
+        raise _parent_busy(spec, mode, errno.EBUSY) from err.__cause__
     except exceptions.NetdevError as err:
-        # The MTU was checked above, so EINVAL means passthru and the others
-        # do not mix on this parent.
+        # The MTU was checked above, so EINVAL almost always means that
+        # passthru and the other modes do not mix on this parent.
         if rtnl.caused_by(err, errno.EINVAL):
-            raise _parent_busy(spec, mode) from err.__cause__
+            raise _parent_busy(spec, mode, errno.EINVAL) from err.__cause__
         raise
     info = links.require(spec.name, "read back")
     # In passthru mode the kernel gives the macvtap its parent's MAC; setting
@@ -123,18 +124,16 @@ def _create(
     return info
 
 
-def _parent_busy(spec: MacvtapSpec, mode: str) -> exceptions.DeviceInUse:
-    if mode == "passthru":
-        reason = (
-            f"it cannot take passthru macvtap {spec.name}: passthru needs the "
-            "parent to itself and it already has a macvtap or macvlan"
-        )
+def _parent_busy(spec: MacvtapSpec, mode: str, code: int) -> exceptions.DeviceInUse:
+    if code == errno.EBUSY:
+        reason = "it is already a port of a bridge, bond or Open vSwitch"
+    elif mode == "passthru":
+        reason = "passthru needs the parent to itself and it already has a macvtap or macvlan"
     else:
-        reason = (
-            f"it cannot take {mode} macvtap {spec.name}: a passthru macvtap "
-            "holds it (or the kernel refused for another reason)"
-        )
-    return exceptions.DeviceInUse(device=spec.parent, reason=reason)
+        reason = "a passthru macvtap holds it (or it is not an Ethernet device)"
+    return exceptions.DeviceInUse(
+        device=spec.parent, reason=f"it cannot take {mode} macvtap {spec.name}: {reason}"
+    )
 
 
 def _check_adoptable(

@@ -162,6 +162,32 @@ class VersionedObject(ovo_base.VersionedObject):
         super()._obj_make_obj_compatible(primitive, target_version, field)
 
 
+class Comparable(ovo_base.ComparableVersionedObject):
+    """oslo's value equality, made deterministic.
+
+    oslo compares the two primitives, whose lists of changed fields come
+    from sets in no particular order: two equal objects could compare
+    unequal.  This compares them with those lists sorted.
+    """
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ovo_base.VersionedObject) or not isinstance(
+            self, ovo_base.VersionedObject
+        ):
+            return NotImplemented
+        mine = _sorted_changes(self.obj_to_primitive())
+        theirs = _sorted_changes(other.obj_to_primitive())
+        return bool(mine == theirs)
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:
+        # Identity hash, as oslo's mixin: these objects are mutable.
+        return object.__hash__(self)
+
+
 class PrintableMixin:
     """``str()`` of the object is its primitive, as os-vif prints host info."""
 
@@ -197,12 +223,25 @@ def to_json(
     target_version: str | None = None,
     version_manifest: Mapping[str, str] | None = None,
 ) -> str:
-    """The object's primitive as compact JSON with sorted keys (stable bytes)."""
+    """The object's primitive as compact JSON: keys and the lists of changed
+    fields sorted, so that equal objects give equal bytes (oslo builds the
+    lists from sets, in no particular order)."""
     primitive = obj.obj_to_primitive(
         target_version=target_version,
         version_manifest=dict(version_manifest) if version_manifest is not None else None,
     )
-    return json.dumps(primitive, sort_keys=True, separators=(",", ":"))
+    return json.dumps(_sorted_changes(primitive), sort_keys=True, separators=(",", ":"))
+
+
+def _sorted_changes(value: Any) -> Any:
+    if isinstance(value, dict):
+        out = {k: _sorted_changes(v) for k, v in value.items()}
+        if isinstance(out.get(KEY_CHANGES), list):
+            out[KEY_CHANGES] = sorted(out[KEY_CHANGES])
+        return out
+    if isinstance(value, list):
+        return [_sorted_changes(v) for v in value]
+    return value
 
 
 def from_json(text: str | bytes) -> VersionedObject:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from oslo_versionedobjects import base as ovo_base
 from oslo_versionedobjects import fields
 
 from vifplug.objects import base
@@ -45,9 +44,7 @@ def _common_version(object_name: str, min_version: str, max_version: str) -> str
 
 
 @base.register
-class HostPortProfileInfo(
-    base.VersionedObject, ovo_base.ComparableVersionedObject, base.PrintableMixin
-):
+class HostPortProfileInfo(base.VersionedObject, base.Comparable, base.PrintableMixin):
     """A port profile object a plugin accepts, and its range of versions."""
 
     # 1.0: initial version
@@ -75,7 +72,7 @@ class HostPortProfileInfo(
 
 
 @base.register
-class HostVIFInfo(base.VersionedObject, ovo_base.ComparableVersionedObject, base.PrintableMixin):
+class HostVIFInfo(base.VersionedObject, base.Comparable, base.PrintableMixin):
     """A VIF object a plugin accepts, its range of versions and its port profiles."""
 
     # 1.0: initial version
@@ -124,7 +121,7 @@ class HostVIFInfo(base.VersionedObject, ovo_base.ComparableVersionedObject, base
 
 
 @base.register
-class HostPluginInfo(base.VersionedObject, ovo_base.ComparableVersionedObject, base.PrintableMixin):
+class HostPluginInfo(base.VersionedObject, base.Comparable, base.PrintableMixin):
     """One installed plugin and the VIF objects it consumes."""
 
     # 1.0: initial version
@@ -155,7 +152,7 @@ class HostPluginInfo(base.VersionedObject, ovo_base.ComparableVersionedObject, b
 
 
 @base.register
-class HostInfo(base.VersionedObject, ovo_base.ComparableVersionedObject, base.PrintableMixin):
+class HostInfo(base.VersionedObject, base.Comparable, base.PrintableMixin):
     """This host: its installed plugins."""
 
     # 1.0: initial version (os-vif leaves VERSION to oslo's default, 1.0)

@@ -12,18 +12,17 @@ ladder (for people) and ``fields_added_in`` (for backlevelling).
 
 from __future__ import annotations
 
-from oslo_versionedobjects import base as ovo_base
 from oslo_versionedobjects import fields
 
 from vifplug.objects import base
 from vifplug.objects import fields as vp_fields
-from vifplug.objects.network import Network
+from vifplug.objects import network as net
 
 # --- datapath offloads --------------------------------------------------------
 
 
 @base.register
-class DatapathOffloadBase(base.VersionedObject, ovo_base.ComparableVersionedObject):
+class DatapathOffloadBase(base.VersionedObject, base.Comparable):
     """Base of the ways a port's datapath can be offloaded to hardware."""
 
     # 1.0: initial version
@@ -56,7 +55,7 @@ class DatapathOffloadRepresentor(DatapathOffloadBase):
 
 
 @base.register
-class VIFPortProfileBase(base.VersionedObject, ovo_base.ComparableVersionedObject):
+class VIFPortProfileBase(base.VersionedObject, base.Comparable):
     """Base of all port profiles; not meant to be sent on its own."""
 
     # 1.0: initial version
@@ -254,7 +253,7 @@ class VIFPortProfileK8sDPDK(VIFPortProfileBase):
 
 
 @base.register
-class VIFBase(base.VersionedObject, ovo_base.ComparableVersionedObject):
+class VIFBase(base.VersionedObject, base.Comparable):
     """What every VIF has; a VIF on the wire is always one of the subclasses."""
 
     # 1.0: initial version
@@ -279,7 +278,7 @@ class VIFBase(base.VersionedObject, ovo_base.ComparableVersionedObject):
 
     id: str
     address: str | None
-    network: Network | None
+    network: net.Network | None
     plugin: str
     active: bool
     preserve_on_delete: bool

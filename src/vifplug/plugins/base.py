@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 
 from vifplug import conf, exceptions, netdev, objects
 from vifplug.ovsdb import ops
-
 from vifplug.records import Allocation
 
 # external_ids keys vifplug keeps for itself (the contract: a ``vifplug-`` prefix).

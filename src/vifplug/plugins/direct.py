@@ -13,10 +13,6 @@ from vifplug import exceptions, netdev
 from vifplug.plugins import base
 from vifplug.records import Allocation
 
-# os-vif's VIFDirectMode values -> the kernel's macvtap modes.
-KERNEL_MODE = {"vepa": "vepa", "bridge": "bridge", "private": "private",
-               "passthrough": "passthru"}
-
 
 class DirectPlugin(base.PluginBase):
     NAME = "direct"
@@ -59,12 +55,11 @@ class DirectPlugin(base.PluginBase):
              iface_status: str | None, exclusive: bool) -> base.PlugOutcome:
         if plan.pool_device is None:
             raise exceptions.InvalidRequest(reason=f"VIF {vif.id} has no parent device")
-        if netdev.get_link(plan.pool_device) is None:
-            raise exceptions.PhysicalDeviceNotFound(device=plan.pool_device, vif_id=vif.id)
         _, created = netdev.ensure_macvtap(netdev.MacvtapSpec(
             name=plan.device, parent=plan.pool_device,
-            mode=KERNEL_MODE.get(plan.mode or "vepa", "vepa"),
-            mac=self.address(vif), mtu=self.mtu(vif), link_group=self.ctx.netdev.link_group))
+            mode=netdev.normalize_mode(plan.mode or "vepa"),  # type: ignore[arg-type]
+            mac=self.address(vif), mtu=self.mtu(vif), link_group=self.ctx.netdev.link_group),
+            vif_id=str(vif.id))
         try:
             bw = plan.bandwidth
             if bw is not None and not bw.is_empty():

@@ -1,0 +1,292 @@
+"""Caller mistakes: each answered 4xx with the error envelope, and nothing changes.
+
+After every bad request, OVSDB (bridges, their ports, every Interface's
+external_ids), the kernel's links and the daemon's own list of VIFs are
+exactly what they were before.  One daemon serves the whole module, with one
+VIF already plugged, so "never touches state it does not name" is checked
+against something real.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import primitives as prim
+import pytest
+from daemon_fixture import Daemon, base_config, cleanup_host, links, merge, start_daemon
+
+from vifplug.ovsdb import sandbox as ovs_sandbox
+
+MAX_BODY = 65536
+
+
+@dataclass
+class Ctx:
+    daemon: Daemon
+    bridge: str
+    existing: dict[str, Any]          # the body of the VIF plugged at module start
+
+    @property
+    def existing_id(self) -> str:
+        return str(prim.data(self.existing["vif"])["id"])
+
+    def vif(self, **changes: Any) -> dict[str, Any]:
+        return prim.mutate(prim.vif_ovs(bridge=self.bridge), **changes)
+
+
+@dataclass
+class Bad:
+    """One bad request: what to send and what must come back."""
+
+    method: str = "POST"
+    path: str = "/v1/vifs"
+    json_body: Any = None
+    raw: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    status: int = 400
+    code: str | None = None
+
+
+@pytest.fixture(scope="module")
+def ctx(ovs: ovs_sandbox.OvsSandbox) -> Iterator[Ctx]:
+    workdir = Path(tempfile.mkdtemp(prefix="vpbad-", dir="/tmp"))
+    config = merge(base_config(workdir, ovs.remote), {"api": {"max_body_bytes": MAX_BODY}})
+    daemon = start_daemon(workdir, config)
+    try:
+        bridge = daemon.bridge
+        existing = prim.body(prim.vif_ovs(bridge=bridge))
+        with daemon.client() as c:
+            r = c.post("/v1/vifs", json=existing)
+            assert r.status_code == 201, r.text
+        yield Ctx(daemon=daemon, bridge=bridge, existing=existing)
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.stop()
+        cleanup_host(ovs, daemon, {"br-evil"})
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def host_snapshot(ovs: ovs_sandbox.OvsSandbox, daemon: Daemon) -> dict[str, Any]:
+    bridges = sorted(ovs.vsctl("list-br").split())
+    ifaces = json.loads(ovs.vsctl("--format=json", "--columns=name,external_ids,ofport",
+                                  "list", "Interface"))["data"]
+    with daemon.client() as c:
+        vifs = c.get("/v1/vifs").json()
+    return {
+        "bridges": bridges,
+        "ports": {br: sorted(ovs.vsctl("list-ports", br).split()) for br in bridges},
+        "interfaces": sorted(json.dumps(row, sort_keys=True) for row in ifaces),
+        "links": sorted(links()),
+        "vifs": vifs,
+    }
+
+
+def vif_with_data(ctx: Ctx, **changes: Any) -> dict[str, Any]:
+    return prim.body(ctx.vif(**changes))
+
+
+def nested_profile(ctx: Ctx, **changes: Any) -> dict[str, Any]:
+    vif = ctx.vif()
+    profile = prim.data(vif)["port_profile"]
+    profile.update(changes)
+    return prim.body(vif)
+
+
+def network_change(ctx: Ctx, **changes: Any) -> dict[str, Any]:
+    vif = ctx.vif()
+    prim.data(vif)["network"]["versioned_object.data"].update(changes)
+    return prim.body(vif)
+
+
+def top(ctx: Ctx, **changes: Any) -> dict[str, Any]:
+    vif = ctx.vif()
+    vif.update(changes)
+    return prim.body(vif)
+
+
+def _deep(n: int) -> bytes:
+    return b'{"vif": ' + b"[" * n + b"]" * n + b', "instance": {}}'
+
+
+BAD: dict[str, Callable[[Ctx], Bad]] = {
+    # -- the envelope itself --------------------------------------------------------
+    "malformed-json": lambda c: Bad(raw=b'{"vif": {', code="malformed_json"),
+    "json-array-body": lambda c: Bad(json_body=[1, 2, 3], code="invalid_request"),
+    "empty-body": lambda c: Bad(raw=b"", code="invalid_request"),
+    "not-json-content-type": lambda c: Bad(
+        raw=json.dumps(prim.body(c.vif())).encode(), headers={"content-type": "text/plain"}),
+    "missing-instance": lambda c: Bad(json_body={"vif": c.vif()}, code="invalid_request"),
+    "unknown-top-level-field": lambda c: Bad(
+        json_body={**prim.body(c.vif()), "colour": "blue"}, code="invalid_request"),
+    "vif-is-a-string": lambda c: Bad(json_body={"vif": "tap0", "instance": prim.instance()},
+                                     code="invalid_request"),
+    "iface-status-not-a-status": lambda c: Bad(
+        json_body=prim.body(c.vif(), iface_status="up"), code="invalid_request"),
+    "allow-dual-active-not-a-bool": lambda c: Bad(
+        json_body=prim.body(c.vif(), allow_dual_active="yes"), code="invalid_request"),
+    "body-larger-than-max": lambda c: Bad(
+        raw=b'{"vif": "' + b"x" * (MAX_BODY + 10) + b'"}', status=413,
+        code="request_too_large"),
+    "deeply-nested-json": lambda c: Bad(raw=_deep(30000)),
+    "invalid-utf8": lambda c: Bad(raw=b'{"vif": "\xff\xfe"}'),
+    # -- the os_vif objects ---------------------------------------------------------------
+    "wrong-namespace": lambda c: Bad(
+        json_body=top(c, **{"versioned_object.namespace": "nova"}), code="invalid_object"),
+    "unknown-object-name": lambda c: Bad(
+        json_body=top(c, **{"versioned_object.name": "VIFTeleport"})),
+    "instance-is-a-vif": lambda c: Bad(json_body={"vif": c.vif(), "instance": c.vif()}),
+    "vif-is-an-instance": lambda c: Bad(
+        json_body={"vif": prim.instance(), "instance": prim.instance()}),
+    "no-versioned-object-data": lambda c: Bad(
+        json_body=prim.body({k: v for k, v in c.vif().items()
+                             if k != "versioned_object.data"})),
+    "vif-version-out-of-range": lambda c: Bad(
+        json_body=top(c, **{"versioned_object.version": "1.9"}), code="unsupported_version"),
+    "vif-version-malformed": lambda c: Bad(
+        json_body=top(c, **{"versioned_object.version": "1.0.0"})),
+    "vif-major-version-unknown": lambda c: Bad(
+        json_body=top(c, **{"versioned_object.version": "2.0"})),
+    "profile-version-out-of-range": lambda c: Bad(
+        json_body=nested_profile(c, **{"versioned_object.version": "1.9"})),
+    "profile-not-for-ovs": lambda c: Bad(json_body=prim.body(prim.mutate(
+        c.vif(), port_profile=prim.obj("VIFPortProfile8021Qbh", "1.1",
+                                       {"profile_id": "p1"}))),
+        code="unsupported_port_profile"),
+    "invalid-mac": lambda c: Bad(json_body=vif_with_data(c, address="zz:16:3e:00:00:01")),
+    "mac-wrong-type": lambda c: Bad(json_body=vif_with_data(c, address=12345)),
+    "vif-id-not-a-uuid": lambda c: Bad(json_body=vif_with_data(c, id="not-a-uuid")),
+    "vif-id-missing": lambda c: Bad(json_body=vif_with_data(c, id=None)),
+    "instance-uuid-invalid": lambda c: Bad(json_body=prim.body(c.vif(), prim.obj(
+        "InstanceInfo", "1.0", {"uuid": "nope", "name": "vm"}))),
+    "bridge-not-allowed": lambda c: Bad(json_body=network_change(c, bridge="br-evil"),
+                                        code="bridge_not_allowed"),
+    "device-name-too-long": lambda c: Bad(json_body=vif_with_data(c, vif_name="tap0123456789abc"),
+                                          code="invalid_device_name"),
+    "device-name-with-slash": lambda c: Bad(json_body=vif_with_data(c, vif_name="tap/evil"),
+                                            code="invalid_device_name"),
+    "device-name-dot-dot": lambda c: Bad(json_body=vif_with_data(c, vif_name=".."),
+                                         code="invalid_device_name"),
+    "unknown-plugin": lambda c: Bad(json_body=vif_with_data(c, plugin="teleporter"),
+                                    code="no_matching_plugin"),
+    "plugin-for-another-object": lambda c: Bad(json_body=vif_with_data(c, plugin="noop")),
+    "network-mtu-not-a-number": lambda c: Bad(json_body=network_change(c, mtu="big")),
+    "same-id-other-content": lambda c: Bad(json_body=prim.body(
+        prim.mutate(c.existing["vif"], address="fa:16:3e:ff:ff:ff"), c.existing["instance"]),
+        status=409, code="vif_conflict"),
+    # -- query parameters ---------------------------------------------------------------
+    "wait-unknown": lambda c: Bad(json_body=prim.body(c.vif()), params={"wait": "forever"},
+                                  code="invalid_request"),
+    "timeout-negative": lambda c: Bad(json_body=prim.body(c.vif()), params={"timeout": "-1"},
+                                      code="invalid_request"),
+    "timeout-not-a-number": lambda c: Bad(json_body=prim.body(c.vif()),
+                                          params={"timeout": "soon"}, code="invalid_request"),
+    "host-info-version-malformed": lambda c: Bad(
+        method="GET", path="/v1/host-info", params={"version": "latest"},
+        code="invalid_request"),
+    "host-info-manifest-malformed": lambda c: Bad(
+        method="GET", path="/v1/host-info", params={"manifest": "HostInfo=1.0"},
+        code="invalid_request"),
+    # -- other endpoints -----------------------------------------------------------------
+    "status-not-a-status": lambda c: Bad(
+        method="PUT", path=f"/v1/vifs/{c.existing_id}/status",
+        json_body={"iface_status": "up"}, code="invalid_request"),
+    "status-unknown-field": lambda c: Bad(
+        method="PUT", path=f"/v1/vifs/{c.existing_id}/status",
+        json_body={"iface_status": "inactive", "force": True}, code="invalid_request"),
+    "status-of-unknown-vif": lambda c: Bad(
+        method="PUT", path=f"/v1/vifs/{uuid.uuid4()}/status",
+        json_body={"iface_status": "inactive"}, status=404, code="vif_not_found"),
+    "unplug-unknown-vif": lambda c: Bad(method="DELETE", path=f"/v1/vifs/{uuid.uuid4()}",
+                                        status=404, code="vif_not_found"),
+    "unplug-path-traversal": lambda c: Bad(method="DELETE", path="/v1/vifs/..%2F..%2Fetc",
+                                           status=404),
+    "unknown-route": lambda c: Bad(method="GET", path="/v1/teleport", status=404,
+                                   code="not_found"),
+    "trailing-slash": lambda c: Bad(method="GET", path="/v1/vifs/", status=404),
+    "method-not-allowed": lambda c: Bad(method="PATCH", path="/v1/vifs", status=405,
+                                        code="method_not_allowed"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_bad_request_is_refused_with_the_envelope_and_changes_nothing(
+        name: str, ctx: Ctx, ovs: ovs_sandbox.OvsSandbox) -> None:
+    bad = BAD[name](ctx)
+    before = host_snapshot(ovs, ctx.daemon)
+    with ctx.daemon.client() as c:
+        kwargs: dict[str, Any] = {"params": bad.params, "headers": bad.headers}
+        if bad.raw is not None:
+            kwargs["content"] = bad.raw
+            kwargs["headers"] = {"content-type": "application/json", **bad.headers}
+        elif bad.json_body is not None:
+            kwargs["json"] = bad.json_body
+        r = c.request(bad.method, bad.path, **kwargs)
+    assert 400 <= r.status_code < 500, (r.status_code, r.text[:2000])
+    assert r.status_code == bad.status, r.text[:2000]
+    body = r.json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message", "details"}, body
+    assert isinstance(body["error"]["code"], str) and body["error"]["code"].islower()
+    assert body["error"]["message"]
+    if bad.code is not None:
+        assert body["error"]["code"] == bad.code, body
+    assert host_snapshot(ovs, ctx.daemon) == before
+    assert ctx.daemon.proc.poll() is None
+
+
+def test_unsupported_version_names_the_range(ctx: Ctx) -> None:
+    vif = ctx.vif()
+    vif["versioned_object.version"] = "1.9"
+    with ctx.daemon.client() as c:
+        r = c.post("/v1/vifs", json=prim.body(vif))
+    error = r.json()["error"]
+    assert r.status_code == 400 and error["code"] == "unsupported_version"
+    assert error["details"]["min_version"] == "1.0"
+    assert error["details"]["max_version"] == "1.0"
+    assert "1.0" in error["message"]
+
+
+def test_chunked_body_larger_than_max_is_413(ctx: Ctx, ovs: ovs_sandbox.OvsSandbox) -> None:
+    """No Content-Length: the body is counted as it arrives."""
+    before = host_snapshot(ovs, ctx.daemon)
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"vif": "'
+        for _ in range(MAX_BODY // 1024 + 2):
+            yield b"x" * 1024
+        yield b'"}'
+
+    with ctx.daemon.client() as c:
+        r = c.post("/v1/vifs", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413, r.text
+    assert r.json()["error"]["code"] == "request_too_large"
+    assert host_snapshot(ovs, ctx.daemon) == before
+
+
+def test_garbage_on_the_socket_does_not_hurt_the_daemon(ctx: Ctx) -> None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(5)
+    sock.connect(ctx.daemon.socket_path)
+    sock.sendall(b"\x00\x01 NOT HTTP\r\n\r\n")
+    try:
+        answer = sock.recv(4096)
+    except OSError:
+        answer = b""
+    sock.close()
+    assert not answer or answer.startswith(b"HTTP/1.1 4")
+    with ctx.daemon.client() as c:
+        assert c.get("/healthz").status_code == 200
+
+
+def test_bad_requests_are_many() -> None:
+    assert len(BAD) >= 25
+

@@ -1,0 +1,274 @@
+"""vifplugd as a process: systemd notification, signals, its socket, its identity."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import grp
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import primitives as prim
+import pytest
+from daemon_fixture import (
+    Daemon,
+    DaemonFactory,
+    base_config,
+    merge,
+    start_daemon,
+    write_config,
+)
+
+from vifplug.ovsdb import sandbox as ovs_sandbox
+
+
+class Notify:
+    """A systemd notification socket (datagrams)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.messages: list[str] = []
+
+    def read(self, timeout: float) -> list[str]:
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                self.messages.append(self.sock.recv(4096).decode())
+                self.sock.settimeout(0.05)
+        except (TimeoutError, BlockingIOError):
+            pass
+        return self.messages
+
+    def wait_for(self, message: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if message in self.read(0.2):
+                return True
+        return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def notify(workdir: Path) -> Iterator[Notify]:
+    n = Notify(workdir / "notify.sock")
+    try:
+        yield n
+    finally:
+        n.close()
+
+
+# --- systemd -----------------------------------------------------------------------------
+
+def test_ready_only_when_serving_and_stopping_on_sigterm(
+        daemon_factory: DaemonFactory, notify: Notify) -> None:
+    d = daemon_factory(env={"NOTIFY_SOCKET": str(notify.path)}, wait=False)
+    assert notify.wait_for("READY=1", 60), d.stderr()
+    # READY=1 means the socket answers and the daemon is ready.
+    with d.client() as c:
+        assert c.get("/readyz").status_code == 200
+    assert "STOPPING=1" not in notify.messages
+    assert d.stop() == 0
+    assert notify.wait_for("STOPPING=1", 5)
+    assert notify.messages.index("READY=1") < notify.messages.index("STOPPING=1")
+    assert not os.path.exists(d.socket_path)
+
+
+def test_not_ready_until_ovsdb_answers(workdir: Path, notify: Notify, netns_name: str) -> None:
+    """OVSDB comes up after the daemon: READY=1 follows it, not the start."""
+    ovs_dir = Path(f"/tmp/vpovs-late-{uuid.uuid4().hex[:6]}")
+    late = ovs_sandbox.OvsSandbox(ovs_dir, netns=netns_name)
+    config = merge(base_config(workdir / "d", late.remote), {"ovs": {"timeout": 1}})
+    d = start_daemon(workdir / "d", config, wait=False, env={"NOTIFY_SOCKET": str(notify.path)})
+    try:
+        assert not notify.wait_for("READY=1", 5)
+        assert d.proc.poll() is None
+        assert not os.path.exists(d.socket_path)
+        assert "OVSDB does not answer" in d.stderr()
+        late.start()
+        assert notify.wait_for("READY=1", 60), d.stderr()
+        with d.client() as c:
+            assert c.get("/readyz").status_code == 200
+        assert d.stop() == 0
+    finally:
+        if d.proc.poll() is None:
+            d.proc.kill()
+        late.stop()
+        subprocess.run(["rm", "-rf", str(ovs_dir)], check=False)
+
+
+def test_sigterm_during_start_up_exits_0(workdir: Path, notify: Notify) -> None:
+    d = start_daemon(workdir / "d", base_config(workdir / "d", "unix:/nonexistent/db.sock"),
+                     wait=False, env={"NOTIFY_SOCKET": str(notify.path)})
+    time.sleep(1.5)
+    assert d.stop(timeout=20) == 0, d.stderr()
+    assert "READY=1" not in notify.read(0.2)
+
+
+# --- SIGTERM with requests in flight -------------------------------------------------------
+
+def test_sigterm_during_plugs_finishes_them_and_exits_0(
+        daemon_factory: DaemonFactory, ovs: ovs_sandbox.OvsSandbox, notify: Notify) -> None:
+    d = daemon_factory(env={"NOTIFY_SOCKET": str(notify.path)})
+    vifs = [prim.vif_ovs(bridge=d.bridge) for _ in range(12)]
+    taps = [prim.data(v)["vif_name"] for v in vifs]
+
+    def plug(vif: dict[str, object]) -> int:
+        with d.client(timeout=120) as c:
+            r = c.post("/v1/vifs", params={"wait": "ovn-installed", "timeout": "60"},
+                       json=prim.body(vif))
+            return r.status_code
+
+    with concurrent.futures.ThreadPoolExecutor(len(vifs)) as pool:
+        futures = [pool.submit(plug, v) for v in vifs]
+        # Every plug is in flight once its port is in OVSDB (it then waits for OVN).
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                ports = set(ovs.vsctl("list-ports", d.bridge).split())
+            except ovs_sandbox.SandboxError:
+                ports = set()          # the bridge is not made yet
+            if set(taps) <= ports:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError(d.stderr())
+        d.signal(signal.SIGTERM)
+        assert notify.wait_for("STOPPING=1", 10)
+        # No new connections are accepted while draining.
+        time.sleep(0.5)
+        with pytest.raises(httpx.HTTPError), d.client(timeout=5) as c:
+            c.get("/healthz")
+        assert d.proc.poll() is None
+        # OVN "binds" the ports now; the in-flight requests complete.
+        for tap in taps:
+            ovs.vsctl("set", "Interface", tap, "external_ids:ovn-installed=true")
+        statuses = [f.result(timeout=60) for f in futures]
+    assert statuses == [201] * len(vifs)
+    assert d.wait(60) == 0, d.stderr()
+    assert "finishing in-flight requests" in d.stderr()
+    # What was acknowledged is still plugged; a new daemon on the same state finds it.
+    assert set(taps) <= set(ovs.vsctl("list-ports", d.bridge).split())
+    again = start_daemon(d.workdir, d.config)
+    try:
+        with again.client() as c:
+            assert {v["vif_id"] for v in c.get("/v1/vifs").json()["vifs"]} == \
+                {prim.data(v)["id"] for v in vifs}
+            for v in vifs:
+                assert c.delete(f"/v1/vifs/{prim.data(v)['id']}").status_code == 204
+    finally:
+        assert again.stop() == 0
+
+
+# --- SIGHUP --------------------------------------------------------------------------------
+
+def test_sighup_rereads_the_network_definitions(daemon_factory: DaemonFactory) -> None:
+    d = daemon_factory({"network:alpha": {"type": "ovs", "bridge": "vpnalpha"}})
+    with d.client() as c:
+        assert [n["name"] for n in c.get("/v1/networks").json()["networks"]] == ["alpha"]
+    write_config(d.config_path, merge(d.config, {
+        "network:beta": {"type": "ovs", "bridge": "vpnbeta"}}))
+    d.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 20
+    names: list[str] = []
+    while time.monotonic() < deadline:
+        with d.client() as c:
+            names = [n["name"] for n in c.get("/v1/networks").json()["networks"]]
+        if names == ["alpha", "beta"]:
+            break
+        time.sleep(0.1)
+    assert names == ["alpha", "beta"], d.stderr()
+    assert "SIGHUP received" in d.stderr()
+    # An invalid file keeps the running definitions.
+    d.config_path.write_text(d.config_path.read_text() + "\n[network:broken]\ntype = ovs\n")
+    d.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 20
+    while "invalid" not in d.stderr() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "keeping the current ones" in d.stderr()
+    with d.client() as c:
+        assert [n["name"] for n in c.get("/v1/networks").json()["networks"]] == \
+            ["alpha", "beta"]
+        assert c.get("/readyz").status_code == 200
+
+
+# --- the socket ------------------------------------------------------------------------------
+
+def test_unix_socket_is_0660_with_the_configured_group(daemon_factory: DaemonFactory) -> None:
+    group = grp.getgrnam("adm")
+    d = daemon_factory({"api": {"socket_group": "adm"}})
+    st = os.stat(d.socket_path)
+    assert stat.S_ISSOCK(st.st_mode)
+    assert stat.S_IMODE(st.st_mode) == 0o660
+    assert st.st_gid == group.gr_gid
+
+
+def test_stale_socket_is_replaced_and_a_live_one_is_not_stolen(
+        daemon_factory: DaemonFactory, workdir: Path, ovs: ovs_sandbox.OvsSandbox) -> None:
+    stale = workdir / "stale.sock"
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(str(stale))
+    s.close()                          # a socket file nobody listens on
+    d = daemon_factory({"api": {"socket_path": str(stale)}})
+    with d.client() as c:
+        assert c.get("/healthz").status_code == 200
+    # A second daemon on the same socket refuses and leaves the first alone.
+    second = daemon_factory({"api": {"socket_path": str(stale)}}, wait=False)
+    assert second.wait(60) == 2, second.stderr()
+    assert "already running" in second.stderr()
+    with d.client() as c:
+        assert c.get("/healthz").status_code == 200
+
+
+def test_invalid_network_definitions_refuse_to_start(daemon_factory: DaemonFactory) -> None:
+    d = daemon_factory({"network:nobridge": {"type": "ovs"}}, wait=False)
+    assert d.wait(60) == 2
+    assert "network definitions are invalid" in d.stderr()
+
+
+def test_unknown_option_value_refuses_to_start(daemon_factory: DaemonFactory) -> None:
+    d = daemon_factory({"ovs": {"datapath_type": "quantum"}}, wait=False)
+    assert d.wait(60) != 0
+
+
+# --- identity ----------------------------------------------------------------------------------
+
+def test_configured_system_id_and_host_fields_reach_ovsdb(
+        daemon_factory: DaemonFactory, ovs: ovs_sandbox.OvsSandbox) -> None:
+    previous = ovs.vsctl("--if-exists", "get", "Open_vSwitch", ".",
+                         "external_ids:system-id").strip().strip('"')
+    system_id = str(uuid.uuid4())
+    try:
+        daemon_factory({"DEFAULT": {"system_id": system_id, "system_type": "vifplug-test",
+                                    "system_version": "1.2.3", "enable_statistics": True}})
+        get = lambda *col: ovs.vsctl("get", "Open_vSwitch", ".", *col).strip().strip('"')  # noqa: E731
+        assert get("external_ids:system-id") == system_id
+        assert get("system_type") == "vifplug-test"
+        assert get("system_version") == "1.2.3"
+        assert get("other_config:enable-statistics") == "true"
+    finally:
+        if previous:
+            ovs.vsctl("set", "Open_vSwitch", ".", f"external_ids:system-id={previous}")
+
+
+def test_console_script_runs_the_daemon(workdir: Path, ovs: ovs_sandbox.OvsSandbox) -> None:
+    script = Path(sys.executable).parent / "vifplugd"
+    if not script.exists():
+        pytest.skip("vifplugd console script not installed in this environment")
+    config = base_config(workdir, ovs.remote)
+    config_path = workdir / "c.conf"
+    write_config(config_path, config)
+    d = start_daemon(workdir, config, argv=[str(script), "--config-file", str(config_path)])
+    assert isinstance(d, Daemon)
+    assert d.stop() == 0

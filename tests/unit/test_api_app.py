@@ -1,0 +1,186 @@
+"""The application in-process, around a fake service: envelopes, statuses, guards.
+
+The functional tests drive the real daemon; these pin the HTTP behaviour
+itself, without root and in milliseconds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from vifplug import exceptions, negotiation
+from vifplug.api import app as api_app
+from vifplug.api import metrics
+from vifplug.records import Allocation, Lifecycle, VifRecord
+from vifplug.service import PlugRequest, PlugResult
+
+
+def record(vif_id: str = "v1") -> VifRecord:
+    return VifRecord(
+        vif_id=vif_id, plugin="ovs", obj_name="VIFOpenVSwitch", obj_version="1.0",
+        instance_uuid="i1", instance_name="vm", request={}, request_digest="d",
+        lifecycle=Lifecycle.PLUGGED, iface_id=vif_id, iface_status="active",
+        mac="fa:16:3e:00:00:01",
+        allocation=Allocation(plugin="ovs", device="tap1", bridge="br-int", port="tap1",
+                              created_devices=("tap1",), created_port=True))
+
+
+class FakeService:
+    def __init__(self) -> None:
+        self.records: dict[str, VifRecord] = {}
+        self.raise_on_plug: Exception | None = None
+        self.threads: set[str] = set()
+
+    def host_info(self) -> Any:
+        return negotiation.build_host_info([])
+
+    def plug(self, request: PlugRequest) -> PlugResult:
+        self.threads.add(threading.current_thread().name)
+        if self.raise_on_plug is not None:
+            raise self.raise_on_plug
+        vif_id = request.vif["versioned_object.data"]["id"]
+        created = vif_id not in self.records
+        self.records[vif_id] = record(vif_id)
+        return PlugResult(record=self.records[vif_id], created=created)
+
+    def get(self, vif_id: str) -> VifRecord:
+        if vif_id not in self.records:
+            raise exceptions.VIFNotFound(vif_id=vif_id)
+        return self.records[vif_id]
+
+    def list(self) -> list[VifRecord]:
+        return list(self.records.values())
+
+    def unplug(self, vif_id: str) -> None:
+        self.get(vif_id)
+        del self.records[vif_id]
+
+    def set_status(self, vif_id: str, status: str, *, allow_dual_active: bool) -> VifRecord:
+        return self.get(vif_id).with_changes(iface_status=status)
+
+    def ofport(self, rec: VifRecord) -> int | None:
+        return 7
+
+    def networks_view(self) -> list[dict[str, Any]]:
+        return [{"name": "physnet1"}]
+
+
+@pytest.fixture
+def service() -> FakeService:
+    return FakeService()
+
+
+def make_client(service: FakeService, **kwargs: Any) -> TestClient:
+    rt = api_app.Runtime(executor=ThreadPoolExecutor(4, thread_name_prefix="api-worker"),
+                         metrics=metrics.Metrics(), max_body_bytes=4096)
+    return TestClient(api_app.create_app(service, runtime=rt, **kwargs),
+                      raise_server_exceptions=False)
+
+
+def body(vif_id: str = "v1") -> dict[str, Any]:
+    return {"vif": {"versioned_object.data": {"id": vif_id}}, "instance": {}}
+
+
+def envelope(response: Any, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    error: dict[str, Any] = response.json()["error"]
+    assert error["code"] == code and error["message"] and isinstance(error["details"], dict)
+    return error
+
+
+def test_plug_201_then_200_and_work_runs_in_the_api_pool(service: FakeService) -> None:
+    c = make_client(service)
+    assert c.post("/v1/vifs", json=body()).status_code == 201
+    r = c.post("/v1/vifs", json=body())
+    assert r.status_code == 200
+    assert r.json()["ofport"] == 7 and r.json()["device"] == "tap1"
+    assert all(name.startswith("api-worker") for name in service.threads)
+
+
+def test_plug_timeout_is_504_with_the_envelope(service: FakeService) -> None:
+    service.raise_on_plug = exceptions.PlugTimeout(vif_id="v1", device="tap1",
+                                                   condition="an ofport", timeout=1.0)
+    error = envelope(make_client(service).post("/v1/vifs", json=body()), 504, "plug_timeout")
+    assert error["details"]["vif_id"] == "v1"
+
+
+def test_unexpected_exception_is_500_with_the_envelope(service: FakeService) -> None:
+    service.raise_on_plug = RuntimeError("boom")
+    envelope(make_client(service).post("/v1/vifs", json=body()), 500, "internal_error")
+
+
+@pytest.mark.parametrize("method,path,status,code", [
+    ("GET", "/nope", 404, "not_found"),
+    ("PATCH", "/v1/vifs", 405, "method_not_allowed"),
+    ("GET", "/v1/vifs/unknown", 404, "vif_not_found"),
+    ("DELETE", "/v1/vifs/unknown", 404, "vif_not_found"),
+    ("GET", "/v1/host-info?version=2.0", 406, "version_not_available"),
+    ("GET", "/v1/host-info?version=x", 400, "invalid_request"),
+    ("POST", "/v1/vifs?wait=later", 400, "invalid_request"),
+])
+def test_errors_use_the_envelope(service: FakeService, method: str, path: str, status: int,
+                                 code: str) -> None:
+    envelope(make_client(service).request(method, path, json=body()), status, code)
+
+
+def test_malformed_json_and_unknown_fields(service: FakeService) -> None:
+    c = make_client(service)
+    envelope(c.post("/v1/vifs", content=b"{", headers={"content-type": "application/json"}),
+             400, "malformed_json")
+    error = envelope(c.post("/v1/vifs", json={**body(), "extra": 1}), 400, "invalid_request")
+    assert error["details"]["problems"][0]["loc"] == ["body", "extra"]
+    assert service.records == {}
+
+
+def test_body_limit(service: FakeService) -> None:
+    c = make_client(service)
+    big = {"vif": {"x": "y" * 5000}, "instance": {}}
+    envelope(c.post("/v1/vifs", json=big), 413, "request_too_large")
+    assert service.records == {}
+
+
+def test_token(service: FakeService) -> None:
+    c = make_client(service, token="t0k")
+    envelope(c.get("/healthz"), 401, "unauthorized")
+    envelope(c.get("/healthz", headers={"Authorization": "Bearer nope"}), 401, "unauthorized")
+    assert c.get("/healthz", headers={"Authorization": "Bearer t0k"}).status_code == 200
+
+
+def test_networks_and_metrics(service: FakeService) -> None:
+    c = make_client(service)
+    assert c.get("/v1/networks").json() == {"networks": [{"name": "physnet1"}]}
+    c.post("/v1/vifs", json=body())
+    text = c.get("/metrics").text
+    assert 'vifplug_plug_duration_seconds_count{outcome="created",plugin="ovs"} 1.0' in text
+
+
+def test_readiness_reports_why(service: FakeService) -> None:
+    rt = api_app.Runtime(executor=ThreadPoolExecutor(2), metrics=metrics.Metrics(),
+                         readiness=lambda: (False, {"reason": "OVSDB is not connected"}))
+    c = TestClient(api_app.create_app(service, runtime=rt))
+    error = envelope(c.get("/readyz"), 503, "not_ready")
+    assert "OVSDB is not connected" in error["message"]
+
+
+def test_many_blocking_calls_run_concurrently(service: FakeService) -> None:
+    """The pool, not anyio's limiter, bounds concurrency."""
+    gate = threading.Barrier(8, timeout=10)
+
+    def slow_list() -> list[VifRecord]:
+        gate.wait()
+        return []
+
+    service.list = slow_list  # type: ignore[method-assign]
+    rt = api_app.Runtime(executor=ThreadPoolExecutor(8), metrics=metrics.Metrics())
+    c = TestClient(api_app.create_app(service, runtime=rt))
+    started = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda _: c.get("/v1/vifs").status_code, range(8)))
+    assert statuses == [200] * 8
+    assert time.monotonic() - started < 10
