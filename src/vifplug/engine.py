@@ -25,6 +25,7 @@ LOG = logging.getLogger(__name__)
 
 STATE_FILE = "vifplug.sqlite"
 META_SYSTEM_ID = "system_id"
+REPAIR_DEBOUNCE = 0.5
 
 
 class Engine:
@@ -45,6 +46,9 @@ class Engine:
         self.ctx: plugin_base.PluginContext | None = None
         self.system_id: str | None = None
         self.ready = threading.Event()
+        self._repair_wanted = threading.Event()
+        self._stopping = threading.Event()
+        self._repairer: threading.Thread | None = None
 
     # -- start-up ------------------------------------------------------------------
     def start(self) -> Engine:
@@ -64,6 +68,10 @@ class Engine:
         self.system_id = self._ensure_identity()
         self.reconciler.run()
         self.ovsdb.add_resync_callback(self._on_resync)
+        self.ovsdb.add_interface_watcher(self._on_interface)
+        self._repairer = threading.Thread(target=self._repair_loop, name="reconcile",
+                                          daemon=True)
+        self._repairer.start()
         self.ready.set()
         return self
 
@@ -112,6 +120,27 @@ class Engine:
         if self.reconciler is not None:
             self.reconciler.run()
 
+    def _on_interface(self, view: Any) -> None:
+        """ovs-vswitchd reports one of our interfaces broken (its device is gone,
+        e.g. deleted behind our back or lost across an ovs-vswitchd restart):
+        ask for a reconciliation, which recreates what is missing."""
+        if view.failed and view.external_ids.get(plugin_base.KEY_OWNER) == self.owner:
+            self._repair_wanted.set()
+
+    def _repair_loop(self) -> None:
+        while not self._stopping.is_set():
+            if not self._repair_wanted.wait(timeout=1.0):
+                continue
+            # Let a burst of reports (a restarting ovs-vswitchd) settle first.
+            if self._stopping.wait(REPAIR_DEBOUNCE):
+                return
+            self._repair_wanted.clear()
+            if self.reconciler is not None and self.ovsdb is not None and self.ovsdb.connected:
+                try:
+                    self.reconciler.run()
+                except Exception:
+                    LOG.exception("reconciliation after an interface error failed")
+
     # -- shared ------------------------------------------------------------------
     def allowed_bridges(self) -> frozenset[str]:
         s = self.settings.ovs
@@ -132,6 +161,9 @@ class Engine:
 
     def stop(self, *, stop_sandbox: bool = True) -> None:
         self.ready.clear()
+        self._stopping.set()
+        if self._repairer is not None:
+            self._repairer.join(timeout=30)
         if self.ovsdb is not None:
             self.ovsdb.stop()
         if self.deleter is not None:

@@ -257,6 +257,34 @@ def test_ovs_vswitchd_restart_brings_every_port_back(host: Host,
         e.stop()
 
 
+def test_device_lost_across_vswitchd_restart_is_recreated(host: Host,
+                                                          ovs: sandbox.OvsSandbox) -> None:
+    """ovs-vswitchd goes away, a VIF's tap disappears meanwhile; when the switch
+    comes back it reports the interface broken, and the daemon (running all
+    along) recreates the tap, so the port gets its ofport again."""
+    ids = plug_some(host, 2)
+    e = host.engine()
+    try:
+        assert e.service is not None and e.reconciler is not None
+        victim = e.service.get(ids[0]).allocation
+        assert victim is not None
+        runs = e.reconciler.runs
+        ovs.stop_vswitchd()
+        with IPRoute() as ipr:
+            ipr.link("del", ifname=victim.device)
+        ovs.start_vswitchd()
+        deadline = time.monotonic() + 30
+        while e.reconciler.runs == runs or link(victim.device) is None:
+            assert time.monotonic() < deadline, "the lost tap was not recreated"
+            time.sleep(0.1)
+        assert e.reconciler.last is not None and ids[0] in e.reconciler.last.repaired
+        while (e.service.ofport(e.service.get(ids[0])) or 0) <= 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        e.stop()
+
+
 def test_allocation_record_format_is_what_reconciliation_reads() -> None:
     alloc = Allocation(plugin="ovs", device="tapx", bridge="br", port="tapx",
                        created_devices=("tapx",), created_port=True)

@@ -161,6 +161,7 @@ class Connection:
         self._waiters: dict[str, list[_Waiter]] = collections.defaultdict(list)
         self._inflight: tuple[ovs.db.idl.Transaction, list[_Pending], list[Any]] | None = None
         self._resync_callbacks: list[Callable[[], None]] = []
+        self._iface_watchers: list[Callable[[views.InterfaceView], None]] = []
         self._generation = 0
         self.transactions = 0          # committed transactions (statistics)
         self.ops_committed = 0
@@ -222,6 +223,11 @@ class Connection:
 
     def add_resync_callback(self, callback: Callable[[], None]) -> None:
         self._resync_callbacks.append(callback)
+
+    def add_interface_watcher(self, callback: Callable[[views.InterfaceView], None]) -> None:
+        """Call ``callback(view)`` on every Interface change.  It runs in the IDL
+        thread, so it must only look at the view and hand work elsewhere."""
+        self._iface_watchers.append(callback)
 
     # -- writes ----------------------------------------------------------------
     def submit(self, op: Op) -> Future[Any]:
@@ -467,6 +473,11 @@ class Connection:
             if not w.event.is_set() and self._check(w, view):
                 w.view = view
                 w.event.set()
+        for watcher in self._iface_watchers:
+            try:
+                watcher(view)
+            except Exception:
+                LOG.exception("interface watcher failed for %s", view.name)
 
     @staticmethod
     def _check(waiter: _Waiter, view: views.InterfaceView) -> bool:
