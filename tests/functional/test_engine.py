@@ -402,3 +402,27 @@ def test_hybrid_plug_builds_linux_bridge_and_veth_into_ovs(eng: engine_mod.Engin
     for dev in (qbr, qvb, qvo, tap):
         assert link(dev) is None
     assert qvo not in ports_of(ovs, bridge_of(eng))
+
+
+def test_host_identity_written_as_the_integration_guide_says(ovs: sandbox.OvsSandbox,
+                                                             tmp_path: Path) -> None:
+    import dataclasses as dc
+
+    br = unique("vpbr")
+    base = settings_for(ovs.remote, tmp_path / "state", bridge=br)
+    system_id = str(uuid.uuid4())
+    settings = dc.replace(base, host=dc.replace(
+        base.host, system_id=system_id, system_type="debian", system_version="12",
+        enable_statistics=True))
+    with running_engine(settings) as e:
+        assert e.system_id == system_id
+        get = lambda col: ovs.vsctl("get", "Open_vSwitch", ".", col).strip().strip('"')  # noqa: E731
+        assert get("external_ids:system-id") == system_id
+        assert get("system_type") == "debian"
+        assert get("system_version") == "12"
+        assert get("other_config:enable-statistics") == "true"
+    # Unconfigured, the next start keeps the system-id OVSDB has.
+    with running_engine(dc.replace(base, host=dc.replace(base.host, state_dir=str(
+            tmp_path / "state2")))) as e:
+        assert e.system_id == system_id
+    ovs.vsctl("--if-exists", "del-br", br)
