@@ -23,38 +23,19 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-from pyroute2 import IPRoute
-
 from daemon_fixture import base_config, cleanup_host, links_in_group, start_daemon
 from engine_fixture import instance, mac, ovs_vif
+
 from helpers import unique
 from vifplug import objects
 from vifplug.ovsdb import sandbox
 
 KILLS = 20
 CLIENTS = 4
-
-
-@pytest.fixture
-def pool_nics() -> Iterator[list[str]]:
-    names = [unique("vpk") for _ in range(3)]
-    with IPRoute() as ipr:
-        for n in names:
-            ipr.link("add", ifname=n, kind="veth", peer=n[:-1] + "P")
-            ipr.link("set", ifname=n, state="up")
-    try:
-        yield names
-    finally:
-        with IPRoute() as ipr:
-            for n in names:
-                if ipr.link_lookup(ifname=n):
-                    ipr.link("del", ifname=n)
 
 
 def direct_body(vif_id: str) -> dict[str, Any]:
@@ -159,10 +140,10 @@ def check(ovs: sandbox.OvsSandbox, c: httpx.Client, world: World, owner: str,
 
 
 def test_kill_9_at_random_moments_loses_and_leaks_nothing(
-        ovs: sandbox.OvsSandbox, tmp_path: Path, pool_nics: list[str]) -> None:
+        ovs: sandbox.OvsSandbox, tmp_path: Path, nics: list[str]) -> None:
     bridge = unique("vpbk")
     config = base_config(tmp_path, ovs.remote, bridge=bridge)
-    config["network:pool"] = {"type": "direct", "devices": pool_nics, "mode": "passthrough"}
+    config["network:pool"] = {"type": "direct", "devices": nics, "mode": "passthrough"}
     owner = config["DEFAULT"]["owner"]
     group = config["netdev"]["link_group"]
     bodies = {}

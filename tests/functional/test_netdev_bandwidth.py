@@ -11,7 +11,6 @@ import fcntl
 import os
 import struct
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,13 +27,6 @@ TC_H_ROOT = 0xFFFFFFFF
 VNET_HDR_LEN = 10  # a macvtap queue expects a virtio_net_hdr before each frame
 
 
-@pytest.fixture
-def dev() -> Iterator[Devices]:
-    devices = Devices()
-    try:
-        yield devices
-    finally:
-        devices.cleanup()
 
 
 def new_tap(dev: Devices) -> netdev.LinkInfo:

@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 from test_netdev_support import Devices, in_threads
 
 from vifplug import conf, exceptions, netdev
 from vifplug.netdev import delete
-
-
-@pytest.fixture
-def dev() -> Iterator[Devices]:
-    devices = Devices()
-    try:
-        yield devices
-    finally:
-        devices.cleanup()
 
 
 def make_taps(dev: Devices, count: int, group: int | None = None) -> list[str]:

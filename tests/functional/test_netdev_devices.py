@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +23,6 @@ IFF_PERSIST = 0x0800
 IFF_NO_PI = 0x1000
 
 
-@pytest.fixture
-def dev() -> Iterator[Devices]:
-    devices = Devices()
-    try:
-        yield devices
-    finally:
-        devices.cleanup()
 
 
 def sysfs(name: str, attr: str) -> str | None:

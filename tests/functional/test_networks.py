@@ -24,23 +24,6 @@ from vifplug.records import Bandwidth
 MACVLAN_MODE = {1: "private", 2: "vepa", 4: "bridge", 8: "passthru"}
 
 
-@pytest.fixture
-def nics() -> Iterator[list[str]]:
-    """Three 'physical' devices (veth ends), removed afterwards."""
-    names = [unique("vpn") for _ in range(3)]
-    with IPRoute() as ipr:
-        for n in names:
-            ipr.link("add", ifname=n, kind="veth", peer=n[:-1] + "P")
-            ipr.link("set", ifname=n, state="up")
-    try:
-        yield names
-    finally:
-        with IPRoute() as ipr:
-            for n in names:
-                if ipr.link_lookup(ifname=n):
-                    ipr.link("del", ifname=n)
-
-
 def direct_vif(network: str, *, vif_id: str | None = None,
                profile: Any = None) -> dict[str, Any]:
     kwargs: dict[str, Any] = {

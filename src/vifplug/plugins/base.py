@@ -99,9 +99,13 @@ class PluginBase(abc.ABC):
         the exception propagates (never a tap without its port, nor a port
         without its tap)."""
 
-    @abc.abstractmethod
     def unplug(self, allocation: Allocation) -> None:
-        """Remove what ``allocation`` says vifplug created; idempotent."""
+        """Remove what ``allocation`` says vifplug created; idempotent.
+
+        The default deletes the created devices (in one batch with whatever
+        other unplugs are deleting at the same moment)."""
+        if allocation.created_devices:
+            self.ctx.deleter.delete(list(allocation.created_devices))
 
     def wait_port(self, allocation: Allocation) -> str | None:
         """The OVS interface whose ofport says the VIF is ready, if any."""

@@ -78,10 +78,3 @@ class DirectPlugin(base.PluginBase):
                 self.ctx.deleter.delete([plan.device])
             raise
         return base.PlugOutcome(allocation=plan)
-
-    def wait_port(self, allocation: Allocation) -> str | None:
-        return None
-
-    def unplug(self, allocation: Allocation) -> None:
-        if allocation.created_devices:
-            self.ctx.deleter.delete(list(allocation.created_devices))

@@ -50,10 +50,3 @@ class LinuxBridgePlugin(base.PluginBase):
                 self.ctx.deleter.delete(made)
             raise
         return base.PlugOutcome(allocation=plan)
-
-    def wait_port(self, allocation: Allocation) -> str | None:
-        return None
-
-    def unplug(self, allocation: Allocation) -> None:
-        if allocation.created_devices:
-            self.ctx.deleter.delete(list(allocation.created_devices))

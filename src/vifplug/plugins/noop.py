@@ -21,9 +21,3 @@ class NoopPlugin(base.PluginBase):
     def plug(self, vif: Any, instance: Any, plan: Allocation, *,
              iface_status: str | None, exclusive: bool) -> base.PlugOutcome:
         return base.PlugOutcome(allocation=plan)
-
-    def wait_port(self, allocation: Allocation) -> str | None:
-        return None
-
-    def unplug(self, allocation: Allocation) -> None:
-        return None

@@ -198,5 +198,4 @@ class OvsPlugin(base.PluginBase):
         if allocation.created_port and allocation.port:
             self.ctx.ovsdb.transact(ops.remove_port_op(
                 allocation.port, owner_key=base.KEY_OWNER, owner_value=self.ctx.owner))
-        if allocation.created_devices:
-            self.ctx.deleter.delete(list(allocation.created_devices))
+        super().unplug(allocation)
