@@ -39,6 +39,51 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=why))
 
 
+LEAK_MARKS = ("/tmp/vpovs-", "/tmp/vpovn-", "/tmp/vpdb-", "/tmp/vp-", "vifplug.daemon")
+
+
+def _our_processes() -> dict[int, str]:
+    """Processes (other than us) in our network namespace whose command line
+    names a test's directory (other test runs on the machine have their own
+    namespace and are not ours to judge)."""
+    found = {}
+    ours = os.readlink("/proc/self/ns/net")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            if os.readlink(f"/proc/{entry}/ns/net") != ours:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if any(mark in cmd for mark in LEAK_MARKS):
+            found[int(entry)] = cmd
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leaked_processes() -> Iterator[None]:
+    """Fail the run if a daemon a test started outlives the session (each test
+    must stop what it started, by pid); the survivors are stopped here."""
+    before = set(_our_processes())
+    yield
+    import signal
+    import time
+
+    time.sleep(0.5)
+    leaked = {pid: cmd for pid, cmd in _our_processes().items() if pid not in before}
+    for pid in leaked:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    if leaked:
+        raise AssertionError("processes left running by the tests: " +
+                             "; ".join(f"{pid}: {cmd[:120]}" for pid, cmd in leaked.items()))
+
+
 @pytest.fixture(scope="session")
 def ovs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ovs_sandbox.OvsSandbox]:
     """One real Open vSwitch for the session (userspace datapath)."""
