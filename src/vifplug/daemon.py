@@ -125,6 +125,9 @@ class Daemon:
         except exceptions.VifplugError as exc:
             LOG.error("cannot start: %s", exc.message)
             return EXIT_FAILURE
+        except Exception:
+            LOG.exception("cannot start")
+            return EXIT_FAILURE
         try:
             return await self._serve(tcp_plan)
         finally:
@@ -203,8 +206,10 @@ class Daemon:
                                            thread_name_prefix="api-worker")
         assert eng.service is not None
         service = eng.service
-        self.metrics.watch_state(service.list,
-                                 lambda: eng.ovsdb is not None and eng.ovsdb.connected)
+        ovsdb = eng.ovsdb
+        assert ovsdb is not None
+        self.metrics.watch_state(service.list, lambda: ovsdb.connected,
+                                 lambda: (ovsdb.transactions, ovsdb.ops_committed))
         return api_app.Runtime(executor=self.executor, metrics=self.metrics,
                                readiness=self.readiness, max_body_bytes=api.max_body_bytes)
 
@@ -238,6 +243,9 @@ class Daemon:
         except server.ListenerError as exc:
             LOG.error("cannot start: %s", exc)
             return EXIT_CONFIG
+        except OSError as exc:
+            LOG.error("cannot start the listeners: %s", exc)
+            return EXIT_FAILURE
         self.servers = server.Servers(listeners)
         serving = asyncio.create_task(self.servers.serve())
         while not self.servers.started and not serving.done():

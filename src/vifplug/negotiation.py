@@ -54,6 +54,7 @@ _KINDS: dict[str, tuple[str, type[obj_base.VersionedObject]]] = {
     "vif": ("VIF", vifs.VIFBase),
     "instance": ("instance", ii.InstanceInfo),
     "host_info": ("host info", hi.HostInfo),
+    "port_profile": ("port profile", vifs.VIFPortProfileBase),
 }
 
 _T = TypeVar("_T", bound=obj_base.VersionedObject)

@@ -99,19 +99,24 @@ class Service:
                                   plugin=plugin.NAME)
         return plugin
 
-    def _check_profile(self, plugin: plugin_base.PluginBase, vif: Any) -> None:
-        if not vif.obj_attr_is_set("port_profile") or vif.port_profile is None:
+    def _check_profile(self, plugin: plugin_base.PluginBase,
+                       vif_primitive: dict[str, Any]) -> None:
+        """The port profile against the plugin's range, before the VIF is loaded,
+        so a profile too new for us is named with the range (not just refused)."""
+        data = vif_primitive.get("versioned_object.data")
+        profile = data.get("port_profile") if isinstance(data, dict) else None
+        if profile is None:
             return
-        rng = plugin.range_for(vif.obj_name())
+        name, version = negotiation.primitive_identity(profile, what="port_profile")
+        rng = plugin.range_for(str(vif_primitive.get("versioned_object.name")))
         assert rng is not None
-        name = vif.port_profile.obj_name()
         for pname, lo, hi in rng.port_profiles:
             if pname == name:
-                negotiation.check_version(name, vif.port_profile.VERSION, lo, hi,
-                                          plugin=plugin.NAME)
+                negotiation.check_version(name, version, lo, hi, plugin=plugin.NAME)
                 return
         raise exceptions.UnsupportedPortProfile(plugin=plugin.NAME, profile=name,
-                                                obj_name=vif.obj_name())
+                                                obj_name=vif_primitive.get(
+                                                    "versioned_object.name"))
 
     def prepare(self, request: PlugRequest) -> tuple[plugin_base.PluginBase, Any, Any,
                                                      Allocation]:
@@ -123,9 +128,9 @@ class Service:
             raise exceptions.InvalidRequest(
                 reason=f"iface_status must be active or inactive, not {request.iface_status!r}")
         plugin = self._select_plugin(request.vif)
+        self._check_profile(plugin, request.vif)
         vif = negotiation.load_vif(request.vif)
         instance = negotiation.load_instance(request.instance)
-        self._check_profile(plugin, vif)
         plan = plugin.plan(vif, instance)
         if self.networks is not None:
             defined = self.networks.network_of(vif)

@@ -263,10 +263,7 @@ def daemon_factory(ovs: Any, workdir: Path) -> Iterator[DaemonFactory]:
         sub = workdir / f"d{n}"
         sub.mkdir()
         cfg = config or merge(base_config(sub, ovs.remote), overrides or {})
-        try:
-            d = start_daemon(sub, cfg, wait=wait, env=env)
-        finally:
-            pass
+        d = start_daemon(sub, cfg, wait=wait, env=env)
         started.append(d)
         return d
 

@@ -6,7 +6,9 @@ the kernel (``ip link``), not only in the HTTP answer.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import re
 import time
 import uuid
 from typing import Any
@@ -360,3 +362,37 @@ def test_vhostuser_vif_plugs_through_noop(vifplugd: Daemon) -> None:
         assert r.json()["plugin"] == "noop"
         assert r.json()["ofport"] is None
         assert c.delete(f"/v1/vifs/{prim.data(vif)['id']}").status_code == 204
+
+
+def _counter(text: str, name: str) -> float:
+    found = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    assert found, name
+    return float(found.group(1))
+
+
+def test_concurrent_plugs_share_ovsdb_transactions(
+        vifplugd: Daemon, ovs: ovs_sandbox.OvsSandbox) -> None:
+    """The API runs plugs concurrently, so the OVSDB layer coalesces them."""
+    vifs = [prim.vif_ovs(bridge=vifplugd.bridge) for _ in range(40)]
+    with vifplugd.client() as c:
+        # The bridge exists before the measurement.
+        assert c.post("/v1/vifs", json=prim.body(vifs[0])).status_code == 201
+        before = c.get("/metrics").text
+
+    def plug(vif: dict[str, Any]) -> int:
+        with vifplugd.client() as c:
+            return c.post("/v1/vifs", params={"wait": "none"},
+                          json=prim.body(vif)).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(len(vifs) - 1) as pool:
+        assert list(pool.map(plug, vifs[1:])) == [201] * (len(vifs) - 1)
+    with vifplugd.client() as c:
+        after = c.get("/metrics").text
+        assert len(c.get("/v1/vifs").json()["vifs"]) == len(vifs)
+    transactions = (_counter(after, "vifplug_ovsdb_transactions_total")
+                    - _counter(before, "vifplug_ovsdb_transactions_total"))
+    operations = (_counter(after, "vifplug_ovsdb_operations_total")
+                  - _counter(before, "vifplug_ovsdb_operations_total"))
+    assert operations >= len(vifs) - 1
+    assert transactions < operations, (transactions, operations)
+    assert set(prim.data(v)["vif_name"] for v in vifs) <= set(ports(ovs, vifplugd.bridge))

@@ -123,7 +123,11 @@ BAD: dict[str, Callable[[Ctx], Bad]] = {
     "json-array-body": lambda c: Bad(json_body=[1, 2, 3], code="invalid_request"),
     "empty-body": lambda c: Bad(raw=b"", code="invalid_request"),
     "not-json-content-type": lambda c: Bad(
-        raw=json.dumps(prim.body(c.vif())).encode(), headers={"content-type": "text/plain"}),
+        raw=json.dumps(prim.body(c.vif())).encode(), headers={"content-type": "text/plain"},
+        status=415, code="unsupported_media_type"),
+    "form-encoded-body": lambda c: Bad(
+        raw=b"vif=1&instance=2",
+        headers={"content-type": "application/x-www-form-urlencoded"}, status=415),
     "missing-instance": lambda c: Bad(json_body={"vif": c.vif()}, code="invalid_request"),
     "unknown-top-level-field": lambda c: Bad(
         json_body={**prim.body(c.vif()), "colour": "blue"}, code="invalid_request"),
@@ -136,8 +140,8 @@ BAD: dict[str, Callable[[Ctx], Bad]] = {
     "body-larger-than-max": lambda c: Bad(
         raw=b'{"vif": "' + b"x" * (MAX_BODY + 10) + b'"}', status=413,
         code="request_too_large"),
-    "deeply-nested-json": lambda c: Bad(raw=_deep(30000)),
-    "invalid-utf8": lambda c: Bad(raw=b'{"vif": "\xff\xfe"}'),
+    "deeply-nested-json": lambda c: Bad(raw=_deep(30000), code="malformed_json"),
+    "invalid-utf8": lambda c: Bad(raw=b'{"vif": "\xff\xfe"}', code="malformed_json"),
     # -- the os_vif objects ---------------------------------------------------------------
     "wrong-namespace": lambda c: Bad(
         json_body=top(c, **{"versioned_object.namespace": "nova"}), code="invalid_object"),

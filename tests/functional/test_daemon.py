@@ -252,7 +252,10 @@ def test_configured_system_id_and_host_fields_reach_ovsdb(
     try:
         daemon_factory({"DEFAULT": {"system_id": system_id, "system_type": "vifplug-test",
                                     "system_version": "1.2.3", "enable_statistics": True}})
-        get = lambda *col: ovs.vsctl("get", "Open_vSwitch", ".", *col).strip().strip('"')  # noqa: E731
+
+        def get(column: str) -> str:
+            return ovs.vsctl("get", "Open_vSwitch", ".", column).strip().strip('"')
+
         assert get("external_ids:system-id") == system_id
         assert get("system_type") == "vifplug-test"
         assert get("system_version") == "1.2.3"

@@ -54,9 +54,6 @@ class FakeService:
             raise exceptions.VIFNotFound(vif_id=vif_id)
         return self.records[vif_id]
 
-    def list(self) -> list[VifRecord]:
-        return list(self.records.values())
-
     def unplug(self, vif_id: str) -> None:
         self.get(vif_id)
         del self.records[vif_id]
@@ -69,6 +66,10 @@ class FakeService:
 
     def networks_view(self) -> list[dict[str, Any]]:
         return [{"name": "physnet1"}]
+
+    # Last: inside the class, ``list`` names this method from here on.
+    def list(self) -> list[VifRecord]:
+        return [*self.records.values()]
 
 
 @pytest.fixture
@@ -136,6 +137,17 @@ def test_malformed_json_and_unknown_fields(service: FakeService) -> None:
     error = envelope(c.post("/v1/vifs", json={**body(), "extra": 1}), 400, "invalid_request")
     assert error["details"]["problems"][0]["loc"] == ["body", "extra"]
     assert service.records == {}
+
+
+def test_media_type(service: FakeService) -> None:
+    c = make_client(service)
+    envelope(c.post("/v1/vifs", content=b"{}", headers={"content-type": "text/plain"}),
+             415, "unsupported_media_type")
+    envelope(c.post("/v1/vifs", content=b"{}"), 415, "unsupported_media_type")
+    ok = c.post("/v1/vifs", content=b'{"vif": {"versioned_object.data": {"id": "x"}}, '
+                b'"instance": {}}', headers={"content-type": "application/json; charset=utf-8"})
+    assert ok.status_code == 201
+    assert c.delete("/v1/vifs/x").status_code == 204
 
 
 def test_body_limit(service: FakeService) -> None:

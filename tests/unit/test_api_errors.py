@@ -9,25 +9,27 @@ import pytest
 from vifplug import exceptions
 from vifplug.api import errors
 
-ALL = [cls for _, cls in inspect.getmembers(exceptions, inspect.isclass)
-       if issubclass(cls, exceptions.VifplugError)]
+ALL: list[type[exceptions.VifplugError]] = [
+    cls for _, cls in inspect.getmembers(exceptions, inspect.isclass)
+    if issubclass(cls, exceptions.VifplugError)]
 
-CALLER_MISTAKES = {
+CALLER_MISTAKES: tuple[type[exceptions.VifplugError], ...] = (
     exceptions.InvalidRequest, exceptions.InvalidObject, exceptions.UnsupportedVersion,
     exceptions.NoMatchingPlugin, exceptions.UnsupportedVIFType,
     exceptions.UnsupportedPortProfile, exceptions.BridgeNotAllowed,
     exceptions.InvalidDeviceName, exceptions.VersionNotAvailable, exceptions.VIFNotFound,
     exceptions.VIFConflict, exceptions.Unauthorized, exceptions.NetworkNotFound,
-}
+)
 
 
-@pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
-def test_every_exception_class_has_a_row_in_the_table(cls: type) -> None:
+@pytest.mark.parametrize("cls", ALL, ids=[c.__name__ for c in ALL])
+def test_every_exception_class_has_a_row_in_the_table(
+        cls: type[exceptions.VifplugError]) -> None:
     assert cls.code in errors.STATUS, f"{cls.__name__} ({cls.code}) has no HTTP status"
 
 
-@pytest.mark.parametrize("cls", sorted(CALLER_MISTAKES, key=lambda c: c.__name__),
-                         ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", list(CALLER_MISTAKES),
+                         ids=[c.__name__ for c in CALLER_MISTAKES])
 def test_caller_mistakes_are_4xx(cls: type[exceptions.VifplugError]) -> None:
     assert 400 <= errors.status_for(cls.code) < 500
 

@@ -52,6 +52,7 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for status, description in (
         (400, "the request is invalid (code says how)"),
         (413, "the body is larger than [api] max_body_bytes"),
+        (415, "the body is not application/json"),
     )
 }
 
@@ -76,7 +77,7 @@ class Runtime:
 # --- pure ASGI middleware ----------------------------------------------------------
 
 class _Guard:
-    """Body size limit and bearer token, checked before anything is parsed.
+    """Bearer token, media type and body size, checked before anything is parsed.
 
     A body announced larger than ``max_body_bytes`` is refused without
     reading it; a chunked body is counted as it arrives and refused when it
@@ -101,6 +102,14 @@ class _Guard:
             await errors.from_exception(exc)(scope, receive, send)
             return
         length = headers.get(b"content-length")
+        if self._has_body(headers) and not self._is_json(headers.get(b"content-type")):
+            self.on_error(errors.UNSUPPORTED_MEDIA_TYPE)
+            await errors.error_response(
+                errors.UNSUPPORTED_MEDIA_TYPE, "The request body must be JSON "
+                "(Content-Type: application/json).",
+                {"content_type": (headers.get(b"content-type") or b"").decode("latin-1")},
+            )(scope, receive, send)
+            return
         if length is not None:
             try:
                 too_big = int(length) > self.max_body_bytes
@@ -121,6 +130,23 @@ class _Guard:
             return message
 
         await self.app(scope, counted_receive, send)
+
+    @staticmethod
+    def _has_body(headers: dict[bytes, bytes]) -> bool:
+        if b"transfer-encoding" in headers:
+            return True
+        try:
+            return int(headers.get(b"content-length", b"0")) > 0
+        except ValueError:
+            return True
+
+    @staticmethod
+    def _is_json(content_type: bytes | None) -> bool:
+        if content_type is None:
+            return False
+        media = content_type.split(b";", 1)[0].strip().lower()
+        return media == b"application/json" or (media.startswith(b"application/")
+                                                and media.endswith(b"+json"))
 
     def _authorized(self, header: bytes | None) -> bool:
         assert self.token is not None
@@ -256,7 +282,8 @@ def create_app(service: Any, *, runtime: Runtime | None = None, token: str | Non
             request.state.vif_id = data["id"]
         req = service_mod.PlugRequest(
             vif=body.vif, instance=body.instance, wait=wait, timeout=timeout,
-            iface_status=body.iface_status, allow_dual_active=body.allow_dual_active)
+            iface_status=body.iface_status, allow_dual_active=body.allow_dual_active,
+            portgroup=body.portgroup)
         started = time.monotonic()
         plugin, outcome = "unknown", "error"
         try:
@@ -339,7 +366,9 @@ def create_app(service: Any, *, runtime: Runtime | None = None, token: str | Non
                               "description": "not ready; details say why"}})
     async def readyz() -> Any:
         """Readiness: OVSDB connected and the state reconciled."""
-        ready, details = await call(rt.readiness)
+        # Inline (cheap attribute reads): a pool saturated by plugs waiting for
+        # their ports must not make the daemon look dead to its supervisor.
+        ready, details = rt.readiness()
         if not ready:
             exc = exceptions.NotReady(reason=details.get("reason", "starting"))
             return errors.error_response(exc.code, exc.message, details)
@@ -350,7 +379,9 @@ def create_app(service: Any, *, runtime: Runtime | None = None, token: str | Non
                               "description": "Prometheus text format"}})
     async def metrics() -> Response:
         """Prometheus metrics."""
-        return Response(await call(rt.metrics.render), media_type=metrics_mod.CONTENT_TYPE)
+        # Not in the API pool: a scrape must work when plugs saturate it.
+        body = await asyncio.to_thread(rt.metrics.render)
+        return Response(body, media_type=metrics_mod.CONTENT_TYPE)
 
     app.openapi = functools.partial(_openapi, app)  # type: ignore[method-assign]
     return app

@@ -140,6 +140,10 @@ def _http_error(exc: StarletteHTTPException) -> tuple[str, str]:
         code, message = REQUEST_TOO_LARGE, "The request body is too large."
     elif exc.status_code == 415:
         code, message = UNSUPPORTED_MEDIA_TYPE, "The request body must be application/json."
+    elif exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+        # FastAPI's answer for a body json cannot decode (bad UTF-8, nesting
+        # deeper than the parser's recursion limit).
+        code, message = MALFORMED_JSON, "The request body is not valid JSON."
     elif exc.status_code == 401:
         code, message = exceptions.Unauthorized.code, exceptions.Unauthorized.template
     elif 400 <= exc.status_code < 500:

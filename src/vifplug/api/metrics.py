@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -26,12 +26,15 @@ _BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
 
 
 class _StateCollector(Collector):
-    """VIFs by plugin and iface-status, and OVSDB connectivity, read at scrape."""
+    """VIFs by plugin and iface-status, OVSDB connectivity and the connection's
+    own transaction counters, read at scrape."""
 
     def __init__(self, records: Callable[[], Iterable[Any]],
-                 connected: Callable[[], bool] | None) -> None:
+                 connected: Callable[[], bool] | None,
+                 ovsdb_counts: Callable[[], tuple[int, int]] | None) -> None:
         self._records = records
         self._connected = connected
+        self._ovsdb_counts = ovsdb_counts
 
     def collect(self) -> Iterator[Metric]:
         vifs = GaugeMetricFamily("vifplug_vifs", "VIFs known to this host, by plugin, "
@@ -50,6 +53,14 @@ class _StateCollector(Collector):
                                    "1 when the OVSDB connection is up and synchronized")
             up.add_metric([], 1.0 if self._connected() else 0.0)
             yield up
+        if self._ovsdb_counts is not None:
+            transactions, operations = self._ovsdb_counts()
+            yield CounterMetricFamily(
+                "vifplug_ovsdb_transactions", "OVSDB transactions committed since start",
+                value=transactions)
+            yield CounterMetricFamily(
+                "vifplug_ovsdb_operations", "Write operations committed to OVSDB since "
+                "start (several share one transaction)", value=operations)
 
 
 class Metrics:
@@ -65,11 +76,6 @@ class Metrics:
         self.unplug_seconds = Histogram(
             "vifplug_unplug_duration_seconds", "Time to answer an unplug request, by outcome",
             ["outcome"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.ovsdb_transactions = Counter(
-            "vifplug_ovsdb_transactions", "OVSDB transactions committed", registry=r)
-        self.ovsdb_ops = Counter(
-            "vifplug_ovsdb_operations", "Write operations committed to OVSDB (several share "
-            "one transaction)", registry=r)
         self.ovsdb_batch = Histogram(
             "vifplug_ovsdb_transaction_operations", "Operations coalesced per OVSDB "
             "transaction", buckets=_BATCH_BUCKETS, registry=r)
@@ -86,15 +92,17 @@ class Metrics:
             "result", ["result"], registry=r)
 
     def watch_state(self, records: Callable[[], Iterable[Any]],
-                    connected: Callable[[], bool] | None = None) -> None:
-        """Compute the state gauges from ``records()`` at every scrape."""
-        self.registry.register(_StateCollector(records, connected))
+                    connected: Callable[[], bool] | None = None,
+                    ovsdb_counts: Callable[[], tuple[int, int]] | None = None) -> None:
+        """Compute the state metrics at every scrape: VIFs from ``records()``,
+        ``connected()``, and ``ovsdb_counts()`` -> (transactions, operations)
+        from the OVSDB connection's own counters (which include what was
+        committed before the API started)."""
+        self.registry.register(_StateCollector(records, connected, ovsdb_counts))
 
     # -- hooks -----------------------------------------------------------------------
     def observe_commit(self, batch_size: int, seconds: float) -> None:
         """``ovsdb.connection.Connection.on_commit``; runs in the IDL thread, so cheap."""
-        self.ovsdb_transactions.inc()
-        self.ovsdb_ops.inc(batch_size)
         self.ovsdb_batch.observe(batch_size)
         self.ovsdb_commit_seconds.observe(seconds)
 

@@ -54,6 +54,10 @@ class PlugBody(_Strict):
         default=False,
         description="leave other interfaces with the same iface-id active (a migration "
                     "from this host to itself; must be asked for explicitly)")
+    portgroup: str | None = Field(
+        default=None, max_length=64,
+        description="portgroup of the VIF's configured network to apply (libvirt's "
+                    "<source portgroup=...>); default: the network's default portgroup")
 
 
 class StatusBody(_Strict):

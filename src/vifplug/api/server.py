@@ -234,6 +234,9 @@ class _Server(uvicorn.Server):
     def capture_signals(self) -> Generator[None, None, None]:
         yield
 
+    def install_signal_handlers(self) -> None:
+        """uvicorn before 0.29 installed its handlers here."""
+
 
 @dataclasses.dataclass
 class Listener:

@@ -16,6 +16,16 @@ reconnect except what was still pending.
 Each function that raises while its transaction is being built fails only
 its own caller: the transaction is thrown away and rebuilt without it, so a
 bad request never leaves half its changes in someone else's commit.
+
+Batches are clocked by ovs-vswitchd, the way TCP's acknowledgements clock a
+sender: every writing transaction increments ``next_cfg``, and the next batch
+waits (at most ``hold_max`` seconds) until ovs-vswitchd reports the previous
+one applied in ``cur_cfg``.  ovs-vswitchd reconfigures its bridges once per
+transaction, so whatever arrives while it is busy is better sent together
+than one reconfiguration each.  Nobody waits for ``cur_cfg`` otherwise; it is
+only a reason to hold the queue, observed through IDL updates.  When
+ovs-vswitchd does not answer within ``hold_max`` (it is restarting, or there
+is none), batches are not held until it answers again.
 """
 
 from __future__ import annotations
@@ -52,6 +62,7 @@ class _Pending:
     op: Op
     future: Future[Any]
     tries: int = 0
+    writes: bool = True
 
 
 class _Idl(ovs.db.idl.Idl):  # type: ignore[misc]
@@ -142,8 +153,9 @@ class Connection:
     """
 
     def __init__(self, remote: str, *, timeout: float = 30.0, probe_interval: int = 5000,
-                 max_batch: int = 2000) -> None:
+                 max_batch: int = 2000, hold_max: float = 0.2) -> None:
         self.remote = remote
+        self.hold_max = hold_max
         self.timeout = timeout
         self.probe_interval = probe_interval
         self.max_batch = max_batch
@@ -167,6 +179,9 @@ class Connection:
         self.ops_committed = 0
         self.batch_sizes: list[int] = []
         self.on_commit: Callable[[int, float], None] | None = None
+        self._awaited_cfg: int | None = None   # next_cfg of our last write
+        self._awaited_since = 0.0
+        self._vswitchd_silent = False           # it missed hold_max: stop holding
 
     # -- lifecycle -------------------------------------------------------------
     def start(self, *, wait: float | None = None) -> Connection:
@@ -230,25 +245,29 @@ class Connection:
         self._iface_watchers.append(callback)
 
     # -- writes ----------------------------------------------------------------
-    def submit(self, op: Op) -> Future[Any]:
-        """Queue a write function; its future resolves once OVSDB committed it."""
+    def submit(self, op: Op, *, writes: bool = True) -> Future[Any]:
+        """Queue a write function; its future resolves once OVSDB committed it.
+
+        ``writes=False`` marks a function that only reads: a batch of those
+        does not ask ovs-vswitchd to reconfigure."""
         fut: Future[Any] = Future()
         if self._stopping:
             fut.set_exception(exceptions.ShuttingDown())
             return fut
         with self._lock:
-            self._queue.append(_Pending(op, fut))
+            self._queue.append(_Pending(op, fut, writes=writes))
         self._wake()
         return fut
 
-    def transact(self, op: Callable[[Txn], T], *, timeout: float | None = None) -> T:
+    def transact(self, op: Callable[[Txn], T], *, timeout: float | None = None,
+                 writes: bool = True) -> T:
         """Run ``op`` in the next transaction and block until it is committed.
 
         Raises the op's own exception, ``OvsdbTransactionFailed``, or
         ``OvsdbTimeout`` (the op may still be applied later; ops are
         idempotent, so the caller can compensate with another op).
         """
-        fut = self.submit(op)
+        fut = self.submit(op, writes=writes)
         wait = self.timeout if timeout is None else timeout
         try:
             result: T = fut.result(timeout=wait)
@@ -288,7 +307,7 @@ class Connection:
         """Run ``fn(idl)`` in the IDL thread for whole-table reads (reconcile)."""
         def op(txn: Txn) -> T:
             return fn(txn.idl)
-        return self.transact(op, timeout=timeout)
+        return self.transact(op, timeout=timeout, writes=False)
 
     def wait_interface(self, name: str, predicate: Callable[[views.InterfaceView], bool],
                        timeout: float) -> views.InterfaceView | None:
@@ -339,9 +358,12 @@ class Connection:
             self._resync()
         if self._inflight is not None:
             self._poll_inflight()
-        if self._inflight is None and self._queue and self.connected:
+        hold = self._hold_for_vswitchd(idl)
+        if self._inflight is None and self._queue and self.connected and hold <= 0:
             self._start_txn(idl)
         poller = ovs.poller.Poller()
+        if hold > 0 and self._queue:
+            poller.timer_wait(int(hold * 1000) + 1)
         idl.wait(poller)
         if self._inflight is not None:
             self._inflight[0].wait(poller)
@@ -349,6 +371,31 @@ class Connection:
         poller.timer_wait(1000)
         poller.block()
         self._drain_wake()
+
+    def _hold_for_vswitchd(self, idl: _Idl) -> float:
+        """Seconds to keep holding the queue for ovs-vswitchd, or 0."""
+        if self._awaited_cfg is None:
+            return 0.0
+        cur = self._cur_cfg(idl)
+        if cur is not None and cur >= self._awaited_cfg:
+            self._awaited_cfg = None
+            self._vswitchd_silent = False
+            return 0.0
+        if self._vswitchd_silent:
+            return 0.0
+        left = self._awaited_since + self.hold_max - time.monotonic()
+        if left <= 0:
+            LOG.debug("ovs-vswitchd has not applied cfg %d within %.2fs; not holding",
+                      self._awaited_cfg, self.hold_max)
+            self._vswitchd_silent = True
+            return 0.0
+        return left
+
+    @staticmethod
+    def _cur_cfg(idl: _Idl) -> int | None:
+        for row in idl.tables["Open_vSwitch"].rows.values():
+            return int(row.cur_cfg)
+        return None
 
     def _start_txn(self, idl: _Idl) -> None:
         with self._lock:
@@ -370,6 +417,9 @@ class Connection:
                     break
             if failed is None:
                 txn.add_comment(f"vifplug: {len(batch)} operation(s)")
+                host = t.host()
+                if host is not None and any(p.writes for p in batch):
+                    host.increment("next_cfg")
                 self._inflight = (txn, batch, results)
                 self._started = time.monotonic()
                 self._poll_inflight()
@@ -391,6 +441,10 @@ class Connection:
             self.batch_sizes.append(len(batch))
             if self.on_commit is not None:
                 self.on_commit(len(batch), time.monotonic() - self._started)
+            if status == ovs.db.idl.Transaction.SUCCESS and any(p.writes for p in batch):
+                with contextlib.suppress(Exception):
+                    self._awaited_cfg = int(txn.get_increment_new_value())
+                    self._awaited_since = time.monotonic()
             for p, r in zip(batch, results, strict=True):
                 if not p.future.done():
                     p.future.set_result(r)
