@@ -83,6 +83,12 @@ NETDEV_OPTS = [
                help="Prefix of the OVS end of a hybrid plug's veth pair."),
     cfg.IntOpt("default_mtu", default=None, min=68, max=65535,
                help="MTU for devices whose VIF network has none; unset leaves the kernel default."),
+    cfg.StrOpt("tap_owner", default=None,
+               help="User (name or uid) that may open the taps vifplugd creates, e.g. the "
+                    "QEMU user (libvirt-qemu); unset: only root."),
+    cfg.StrOpt("tap_group", default=None,
+               help="Group (name or gid) that may open the taps vifplugd creates; "
+                    "unset: no group."),
 ]
 
 API_OPTS = [
@@ -210,6 +216,35 @@ class NetdevSettings:
     hybrid_veth_bridge_prefix: str = "qvb"
     hybrid_veth_ovs_prefix: str = "qvo"
     default_mtu: int | None = None
+    tap_owner: int | None = None
+    tap_group: int | None = None
+
+
+def resolve_user(value: str | None) -> int | None:
+    """A user name or uid as a uid; a clear error for one that does not exist."""
+    if value is None or value == "":
+        return None
+    if value.isdigit():
+        return int(value)
+    import pwd
+
+    try:
+        return pwd.getpwnam(value).pw_uid
+    except KeyError:
+        raise ValueError(f"[netdev] tap_owner: no user {value!r} on this host") from None
+
+
+def resolve_group(value: str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    if value.isdigit():
+        return int(value)
+    import grp
+
+    try:
+        return grp.getgrnam(value).gr_gid
+    except KeyError:
+        raise ValueError(f"[netdev] tap_group: no group {value!r} on this host") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -262,17 +297,20 @@ class Settings:
 
     @classmethod
     def from_conf(cls, conf: cfg.ConfigOpts) -> Settings:
-        def take(dc: Any, group: Any) -> Any:
-            values = {}
+        def take(dc: Any, group: Any, **resolved: Any) -> Any:
+            values = dict(resolved)
             for f in dataclasses.fields(dc):
-                v = getattr(group, f.name)
-                values[f.name] = tuple(v) if isinstance(v, list) else v
+                if f.name not in values:
+                    v = getattr(group, f.name)
+                    values[f.name] = tuple(v) if isinstance(v, list) else v
             return dc(**values)
 
         return cls(
             host=take(HostSettings, conf),
             ovs=take(OvsSettings, conf.ovs),
-            netdev=take(NetdevSettings, conf.netdev),
+            netdev=take(NetdevSettings, conf.netdev,
+                        tap_owner=resolve_user(conf.netdev.tap_owner),
+                        tap_group=resolve_group(conf.netdev.tap_group)),
             api=take(ApiSettings, conf.api),
             network_manager=take(NetworkManagerSettings, conf.network_manager),
         )

@@ -116,6 +116,10 @@ class Reconciler:
             if record.allocation.created_port and record.allocation.port:
                 owned_ports.add(record.allocation.port)
             owned_links.update(record.allocation.created_devices)
+            if record.allocation.port:
+                # A shared device a VIF sits on (the linux bridge of the
+                # linux_bridge plugin) is in use while any VIF names it.
+                owned_links.add(record.allocation.port)
         report.leaked_ports = sorted(set(inv.ports) - owned_ports)
         report.leaked_links = sorted(inv.links - owned_links)
         inventory.remove_ports(self.ctx, report.leaked_ports)

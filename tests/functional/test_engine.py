@@ -426,3 +426,22 @@ def test_host_identity_written_as_the_integration_guide_says(ovs: sandbox.OvsSan
             tmp_path / "state2")))) as e:
         assert e.system_id == system_id
     ovs.vsctl("--if-exists", "del-br", br)
+
+
+def test_taps_are_owned_by_the_configured_user_and_group(ovs: sandbox.OvsSandbox,
+                                                         tmp_path: Path) -> None:
+    import dataclasses as dc
+
+    br = unique("vpbr")
+    base = settings_for(ovs.remote, tmp_path / "state", bridge=br)
+    settings = dc.replace(base, netdev=dc.replace(base.netdev, tap_owner=4242, tap_group=4343))
+    try:
+        with running_engine(settings) as e:
+            assert e.service is not None
+            name = unique("vpt")
+            e.service.plug(plug_request(ovs_vif(bridge=br, name=name)))
+            sysfs = Path("/sys/class/net") / name
+            assert (sysfs / "owner").read_text().strip() == "4242"
+            assert (sysfs / "group").read_text().strip() == "4343"
+    finally:
+        ovs.vsctl("--if-exists", "del-br", br)

@@ -289,3 +289,27 @@ def test_allocation_record_format_is_what_reconciliation_reads() -> None:
     alloc = Allocation(plugin="ovs", device="tapx", bridge="br", port="tapx",
                        created_devices=("tapx",), created_port=True)
     assert Allocation.from_dict(alloc.to_dict()) == alloc
+
+
+def test_shared_linux_bridge_survives_restart_while_in_use(host: Host) -> None:
+    import uuid as _uuid
+
+    from engine_fixture import instance, mac
+    from vifplug import objects
+
+    lb = unique("vplb")
+    vif = objects.vif.VIFBridge(
+        id=str(_uuid.uuid4()), address=mac(), plugin="linux_bridge", bridge_name=lb,
+        vif_name=unique("vpt"), network=objects.network.Network(id=str(_uuid.uuid4())))
+    e = host.engine()
+    assert e.service is not None
+    rec = e.service.plug(plug_request(vif.obj_to_primitive(), instance())).record
+    e.stop()
+    e = host.engine()
+    try:
+        assert e.reconciler is not None and e.reconciler.last is not None
+        assert lb not in e.reconciler.last.leaked_links
+        assert link(lb) is not None and link(rec.allocation.device) is not None  # type: ignore[union-attr]
+        assert link(rec.allocation.device)["master"] == link(lb)["index"]  # type: ignore[index,union-attr]
+    finally:
+        e.stop()

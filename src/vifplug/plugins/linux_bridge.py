@@ -33,15 +33,14 @@ class LinuxBridgePlugin(base.PluginBase):
         assert plan.port is not None
         made = []
         try:
-            _, created = netdev.ensure_bridge(netdev.BridgeSpec(
+            # A linux bridge may be shared by many VIFs: it is not recorded as
+            # created, and stays in place on unplug, as os-vif leaves it.
+            netdev.ensure_bridge(netdev.BridgeSpec(
                 name=plan.port, mtu=self.mtu(vif), link_group=group))
-            if created:
-                # Record nothing: a linux bridge may be shared by many VIFs and is
-                # left in place, as os-vif leaves it.
-                pass
             _, created = netdev.ensure_tap(netdev.TapSpec(
-                name=plan.device, mac=self.address(vif), mtu=self.mtu(vif), owner=None,
-                group_owner=None, multiqueue=False, link_group=group))
+                name=plan.device, mac=self.address(vif), mtu=self.mtu(vif),
+                owner=self.ctx.netdev.tap_owner,
+                group_owner=self.ctx.netdev.tap_group, multiqueue=False, link_group=group))
             if created:
                 made.append(plan.device)
             netdev.set_master(plan.device, plan.port)

@@ -140,7 +140,8 @@ class OvsPlugin(base.PluginBase):
                 vp = plan.virtualport or {}
                 _, created = netdev.ensure_tap(netdev.TapSpec(
                     name=plan.device, mac=self.address(vif), mtu=self.mtu(vif),
-                    owner=None, group_owner=None, multiqueue=bool(vp.get("multiqueue")),
+                    owner=self.ctx.netdev.tap_owner,
+                    group_owner=self.ctx.netdev.tap_group, multiqueue=bool(vp.get("multiqueue")),
                     link_group=self.ctx.netdev.link_group))
                 if created:
                     made.append(plan.device)
@@ -188,8 +189,9 @@ class OvsPlugin(base.PluginBase):
         netdev.set_master(qvb, qbr)
         if plan.device in plan.created_devices:
             _, created = netdev.ensure_tap(netdev.TapSpec(
-                name=plan.device, mac=self.address(vif), mtu=mtu, owner=None,
-                group_owner=None, multiqueue=False, link_group=group))
+                name=plan.device, mac=self.address(vif), mtu=mtu,
+                owner=self.ctx.netdev.tap_owner,
+                group_owner=self.ctx.netdev.tap_group, multiqueue=False, link_group=group))
             if created:
                 made.append(plan.device)
             netdev.set_master(plan.device, qbr)
