@@ -44,7 +44,7 @@ def start_daemon(directory: Path, remote: str, bridge: str) -> tuple[subprocess.
         f"[ovs]\nconnection = {remote}\ndatapath_type = netdev\n"
         f"integration_bridge = {bridge}\ntimeout = 300\n"
         f"[api]\nsocket_path = {sock}\ndefault_timeout = 300\n")
-    log = open(directory / "vifplugd.log", "wb")  # noqa: SIM115
+    log = open(directory / "vifplugd.log", "wb")
     proc = subprocess.Popen([sys.executable, "-W", "ignore", "-m", "vifplug.daemon",
                              "--config-file", str(conf)], stderr=log, stdout=log)
     import httpx
@@ -65,7 +65,6 @@ def start_daemon(directory: Path, remote: str, bridge: str) -> tuple[subprocess.
 
 def api_run(sock: str, bridge: str, n: int, clients: int) -> tuple[float, float]:
     import httpx
-
     from engine_fixture import instance, ovs_vif, vif_id_of
 
     bodies = [{"vif": ovs_vif(bridge=bridge, name=f"va{i:05d}"), "instance": instance()}

@@ -101,12 +101,6 @@ class DeviceInUse(VifplugError):
     template = "Device {device} already exists and belongs to something else: {reason}"
 
 
-class IfaceIdActiveElsewhere(VifplugError):
-    code = "iface_id_active"
-    template = ("iface-id {iface_id} is already active on interface {device}; "
-                "only one interface per iface-id may be active on this host.")
-
-
 class NetworkNotFound(VifplugError):
     code = "network_not_found"
     template = "VIF {vif_id} names network {network}, which is not configured on this host."

@@ -49,8 +49,13 @@ class PlugRequest:
     portgroup: str | None = None
 
     def digest(self) -> str:
-        """Identity of the request's content, for idempotency and conflicts."""
-        canonical = json.dumps({"vif": self.vif, "instance": self.instance},
+        """Identity of the request's content, for idempotency and conflicts:
+        the objects and every option that changes what is plugged (not how
+        the caller waits for it)."""
+        canonical = json.dumps({"vif": self.vif, "instance": self.instance,
+                                "iface_status": self.iface_status,
+                                "allow_dual_active": self.allow_dual_active,
+                                "portgroup": self.portgroup},
                                sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -297,8 +302,12 @@ class Service:
                 reason=f"iface_status must be active or inactive, not {status!r}")
         with self._lock(vif_id):
             record = self.store.get(vif_id)
-            if record is None or record.lifecycle != Lifecycle.PLUGGED:
+            if record is None:
                 raise exceptions.VIFNotFound(vif_id=vif_id)
+            if record.lifecycle != Lifecycle.PLUGGED:
+                raise exceptions.VIFLifecycleError(vif_id=vif_id,
+                                                   lifecycle=record.lifecycle.value,
+                                                   operation="change its iface-status")
             plugin = self.plugins.get(record.plugin)
             demoted: list[str] = []
             if plugin is not None and record.allocation is not None:

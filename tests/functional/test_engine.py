@@ -445,3 +445,41 @@ def test_taps_are_owned_by_the_configured_user_and_group(ovs: sandbox.OvsSandbox
             assert (sysfs / "group").read_text().strip() == "4343"
     finally:
         ovs.vsctl("--if-exists", "del-br", br)
+
+
+def test_repeat_with_a_different_option_is_a_conflict(eng: engine_mod.Engine) -> None:
+    assert eng.service is not None
+    vif = ovs_vif(bridge=bridge_of(eng), name=unique("vpt"))
+    inst = instance()
+    eng.service.plug(plug_request(vif, inst))
+    with pytest.raises(exceptions.VIFConflict):
+        eng.service.plug(plug_request(vif, inst, iface_status="inactive"))
+    with pytest.raises(exceptions.VIFConflict):
+        eng.service.plug(plug_request(vif, inst, allow_dual_active=True))
+    # How the caller waits is not content: the same plug with another wait is a repeat.
+    assert not eng.service.plug(plug_request(vif, inst, wait="none")).created
+
+
+def test_operators_linux_bridge_is_used_but_never_taken(eng: engine_mod.Engine) -> None:
+    from vifplug import objects
+
+    assert eng.service is not None
+    lb = unique("vplb")
+    with IPRoute() as ipr:
+        ipr.link("add", ifname=lb, kind="bridge")
+    try:
+        vif = objects.vif.VIFBridge(
+            id=str(uuid.uuid4()), address=mac(), plugin="linux_bridge", bridge_name=lb,
+            vif_name=unique("vpt"), network=objects.network.Network(id=str(uuid.uuid4())))
+        rec = eng.service.plug(plug_request(vif.obj_to_primitive())).record
+        assert rec.allocation is not None
+        assert link(rec.allocation.device)["master"] == link(lb)["index"]  # type: ignore[index]
+        assert link(lb)["group"] == 0  # type: ignore[index]
+        eng.service.unplug(rec.vif_id)
+        assert link(rec.allocation.device) is None
+        assert eng.reconciler is not None
+        eng.reconciler.run()
+        assert link(lb) is not None, "the operator's bridge was removed"
+    finally:
+        with IPRoute() as ipr:
+            ipr.link("del", ifname=lb)

@@ -295,6 +295,7 @@ def test_shared_linux_bridge_survives_restart_while_in_use(host: Host) -> None:
     import uuid as _uuid
 
     from engine_fixture import instance, mac
+
     from vifplug import objects
 
     lb = unique("vplb")

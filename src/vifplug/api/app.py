@@ -285,7 +285,9 @@ def create_app(service: Any, *, runtime: Runtime | None = None, token: str | Non
             iface_status=body.iface_status, allow_dual_active=body.allow_dual_active,
             portgroup=body.portgroup)
         started = time.monotonic()
-        plugin, outcome = "unknown", "error"
+        named = data.get("plugin") if isinstance(data, dict) else None
+        plugin = named if isinstance(named, str) and named in service.plugins else "unknown"
+        outcome = "error"
         try:
             result = await call(service.plug, req)
             plugin = result.record.plugin

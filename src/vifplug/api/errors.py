@@ -54,7 +54,6 @@ STATUS: Mapping[str, int] = {
     exceptions.VersionNotAvailable.code: 406,
     exceptions.VIFConflict.code: 409,
     exceptions.DeviceInUse.code: 409,
-    exceptions.IfaceIdActiveElsewhere.code: 409,
     exceptions.PoolExhausted.code: 409,
     exceptions.PoolDeviceTaken.code: 409,
     exceptions.VIFLifecycleError.code: 409,

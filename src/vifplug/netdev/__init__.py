@@ -25,6 +25,7 @@ from vifplug.netdev.delete import Deleter, check_delete_group, delete_links
 from vifplug.netdev.links import LinkInfo, get_link, link_exists, list_links, set_master
 from vifplug.netdev.macvtap import MacvtapSpec, ensure_macvtap, normalize_mode
 from vifplug.netdev.names import derive_name, validate_name
+from vifplug.netdev.pci import name_for_pci
 from vifplug.netdev.rtnl import close_thread_socket
 from vifplug.netdev.tap import TapSpec, ensure_tap
 from vifplug.netdev.veth import VethSpec, ensure_veth
@@ -50,6 +51,7 @@ __all__ = [
     "get_link",
     "link_exists",
     "list_links",
+    "name_for_pci",
     "normalize_mode",
     "set_bandwidth",
     "set_master",

@@ -1,8 +1,9 @@
 """The ``direct`` plugin: VIFDirect as a macvtap on a physical device.
 
-The parent device comes from the VIF (``dev_name``) or, when the VIF's network
-names a configured direct network, from that network's pool (libvirt's
-logical network, seed 001), in the pool's forward mode.
+The parent device is the network device of the VIF's PCI function
+(``dev_address``, as os-vif describes it) or, when the VIF's network names a
+configured direct network, one from that network's pool (libvirt's logical
+network, seed 001), in the pool's forward mode.
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ class DirectPlugin(base.PluginBase):
             return Allocation(plugin=self.NAME, device=name, network=defined.name,
                               mode=defined.mode, created_devices=(name,),
                               virtualport=self._virtualport(vif))
-        if not vif.obj_attr_is_set("dev_name") or not vif.dev_name:
+        if not vif.obj_attr_is_set("dev_address") or not vif.dev_address:
             raise exceptions.InvalidRequest(
-                reason=f"VIFDirect {vif.id} names no dev_name and no configured network")
-        parent = str(vif.dev_name)
-        netdev.validate_name(parent)
+                reason=f"VIFDirect {vif.id} names no dev_address and no configured network")
+        parent = netdev.name_for_pci(str(vif.dev_address))
+        if parent is None:
+            raise exceptions.PhysicalDeviceNotFound(device=str(vif.dev_address),
+                                                    vif_id=vif.id)
         mode = str(vif.mode) if vif.obj_attr_is_set("mode") else "vepa"
         return Allocation(plugin=self.NAME, device=name, pool_device=parent, mode=mode,
                           created_devices=(name,), virtualport=self._virtualport(vif))

@@ -34,9 +34,16 @@ class LinuxBridgePlugin(base.PluginBase):
         made = []
         try:
             # A linux bridge may be shared by many VIFs: it is not recorded as
-            # created, and stays in place on unplug, as os-vif leaves it.
-            netdev.ensure_bridge(netdev.BridgeSpec(
-                name=plan.port, mtu=self.mtu(vif), link_group=group))
+            # created and stays in place on unplug, as os-vif leaves it.  One
+            # that exists already (the operator's) is used as it is, never
+            # put into our link group, so it is never taken for our leak.
+            existing = netdev.get_link(plan.port)
+            if existing is None:
+                netdev.ensure_bridge(netdev.BridgeSpec(
+                    name=plan.port, mtu=self.mtu(vif), link_group=group))
+            elif existing.kind != "bridge":
+                raise exceptions.DeviceInUse(device=plan.port,
+                                             reason=f"it is a {existing.kind}, not a bridge")
             _, created = netdev.ensure_tap(netdev.TapSpec(
                 name=plan.device, mac=self.address(vif), mtu=self.mtu(vif),
                 owner=self.ctx.netdev.tap_owner,

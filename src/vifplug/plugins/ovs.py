@@ -43,9 +43,7 @@ class OvsPlugin(base.PluginBase):
         if not vif.obj_attr_is_set("port_profile") or vif.port_profile is None:
             return None
         profile = vif.port_profile
-        if profile.obj_name() not in ("VIFPortProfileOpenVSwitch",
-                                      "VIFPortProfileFPOpenVSwitch",
-                                      "VIFPortProfileOVSRepresentor"):
+        if profile.obj_name() != OVS_PROFILE[0]:
             raise exceptions.UnsupportedPortProfile(plugin=self.NAME, profile=profile.obj_name(),
                                                     obj_name=vif.obj_name())
         return profile
