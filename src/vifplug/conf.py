@@ -81,6 +81,8 @@ NETDEV_OPTS = [
                help="Prefix of the bridge end of a hybrid plug's veth pair."),
     cfg.StrOpt("hybrid_veth_ovs_prefix", default="qvo",
                help="Prefix of the OVS end of a hybrid plug's veth pair."),
+    cfg.StrOpt("vhostuser_prefix", default="vhu",
+               help="Prefix of the OVS port of a vhost-user VIF (OVS-DPDK)."),
     cfg.IntOpt("default_mtu", default=None, min=68, max=65535,
                help="MTU for devices whose VIF network has none; unset leaves the kernel default."),
     cfg.StrOpt("tap_owner", default=None,
@@ -215,6 +217,7 @@ class NetdevSettings:
     hybrid_bridge_prefix: str = "qbr"
     hybrid_veth_bridge_prefix: str = "qvb"
     hybrid_veth_ovs_prefix: str = "qvo"
+    vhostuser_prefix: str = "vhu"
     default_mtu: int | None = None
     tap_owner: int | None = None
     tap_group: int | None = None

@@ -483,3 +483,31 @@ def test_operators_linux_bridge_is_used_but_never_taken(eng: engine_mod.Engine) 
     finally:
         with IPRoute() as ipr:
             ipr.link("del", ifname=lb)
+
+
+@pytest.mark.parametrize(("mode", "iface_type"), [("client", "dpdkvhostuser"),
+                                                   ("server", "dpdkvhostuserclient")])
+def test_vhostuser_vif_becomes_an_ovs_dpdk_port(eng: engine_mod.Engine,
+                                                ovs: sandbox.OvsSandbox,
+                                                mode: str, iface_type: str) -> None:
+    """As os-vif's ovs plugin does for OVS-DPDK.  This OVS has no DPDK, so the
+    port cannot come up (wait=none); what is checked is what OVSDB holds."""
+    from vifplug import objects
+
+    assert eng.service is not None
+    vid = str(uuid.uuid4())
+    path = f"/var/run/vhu/{vid[:8]}.sock"
+    vif = objects.vif.VIFVHostUser(
+        id=vid, address=mac(), plugin="ovs", mode=mode, path=path,
+        network=objects.network.Network(id=str(uuid.uuid4()), bridge=bridge_of(eng)),
+        port_profile=objects.vif.VIFPortProfileOpenVSwitch(interface_id=vid))
+    rec = eng.service.plug(plug_request(vif.obj_to_primitive(), wait="none")).record
+    port = "vhu" + vid[:11]
+    assert rec.allocation is not None and rec.allocation.port == port
+    assert rec.allocation.created_devices == ()
+    assert iface_col(ovs, port, "type") == iface_type
+    assert iface_ids(ovs, port)["iface-id"] == vid
+    options = iface_col(ovs, port, "options")
+    assert (f'vhost-server-path="{path}"' in options) == (mode == "server")
+    eng.service.unplug(vid)
+    assert port not in ports_of(ovs, bridge_of(eng))

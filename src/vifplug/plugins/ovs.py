@@ -1,5 +1,6 @@
-"""The ``ovs`` plugin: VIFOpenVSwitch (tap on an OVS bridge) and VIFBridge
-(os-vif's hybrid plug: per-VIF linux bridge, veth pair into OVS).
+"""The ``ovs`` plugin: VIFOpenVSwitch (tap on an OVS bridge), VIFBridge
+(os-vif's hybrid plug: per-VIF linux bridge, veth pair into OVS) and
+VIFVHostUser (an OVS-DPDK vhost-user port; no kernel device).
 
 The port profile means what os-vif means by it: ``interface_id`` is the
 ``iface-id``; ``datapath_type`` chooses the datapath of a bridge we create;
@@ -36,6 +37,7 @@ class OvsPlugin(base.PluginBase):
     RANGES = (
         base.VersionRange("VIFOpenVSwitch", "1.0", "1.0", (OVS_PROFILE,)),
         base.VersionRange("VIFBridge", "1.0", "1.0", (OVS_PROFILE,)),
+        base.VersionRange("VIFVHostUser", "1.0", "1.1", (OVS_PROFILE,)),
     )
 
     # -- planning (pure) ---------------------------------------------------------
@@ -78,11 +80,32 @@ class OvsPlugin(base.PluginBase):
             return Allocation(plugin=self.NAME, device=tap, bridge=bridge, port=qvo,
                               created_devices=devices, created_port=True,
                               virtualport=self._virtualport(profile, vif))
+        if vif.obj_name() == "VIFVHostUser":
+            return self._plan_vhostuser(vif, profile, bridge)
         tap = self.device_name(vif)
         return Allocation(plugin=self.NAME, device=tap, bridge=bridge, port=tap,
                           created_devices=(tap,) if create_tap is not False else (),
                           created_port=create_port is not False,
                           virtualport=self._virtualport(profile, vif))
+
+    def _plan_vhostuser(self, vif: Any, profile: Any, bridge: str) -> Allocation:
+        """As os-vif: QEMU as client means OVS serves the socket
+        (``dpdkvhostuser``); QEMU as server means OVS connects to ``path``
+        (``dpdkvhostuserclient``).  The bridge defaults to the netdev datapath."""
+        port = netdev.derive_name(self.ctx.netdev.vhostuser_prefix, vif.id)
+        mode = str(vif.mode) if vif.obj_attr_is_set("mode") else "server"
+        vp = self._virtualport(profile, vif)
+        vp.setdefault("datapath_type", "netdev")
+        if mode == "client":
+            vp["iface_type"] = "dpdkvhostuser"
+        else:
+            if not vif.obj_attr_is_set("path") or not vif.path:
+                raise exceptions.InvalidRequest(
+                    reason=f"VIFVHostUser {vif.id} in server mode names no socket path")
+            vp["iface_type"] = "dpdkvhostuserclient"
+            vp["vhost_server_path"] = str(vif.path)
+        return Allocation(plugin=self.NAME, device=port, bridge=bridge, port=port,
+                          created_port=True, virtualport=vp)
 
     @staticmethod
     def _virtualport(profile: Any, vif: Any) -> dict[str, Any]:
@@ -146,8 +169,12 @@ class OvsPlugin(base.PluginBase):
             demoted: list[str] = []
             if plan.created_port:
                 assert plan.port is not None and plan.bridge is not None
+                vp = plan.virtualport or {}
+                options = {"vhost-server-path": vp["vhost_server_path"]} \
+                    if vp.get("vhost_server_path") else {}
                 spec = ops.PortSpec(
                     bridge=plan.bridge, name=plan.port,
+                    iface_type=str(vp.get("iface_type", "")), options=options,
                     external_ids=self._external_ids(vif, instance, plan),
                     iface_status=iface_status, exclusive=exclusive,
                     ingress_policing_rate=self._policing(plan)[0],
