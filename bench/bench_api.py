@@ -45,8 +45,12 @@ def start_daemon(directory: Path, remote: str, bridge: str) -> tuple[subprocess.
         f"integration_bridge = {bridge}\ntimeout = 300\n"
         f"[api]\nsocket_path = {sock}\ndefault_timeout = 300\n")
     log = open(directory / "vifplugd.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-W", "ignore", "-m", "vifplug.daemon",
-                             "--config-file", str(conf)], stderr=log, stdout=log)
+    argv = [sys.executable, "-W", "ignore", "-m", "vifplug.daemon", "--config-file", str(conf)]
+    profile = os.environ.get("VIFPLUG_BENCH_PROFILE")
+    if profile:  # sample the daemon with py-spy into this SVG/speedscope file
+        argv = ["py-spy", "record", "--threads", "--idle", "-f", "raw", "-o", profile,
+                "--", *argv]
+    proc = subprocess.Popen(argv, stderr=log, stdout=log)
     import httpx
 
     deadline = time.monotonic() + 60

@@ -59,6 +59,12 @@ OVS_OPTS = [
                help="OVSDB inactivity probe in milliseconds (0 disables)."),
     cfg.IntOpt("max_batch", default=2000, min=1,
                help="Most operations coalesced into one OVSDB transaction."),
+    cfg.FloatOpt("hold_max", default=0.2, min=0.0,
+                 help="Longest a batch waits for ovs-vswitchd to apply the previous one "
+                      "(cur_cfg), so that writes arriving meanwhile share a transaction."),
+    cfg.FloatOpt("gather_max", default=0.1, min=0.0,
+                 help="Longest a batch waits for plugs that are still creating their "
+                      "devices, so that a burst of plugs shares one transaction."),
     cfg.StrOpt("sandbox_dir", default=None,
                help="When set and the OVSDB remote does not answer, start a private "
                     "ovsdb-server and ovs-vswitchd (userspace datapath) in this "
@@ -206,6 +212,8 @@ class OvsSettings:
     timeout: float = 30.0
     probe_interval: int = 5000
     max_batch: int = 2000
+    hold_max: float = 0.2
+    gather_max: float = 0.1
     sandbox_dir: str | None = None
 
 

@@ -79,19 +79,20 @@ class Engine:
         s = self.settings.ovs
         remote = s.connection
         try:
-            return connection.Connection(remote, timeout=s.timeout,
-                                         probe_interval=s.probe_interval,
-                                         max_batch=s.max_batch).start(wait=3.0 if s.sandbox_dir
-                                                                      else None)
+            return self._connection(remote).start(wait=3.0 if s.sandbox_dir else None)
         except exceptions.OvsdbUnavailable:
             if not s.sandbox_dir:
                 raise
         LOG.info("no OVSDB at %s; starting a private sandbox Open vSwitch in %s",
                  remote, s.sandbox_dir)
         self.sandbox = sandbox.OvsSandbox(s.sandbox_dir).start()
-        return connection.Connection(self.sandbox.remote, timeout=s.timeout,
-                                     probe_interval=s.probe_interval,
-                                     max_batch=s.max_batch).start()
+        return self._connection(self.sandbox.remote).start()
+
+    def _connection(self, remote: str) -> connection.Connection:
+        s = self.settings.ovs
+        return connection.Connection(remote, timeout=s.timeout, probe_interval=s.probe_interval,
+                                     max_batch=s.max_batch, hold_max=s.hold_max,
+                                     gather_max=s.gather_max)
 
     def _ensure_identity(self) -> str:
         """system-id: configured, else OVSDB's, else the file, else generated;

@@ -26,6 +26,13 @@ than one reconfiguration each.  Nobody waits for ``cur_cfg`` otherwise; it is
 only a reason to hold the queue, observed through IDL updates.  When
 ovs-vswitchd does not answer within ``hold_max`` (it is restarting, or there
 is none), batches are not held until it answers again.
+
+Batches also wait for writes that are on their way: a caller that will
+submit shortly (a plug creating its tap first) says so with ``expecting()``,
+and while any such caller is still preparing, the queue is held for at most
+``gather_max`` seconds from the oldest queued write.  A lone plug is never
+held (nobody else is expected); a burst of plugs goes out as one transaction
+instead of one per arrival.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -153,9 +160,13 @@ class Connection:
     """
 
     def __init__(self, remote: str, *, timeout: float = 30.0, probe_interval: int = 5000,
-                 max_batch: int = 2000, hold_max: float = 0.2) -> None:
+                 max_batch: int = 2000, hold_max: float = 0.2,
+                 gather_max: float = 0.1) -> None:
         self.remote = remote
         self.hold_max = hold_max
+        self.gather_max = gather_max
+        self._expected = 0
+        self._queued_since: float | None = None
         self.timeout = timeout
         self.probe_interval = probe_interval
         self.max_batch = max_batch
@@ -255,9 +266,26 @@ class Connection:
             fut.set_exception(exceptions.ShuttingDown())
             return fut
         with self._lock:
+            if not self._queue:
+                self._queued_since = time.monotonic()
             self._queue.append(_Pending(op, fut, writes=writes))
         self._wake()
         return fut
+
+    @contextlib.contextmanager
+    def expecting(self) -> Iterator[None]:
+        """Announce a write this thread will ``submit`` before leaving the block,
+        so the batch being gathered waits for it (see the module docstring)."""
+        with self._lock:
+            self._expected += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._expected -= 1
+                last = self._expected == 0
+            if last:
+                self._wake()
 
     def transact(self, op: Callable[[Txn], T], *, timeout: float | None = None,
                  writes: bool = True) -> T:
@@ -267,13 +295,16 @@ class Connection:
         ``OvsdbTimeout`` (the op may still be applied later; ops are
         idempotent, so the caller can compensate with another op).
         """
-        fut = self.submit(op, writes=writes)
+        future: Future[T] = self.submit(op, writes=writes)
+        return self.result(future, timeout=timeout)
+
+    def result(self, future: Future[T], *, timeout: float | None = None) -> T:
+        """Wait for a submitted write, as ``transact`` does."""
         wait = self.timeout if timeout is None else timeout
         try:
-            result: T = fut.result(timeout=wait)
+            return future.result(timeout=wait)
         except TimeoutError:
             raise exceptions.OvsdbTimeout(timeout=wait) from None
-        return result
 
     # -- reads -----------------------------------------------------------------
     def interface(self, name: str) -> views.InterfaceView | None:
@@ -358,7 +389,7 @@ class Connection:
             self._resync()
         if self._inflight is not None:
             self._poll_inflight()
-        hold = self._hold_for_vswitchd(idl)
+        hold = max(self._hold_for_vswitchd(idl), self._hold_for_expected())
         if self._inflight is None and self._queue and self.connected and hold <= 0:
             self._start_txn(idl)
         poller = ovs.poller.Poller()
@@ -371,6 +402,13 @@ class Connection:
         poller.timer_wait(1000)
         poller.block()
         self._drain_wake()
+
+    def _hold_for_expected(self) -> float:
+        """Seconds to keep gathering for writes announced with ``expecting()``."""
+        with self._lock:
+            if self._expected <= 0 or not self._queue or self._queued_since is None:
+                return 0.0
+            return max(0.0, self._queued_since + self.gather_max - time.monotonic())
 
     def _hold_for_vswitchd(self, idl: _Idl) -> float:
         """Seconds to keep holding the queue for ovs-vswitchd, or 0."""
@@ -401,6 +439,7 @@ class Connection:
         with self._lock:
             batch = [self._queue.popleft()
                      for _ in range(min(self.max_batch, len(self._queue)))]
+            self._queued_since = time.monotonic() if self._queue else None
         batch = [p for p in batch if not p.future.done()]
         while batch:
             txn = ovs.db.idl.Transaction(idl)

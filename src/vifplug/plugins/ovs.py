@@ -155,38 +155,47 @@ class OvsPlugin(base.PluginBase):
              iface_status: str | None, exclusive: bool) -> base.PlugOutcome:
         made: list[str] = []
         try:
-            if vif.obj_name() == "VIFBridge":
-                self._plug_hybrid_devices(vif, plan, made)
-            elif plan.device in plan.created_devices:
-                vp = plan.virtualport or {}
-                _, created = netdev.ensure_tap(netdev.TapSpec(
-                    name=plan.device, mac=self.address(vif), mtu=self.mtu(vif),
-                    owner=self.ctx.netdev.tap_owner,
-                    group_owner=self.ctx.netdev.tap_group, multiqueue=bool(vp.get("multiqueue")),
-                    link_group=self.ctx.netdev.link_group))
-                if created:
-                    made.append(plan.device)
-            demoted: list[str] = []
-            if plan.created_port:
-                assert plan.port is not None and plan.bridge is not None
-                vp = plan.virtualport or {}
-                options = {"vhost-server-path": vp["vhost_server_path"]} \
-                    if vp.get("vhost_server_path") else {}
-                spec = ops.PortSpec(
-                    bridge=plan.bridge, name=plan.port,
-                    iface_type=str(vp.get("iface_type", "")), options=options,
-                    external_ids=self._external_ids(vif, instance, plan),
-                    iface_status=iface_status, exclusive=exclusive,
-                    ingress_policing_rate=self._policing(plan)[0],
-                    ingress_policing_burst=self._policing(plan)[1])
-                demoted = self.ctx.ovsdb.transact(
-                    ops.ensure_port_op(spec, bridge=self._bridge_spec(plan)))
-            else:
-                self.ctx.ovsdb.transact(ops.ensure_bridge_op(self._bridge_spec(plan)))
+            # Announce the port write before the devices are made, so that a
+            # burst of plugs is committed to OVSDB as one transaction.
+            with self.ctx.ovsdb.expecting():
+                if vif.obj_name() == "VIFBridge":
+                    self._plug_hybrid_devices(vif, plan, made)
+                elif plan.device in plan.created_devices:
+                    vp = plan.virtualport or {}
+                    _, created = netdev.ensure_tap(netdev.TapSpec(
+                        name=plan.device, mac=self.address(vif), mtu=self.mtu(vif),
+                        owner=self.ctx.netdev.tap_owner,
+                        group_owner=self.ctx.netdev.tap_group,
+                        multiqueue=bool(vp.get("multiqueue")),
+                        link_group=self.ctx.netdev.link_group))
+                    if created:
+                        made.append(plan.device)
+                future = self.ctx.ovsdb.submit(self._port_op(vif, instance, plan,
+                                                             iface_status, exclusive))
+            written = self.ctx.ovsdb.result(future)
+            demoted: list[str] = written if isinstance(written, list) else []
         except BaseException:
             self._rollback(plan, made)
             raise
         return base.PlugOutcome(allocation=plan, demoted=tuple(demoted))
+
+    def _port_op(self, vif: Any, instance: Any, plan: Allocation, iface_status: str | None,
+                 exclusive: bool) -> ops.Op:
+        """The one OVSDB write of a plug: the port with its Interface keys (and
+        the bridge, if missing), or only the bridge when libvirt makes the port."""
+        if not plan.created_port:
+            return ops.ensure_bridge_op(self._bridge_spec(plan))
+        assert plan.port is not None and plan.bridge is not None
+        vp = plan.virtualport or {}
+        options = {"vhost-server-path": vp["vhost_server_path"]} \
+            if vp.get("vhost_server_path") else {}
+        rate, burst = self._policing(plan)
+        spec = ops.PortSpec(
+            bridge=plan.bridge, name=plan.port, iface_type=str(vp.get("iface_type", "")),
+            options=options, external_ids=self._external_ids(vif, instance, plan),
+            iface_status=iface_status, exclusive=exclusive,
+            ingress_policing_rate=rate, ingress_policing_burst=burst)
+        return ops.ensure_port_op(spec, bridge=self._bridge_spec(plan))
 
     def _rollback(self, plan: Allocation, made: list[str]) -> None:
         """Undo a failed plug: the port first (a timed-out transaction may
