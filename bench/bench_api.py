@@ -15,8 +15,11 @@ Usage: python bench/bench_api.py [-n 1000] [--clients 128]
 from __future__ import annotations
 
 import argparse
+import http.client
+import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -67,35 +70,47 @@ def start_daemon(directory: Path, remote: str, bridge: str) -> tuple[subprocess.
         time.sleep(0.1)
 
 
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """http.client over a unix socket: a client that costs little CPU itself."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__("vifplugd", timeout=300)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.path)
+
+
 def api_run(sock: str, bridge: str, n: int, clients: int) -> tuple[float, float]:
-    import httpx
     from engine_fixture import instance, ovs_vif, vif_id_of
 
     bodies = [{"vif": ovs_vif(bridge=bridge, name=f"va{i:05d}"), "instance": instance()}
               for i in range(n)]
     local = threading.local()
+    opened: list[UnixHTTPConnection] = []
 
-    def client() -> httpx.Client:
-        # One client (one connection) per thread, as separate compute-service
-        # workers would have.
-        c = getattr(local, "client", None)
-        if c is None:
-            c = local.client = httpx.Client(transport=httpx.HTTPTransport(uds=sock),
-                                            base_url="http://vifplugd", timeout=300)
-            opened.append(c)
-        return c
-
-    opened: list[httpx.Client] = []
+    def request(method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        # One keep-alive connection per thread, as separate compute-service
+        # workers would have; http.client keeps the client's own CPU small.
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = local.conn = UnixHTTPConnection(sock)
+            opened.append(conn)
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
 
     def plug(body: dict[str, Any]) -> None:
-        r = client().post("/v1/vifs", json=body)
-        if r.status_code != 201:
-            raise RuntimeError(f"plug answered {r.status_code}: {r.text[:200]}")
+        status, text = request("POST", "/v1/vifs", json.dumps(body).encode())
+        if status != 201:
+            raise RuntimeError(f"plug answered {status}: {text[:200]!r}")
 
     def unplug(body: dict[str, Any]) -> None:
-        r = client().delete(f"/v1/vifs/{vif_id_of(body['vif'])}")
-        if r.status_code != 204:
-            raise RuntimeError(f"unplug answered {r.status_code}: {r.text[:200]}")
+        status, text = request("DELETE", f"/v1/vifs/{vif_id_of(body['vif'])}")
+        if status != 204:
+            raise RuntimeError(f"unplug answered {status}: {text[:200]!r}")
 
     plug({"vif": ovs_vif(bridge=bridge, name="vawarm"), "instance": instance()})
     with ThreadPoolExecutor(clients) as pool:
@@ -105,8 +120,8 @@ def api_run(sock: str, bridge: str, n: int, clients: int) -> tuple[float, float]
         t0 = time.perf_counter()
         list(pool.map(unplug, bodies))
         unplugged = time.perf_counter() - t0
-    for c in opened:
-        c.close()
+    for conn in opened:
+        conn.close()
     return plugged, unplugged
 
 
@@ -129,7 +144,12 @@ def main() -> int:
         f_plug, f_unplug = (bench_plug.floor(sb.remote, args.n, "brfloor")
                             if not os.environ.get("NOFLOOR") else (1.0, 1.0))
         proc, sock = start_daemon(directory, sb.remote, "brapi")
+        daemon_pid = proc.pid
+        cpu0 = (bench_plug.cpu_seconds(daemon_pid), bench_plug.cpu_seconds(sb.vswitchd_pid),
+                time.process_time())
         a_plug, a_unplug = api_run(sock, "brapi", args.n, args.clients)
+        cpu1 = (bench_plug.cpu_seconds(daemon_pid), bench_plug.cpu_seconds(sb.vswitchd_pid),
+                time.process_time())
     finally:
         if proc is not None:
             proc.terminate()
@@ -147,6 +167,8 @@ def main() -> int:
           f"unplug {a_unplug:7.3f} s")
     print(f"  ratio api/floor: plug {a_plug / f_plug:.2f}x   unplug {a_unplug / f_unplug:.2f}x"
           f"   (target: plug within 1.5x)")
+    print(f"  CPU during the API run: vifplugd {cpu1[0] - cpu0[0]:.2f} s, ovs-vswitchd "
+          f"{cpu1[1] - cpu0[1]:.2f} s, the benchmark's clients {cpu1[2] - cpu0[2]:.2f} s")
     return 0
 
 

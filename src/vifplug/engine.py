@@ -117,7 +117,12 @@ class Engine:
         return chosen
 
     def _on_resync(self) -> None:
-        """The OVSDB connection came back (ovsdb-server restarted): converge."""
+        """The OVSDB connection came back (ovsdb-server restarted, perhaps with
+        a fresh database): write the host identity again, then converge."""
+        try:
+            self._ensure_identity()
+        except Exception:
+            LOG.exception("could not write the host identity after reconnecting")
         if self.reconciler is not None:
             self.reconciler.run()
 
@@ -125,7 +130,14 @@ class Engine:
         """ovs-vswitchd reports one of our interfaces broken (its device is gone,
         e.g. deleted behind our back or lost across an ovs-vswitchd restart):
         ask for a reconciliation, which recreates what is missing."""
-        if view.failed and view.external_ids.get(plugin_base.KEY_OWNER) == self.owner:
+        if not view.failed or view.external_ids.get(plugin_base.KEY_OWNER) != self.owner:
+            return
+        record = self.store.get(view.external_ids.get(plugin_base.KEY_VIF_ID, "")) \
+            if self.store is not None else None
+        alloc = record.allocation if record is not None else None
+        # Only a device we made can be repaired; one libvirt has yet to make
+        # (create_tap=False) is simply not there yet.
+        if alloc is not None and alloc.device in alloc.created_devices:
             self._repair_wanted.set()
 
     def _repair_loop(self) -> None:
@@ -158,7 +170,9 @@ class Engine:
 
     @property
     def is_ready(self) -> bool:
-        return self.ready.is_set() and self.ovsdb is not None and self.ovsdb.connected
+        """Connected and reconciled (not while a reconciliation runs)."""
+        return (self.ready.is_set() and self.ovsdb is not None and self.ovsdb.connected
+                and not (self.reconciler is not None and self.reconciler.running))
 
     def stop(self, *, stop_sandbox: bool = True) -> None:
         self.ready.clear()

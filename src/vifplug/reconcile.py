@@ -54,10 +54,15 @@ class Reconciler:
         self._lock = threading.Lock()
         self.runs = 0
         self.last: Report | None = None
+        self.running = False
 
     def run(self) -> Report:
         with self._lock, self.service.exclusive():
-            report = self._run()
+            self.running = True
+            try:
+                report = self._run()
+            finally:
+                self.running = False
         self.runs += 1
         self.last = report
         LOG.info("reconciliation: %s", report.summary())
@@ -77,11 +82,11 @@ class Reconciler:
             try:
                 if record.lifecycle == Lifecycle.PLUGGING:
                     store.begin_unplug(record.vif_id)
-                    plugin.unplug(record.allocation)
+                    plugin.unplug(record.allocation, record.vif_id)
                     store.finish_unplug(record.vif_id)
                     report.rolled_back.append(record.vif_id)
                 elif record.lifecycle == Lifecycle.UNPLUGGING:
-                    plugin.unplug(record.allocation)
+                    plugin.unplug(record.allocation, record.vif_id)
                     store.finish_unplug(record.vif_id)
                     report.finished_unplugs.append(record.vif_id)
                 elif not self._present(record):

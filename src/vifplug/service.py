@@ -76,6 +76,9 @@ class Service:
         self.networks = networks
         self.default_timeout = default_timeout
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
+        # iface-status of VIFs sharing an iface-id changes under this lock
+        # (always taken after the VIF's own), so OVSDB and the store agree.
+        self._iface_stripes = [threading.Lock() for _ in range(_STRIPES)]
         self._pool_lock = threading.Lock()
 
     # -- negotiation -------------------------------------------------------------
@@ -136,10 +139,16 @@ class Service:
         self._check_profile(plugin, request.vif)
         vif = negotiation.load_vif(request.vif)
         instance = negotiation.load_instance(request.instance)
+        plugin.check_address(vif)
         plan = plugin.plan(vif, instance)
         if self.networks is not None:
             defined = self.networks.network_of(vif)
-            if defined is not None:
+            wanted = {"ovs": "ovs", "direct": "direct"}.get(plugin.NAME)
+            if defined is not None and wanted is not None and defined.type != wanted:
+                raise exceptions.InvalidRequest(
+                    reason=f"VIF {vif.id} names network {defined.name}, a {defined.type} "
+                           f"network, which plugin {plugin.NAME} cannot use")
+            if defined is not None and wanted is not None:
                 plan = self.networks.apply_portgroup(defined.name, request.portgroup, plan,
                                                      vif_id=str(vif.id))
         if request.portgroup is not None and plan.portgroup is None:
@@ -151,6 +160,11 @@ class Service:
     # -- plug ----------------------------------------------------------------------
     def _lock(self, vif_id: str) -> threading.Lock:
         return self._stripes[hash(vif_id) % _STRIPES]
+
+    def _iface_lock(self, iface_id: str | None) -> contextlib.AbstractContextManager[Any]:
+        if iface_id is None:
+            return contextlib.nullcontext()
+        return self._iface_stripes[hash(iface_id) % _STRIPES]
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -222,18 +236,20 @@ class Service:
         else:
             record = record_for(plan)
             self.store.begin_plug(record)
-        try:
-            outcome = plugin.plug(vif, instance, plan, iface_status=self._status(plan, request),
-                                  exclusive=not request.allow_dual_active)
-        except BaseException:
-            # The plugin removed what it made; forget the intent (through the
-            # same unplugging step reconciliation would take after a crash).
-            self.store.begin_unplug(record.vif_id)
-            self.store.finish_unplug(record.vif_id)
-            raise
-        final = self.store.finish_plug(record.vif_id, outcome.allocation,
-                                       iface_status=self._status(plan, request))
-        self._record_demotions(final, outcome.demoted)
+        with self._iface_lock(record.iface_id):
+            try:
+                outcome = plugin.plug(vif, instance, plan,
+                                      iface_status=self._status(plan, request),
+                                      exclusive=not request.allow_dual_active)
+            except BaseException:
+                # The plugin removed what it made; forget the intent (through
+                # the same unplugging step reconciliation takes after a crash).
+                self.store.begin_unplug(record.vif_id)
+                self.store.finish_unplug(record.vif_id)
+                raise
+            final = self.store.finish_plug(record.vif_id, outcome.allocation,
+                                           iface_status=self._status(plan, request))
+            self._record_demotions(final, outcome.demoted)
         LOG.info("plugged VIF %s as %s on %s", final.vif_id, plan.device,
                  plan.bridge or plan.pool_device or plan.port or "-")
         return final  # type: ignore[no-any-return]
@@ -243,10 +259,11 @@ class Service:
         """The same request again: make sure the system still matches (repairs a
         deleted tap or port) without changing what the caller sees."""
         assert existing.allocation is not None
-        outcome = plugin.plug(vif, instance, existing.allocation,
-                              iface_status=existing.iface_status,
-                              exclusive=not request.allow_dual_active)
-        self._record_demotions(existing, outcome.demoted)
+        with self._iface_lock(existing.iface_id):
+            outcome = plugin.plug(vif, instance, existing.allocation,
+                                  iface_status=existing.iface_status,
+                                  exclusive=not request.allow_dual_active)
+            self._record_demotions(existing, outcome.demoted)
         return existing
 
     @staticmethod
@@ -291,7 +308,7 @@ class Service:
             record = self.store.begin_unplug(record.vif_id)
         plugin = self.plugins.get(record.plugin)
         if plugin is not None and record.allocation is not None:
-            plugin.unplug(record.allocation)
+            plugin.unplug(record.allocation, record.vif_id)
         self.store.finish_unplug(record.vif_id)
 
     # -- iface-status ----------------------------------------------------------------
@@ -310,11 +327,12 @@ class Service:
                                                    operation="change its iface-status")
             plugin = self.plugins.get(record.plugin)
             demoted: list[str] = []
-            if plugin is not None and record.allocation is not None:
-                demoted = plugin.set_status(record.allocation, status,
-                                            exclusive=not allow_dual_active)
-            self.store.set_status({vif_id: status})
-            self._record_demotions(record, demoted)
+            with self._iface_lock(record.iface_id):
+                if plugin is not None and record.allocation is not None:
+                    demoted = plugin.set_status(record.allocation, status,
+                                                exclusive=not allow_dual_active)
+                self.store.set_status({vif_id: status})
+                self._record_demotions(record, demoted)
         LOG.info("VIF %s iface-status %s", vif_id, status)
         return self.store.get(vif_id)  # type: ignore[no-any-return]
 

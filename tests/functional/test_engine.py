@@ -511,3 +511,112 @@ def test_vhostuser_vif_becomes_an_ovs_dpdk_port(eng: engine_mod.Engine,
     assert (f'vhost-server-path="{path}"' in options) == (mode == "server")
     eng.service.unplug(vid)
     assert port not in ports_of(ovs, bridge_of(eng))
+
+
+# -- what belongs to whom ---------------------------------------------------------
+
+def test_second_vif_with_the_same_device_name_is_refused_and_first_untouched(
+        eng: engine_mod.Engine, ovs: sandbox.OvsSandbox) -> None:
+    assert eng.service is not None
+    name = unique("vpt")
+    first = ovs_vif(bridge=bridge_of(eng), name=name)
+    eng.service.plug(plug_request(first))
+    before = (iface_ids(ovs, name), link(name))
+    for address in (mac(), first["versioned_object.data"]["address"]):
+        second = ovs_vif(bridge=bridge_of(eng), name=name, address=address)
+        with pytest.raises(exceptions.DeviceInUse):
+            eng.service.plug(plug_request(second))
+    assert (iface_ids(ovs, name), link(name)) == before
+    assert [r.vif_id for r in eng.service.list()] == [vif_id_of(first)]
+
+
+def test_devices_and_ports_vifplug_did_not_make_are_refused(
+        eng: engine_mod.Engine, ovs: sandbox.OvsSandbox) -> None:
+    assert eng.service is not None
+    tap, qbr, port = unique("vpt"), unique("vpq"), unique("vpo")
+    with IPRoute() as ipr:
+        ipr.link("add", ifname=tap, kind="tuntap", mode="tap")
+        ipr.link("add", ifname=qbr, kind="bridge")
+    ovs.vsctl("--may-exist", "add-br", bridge_of(eng), "--", "set", "Bridge", bridge_of(eng),
+              "datapath_type=netdev")
+    ovs.vsctl("add-port", bridge_of(eng), port, "--", "set", "Interface", port,
+              "type=internal")
+    try:
+        cases = [
+            ovs_vif(bridge=bridge_of(eng), name=tap),
+            ovs_vif(bridge=bridge_of(eng), obj="VIFBridge", bridge_name=qbr, name=unique("vpt")),
+            ovs_vif(bridge=bridge_of(eng), name=port, profile={"create_tap": False}),
+        ]
+        for vif in cases:
+            with pytest.raises(exceptions.DeviceInUse):
+                eng.service.plug(plug_request(vif, wait="none"))
+        assert link(tap)["group"] == 0 and link(qbr)["group"] == 0  # type: ignore[index]
+        assert iface_col(ovs, port, "type") == "internal"
+        assert "vifplug-owner" not in iface_ids(ovs, port)
+        assert eng.service.list() == []
+    finally:
+        with IPRoute() as ipr:
+            for dev in (tap, qbr):
+                ipr.link("del", ifname=dev)
+        ovs.vsctl("--if-exists", "del-port", port)
+
+
+def test_failed_repeat_plug_keeps_the_acknowledged_port(eng: engine_mod.Engine,
+                                                         ovs: sandbox.OvsSandbox) -> None:
+    assert eng.service is not None
+    name = unique("vpt")
+    vif = ovs_vif(bridge=bridge_of(eng), name=name)
+    inst = instance()
+    eng.service.plug(plug_request(vif, inst))
+    # Someone replaces the tap with a device of their own; the repeat must
+    # refuse it, and must not take the VIF's port down with it.
+    with IPRoute() as ipr:
+        ipr.link("del", ifname=name)
+        ipr.link("add", ifname=name, kind="veth", peer=unique("vpp"))
+    try:
+        with pytest.raises(exceptions.DeviceInUse):
+            eng.service.plug(plug_request(vif, inst))
+        assert name in ports_of(ovs, bridge_of(eng))
+        assert eng.service.get(vif_id_of(vif)).lifecycle == Lifecycle.PLUGGED
+    finally:
+        with IPRoute() as ipr:
+            ipr.link("del", ifname=name)
+
+
+def test_port_for_a_tap_libvirt_makes_later_waits_for_it(eng: engine_mod.Engine,
+                                                         ovs: sandbox.OvsSandbox) -> None:
+    """create_tap=False (os-vif: libvirt creates the tap): the plug writes the
+    port, waits for its ofport, and answers once the tap appears."""
+    assert eng.service is not None
+    name = unique("vpt")
+    vif = ovs_vif(bridge=bridge_of(eng), name=name, profile={"create_tap": False})
+
+    def libvirt() -> None:
+        time.sleep(1.0)
+        with IPRoute() as ipr:
+            ipr.link("add", ifname=name, kind="tuntap", mode="tap")
+            ipr.link("set", ifname=name, state="up")
+
+    t = threading.Thread(target=libvirt)
+    t.start()
+    try:
+        record = eng.service.plug(plug_request(vif, timeout=20)).record
+        t.join()
+        assert record.allocation is not None and record.allocation.created_devices == ()
+        assert int(iface_col(ovs, name, "ofport")) > 0
+        eng.service.unplug(record.vif_id)
+        assert link(name) is not None, "vifplug deleted a tap it did not create"
+    finally:
+        t.join()
+        with IPRoute() as ipr:
+            if ipr.link_lookup(ifname=name):
+                ipr.link("del", ifname=name)
+
+
+def test_multicast_mac_is_refused_before_any_change(eng: engine_mod.Engine) -> None:
+    assert eng.service is not None
+    name = unique("vpt")
+    with pytest.raises(exceptions.InvalidRequest):
+        eng.service.plug(plug_request(ovs_vif(bridge=bridge_of(eng), name=name,
+                                              address="01:00:5e:00:00:01")))
+    assert link(name) is None and eng.service.list() == []

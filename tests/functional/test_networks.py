@@ -239,3 +239,13 @@ def test_unknown_portgroup_is_refused_before_any_change(make: Any, nics: list[st
         e.service.plug(plug_request(v, portgroup="nope"))
     assert e.service.list() == []
     assert link(v["versioned_object.data"]["vif_name"]) is None
+
+
+def test_ovs_vif_naming_a_direct_network_is_refused(make: Any, nics: list[str]) -> None:
+    e = make(pool("pt", nics[:1], "passthrough"))
+    vif = ovs_vif(bridge=e.settings.ovs.integration_bridge, name=unique("vpt"))
+    vif["versioned_object.data"]["network"]["versioned_object.data"]["label"] = "pt"
+    with pytest.raises(exceptions.InvalidRequest):
+        e.service.plug(plug_request(vif))
+    view = {n["name"]: n for n in e.service.networks_view()}["pt"]
+    assert all(d["vifs"] == [] for d in view["devices"])

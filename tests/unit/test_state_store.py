@@ -14,6 +14,7 @@ import sys
 import textwrap
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,8 @@ def make_record(vif_id: str, *, iface_id: str | None = None,
 
 
 def pool_alloc(device: str, mode: str = "vepa", network: str = "test") -> Allocation:
-    return Allocation(plugin="direct", device=f"macvtap-{device}", network=network,
+    # Each VIF has a macvtap of its own on the pool device.
+    return Allocation(plugin="direct", device=f"mvt{uuid.uuid4().hex[:12]}", network=network,
                       pool_device=device, mode=mode)
 
 
@@ -739,3 +741,23 @@ def test_request_is_stored_as_canonical_json(store: state_store.Store) -> None:
     conn.close()
     assert text == json.dumps(record.request, sort_keys=True, separators=(",", ":"))
     assert hashlib.sha256(text.encode()).hexdigest() == record.request_digest
+
+
+def test_two_vifs_never_share_a_device_or_port(store: state_store.Store) -> None:
+    ovs = Allocation(plugin="ovs", device="tapshared", bridge="br-int", port="tapshared",
+                     created_devices=("tapshared",), created_port=True)
+    store.begin_plug(make_record("a", allocation=ovs))
+    with pytest.raises(exceptions.DeviceInUse):
+        store.begin_plug(make_record("b", allocation=ovs))
+    assert store.get("b") is None
+    # A linux bridge VIFs sit on is shared, not owned: it does not conflict.
+    lb1 = Allocation(plugin="linux_bridge", device="tapone", port="brshared",
+                     created_devices=("tapone",))
+    lb2 = Allocation(plugin="linux_bridge", device="taptwo", port="brshared",
+                     created_devices=("taptwo",))
+    store.begin_plug(make_record("c", allocation=lb1))
+    store.begin_plug(make_record("d", allocation=lb2))
+    # Once the first VIF is gone, its names are free again.
+    store.begin_unplug("a")
+    store.finish_unplug("a")
+    store.begin_plug(make_record("b", allocation=ovs))

@@ -70,6 +70,7 @@ class _Pending:
     future: Future[Any]
     tries: int = 0
     writes: bool = True
+    alone: bool = False   # after a server-side error: retried in a transaction of its own
 
 
 class _Idl(ovs.db.idl.Idl):  # type: ignore[misc]
@@ -188,7 +189,7 @@ class Connection:
         self._generation = 0
         self.transactions = 0          # committed transactions (statistics)
         self.ops_committed = 0
-        self.batch_sizes: list[int] = []
+        self.batch_sizes: collections.deque[int] = collections.deque(maxlen=1000)
         self.on_commit: Callable[[int, float], None] | None = None
         self._awaited_cfg: int | None = None   # next_cfg of our last write
         self._awaited_since = 0.0
@@ -227,6 +228,9 @@ class Connection:
         with self._lock:
             pending = list(self._queue)
             self._queue.clear()
+        if self._inflight is not None:
+            pending.extend(self._inflight[1])
+            self._inflight = None
         for p in pending:
             if not p.future.done():
                 p.future.set_exception(exceptions.ShuttingDown())
@@ -437,8 +441,13 @@ class Connection:
 
     def _start_txn(self, idl: _Idl) -> None:
         with self._lock:
-            batch = [self._queue.popleft()
-                     for _ in range(min(self.max_batch, len(self._queue)))]
+            if self._queue[0].alone:
+                batch = [self._queue.popleft()]
+            else:
+                batch = []
+                while self._queue and len(batch) < self.max_batch \
+                        and not self._queue[0].alone:
+                    batch.append(self._queue.popleft())
             self._queued_since = time.monotonic() if self._queue else None
         batch = [p for p in batch if not p.future.done()]
         while batch:
@@ -457,7 +466,9 @@ class Connection:
             if failed is None:
                 txn.add_comment(f"vifplug: {len(batch)} operation(s)")
                 host = t.host()
-                if host is not None and any(p.writes for p in batch):
+                # Ask ovs-vswitchd to reconfigure only when something changed
+                # (the IDL keeps the rows a transaction touches in _txn_rows).
+                if host is not None and txn._txn_rows and any(p.writes for p in batch):
                     host.increment("next_cfg")
                 self._inflight = (txn, batch, results)
                 self._started = time.monotonic()
@@ -501,6 +512,16 @@ class Connection:
                 self._queue.extendleft(reversed(retry))
             return
         error = txn.get_error() or status
+        if status == ovs.db.idl.Transaction.ERROR and len(batch) > 1:
+            # The server refused the batch (a constraint some request broke):
+            # retry each in a transaction of its own, so only the culprit fails.
+            LOG.warning("OVSDB refused a batch of %d (%s); retrying them one by one",
+                        len(batch), error)
+            for p in batch:
+                p.alone = True
+            with self._lock:
+                self._queue.extendleft(reversed(batch))
+            return
         for p in batch:
             if not p.future.done():
                 p.future.set_exception(exceptions.OvsdbTransactionFailed(
@@ -544,18 +565,14 @@ class Connection:
 
     def _on_interface(self, event: str, row: Any) -> None:
         self._on_named("Interface", event, row)
-        idx = self._index
         if event == ovs.db.idl.ROW_DELETE:
             name = row.name
             with self._lock:
-                if self._ifaces.get(name) is not None and \
-                        self._ifaces[name].uuid == str(row.uuid):
-                    del self._ifaces[name]
-            old_id = idx.iface_id_of.pop(name, None)
-            if old_id is not None:
-                idx.iface_ids[old_id].discard(name)
-                if not idx.iface_ids[old_id]:
-                    del idx.iface_ids[old_id]
+                current = self._ifaces.get(name)
+                if current is None or current.uuid != str(row.uuid):
+                    return  # a newer row of the same name replaced it
+                del self._ifaces[name]
+            self._set_iface_id(name, None)
             return
         view = _iface_view(row)
         self._set_iface_id(view.name, view.iface_id)

@@ -58,9 +58,18 @@ class PortSpec:
     ingress_policing_rate: int | None = None
     ingress_policing_burst: int | None = None
     mtu_request: int | None = None
+    require_ids: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """An existing port is taken over only if its interface already carries
+    all these external_ids (vifplug's own marks for this VIF); any other port
+    or interface of that name is someone else's and is refused."""
 
 
 Op = Callable[[Txn], Any]
+
+
+def _carries(iface: Any, wanted: Mapping[str, str]) -> bool:
+    ids = col(iface, "external_ids", {})
+    return all(ids.get(k) == v for k, v in wanted.items())
 
 
 def _set_keys(row: Any, column: str, values: Mapping[str, str]) -> None:
@@ -158,6 +167,12 @@ def ensure_port(t: Txn, spec: PortSpec) -> list[str]:
         raise exceptions.InterfaceError(device=spec.name, bridge=spec.bridge,
                                         reason=f"bridge {spec.bridge} does not exist")
     port = t.port(spec.name)
+    existing = t.interface(spec.name)
+    if (port is not None or existing is not None) and spec.require_ids and \
+            (existing is None or not _carries(existing, spec.require_ids)):
+        raise exceptions.DeviceInUse(device=spec.name,
+                                     reason="an OVS port or interface of that name exists "
+                                            "and vifplug did not make it for this VIF")
     if port is None:
         iface = t.insert("Interface", spec.name)
         port = t.insert("Port", spec.name)
@@ -176,6 +191,7 @@ def ensure_port(t: Txn, spec: PortSpec) -> list[str]:
     if col(iface, "type", "") != spec.iface_type or is_new(iface):
         iface.type = spec.iface_type
     _set_keys(iface, "external_ids", spec.external_ids)
+    t.note_iface_id(iface, spec.external_ids.get("iface-id"))
     _set_keys(iface, "options", spec.options)
     if spec.ingress_policing_rate is not None and \
             col(iface, "ingress_policing_rate", 0) != spec.ingress_policing_rate:
@@ -223,22 +239,20 @@ def set_iface_status_op(name: str, status: str, *, exclusive: bool = True) -> Op
     return op
 
 
-def remove_port_op(name: str, *, owner_key: str | None = None,
-                   owner_value: str | None = None) -> Op:
+def remove_port_op(name: str, *, require_ids: Mapping[str, str] | None = None) -> Op:
     """Remove the port ``name`` from its bridge; True if there was one.
 
-    With ``owner_key``, only a port whose interface carries that
-    external_ids key (and value, if given) is removed: vifplug never removes
-    ports that others made."""
+    With ``require_ids``, only a port whose interface carries all those
+    external_ids is removed: vifplug never removes ports that others made,
+    nor one VIF the port of another."""
 
     def op(t: Txn) -> bool:
         port = t.port(name)
         if port is None:
             return False
-        if owner_key is not None:
+        if require_ids:
             iface = t.interface(name)
-            value = col(iface, "external_ids", {}).get(owner_key) if iface is not None else None
-            if value is None or (owner_value is not None and value != owner_value):
+            if iface is None or not _carries(iface, require_ids):
                 return False
         bridge = t.bridge_of_port(port)
         if bridge is None:

@@ -39,6 +39,7 @@ class Txn:
         self._inserted: dict[tuple[str, str], Any] = {}
         self._deleted: set[uuid.UUID] = set()
         self._bridge_of_new_port: dict[uuid.UUID, Any] = {}
+        self._iface_ids: dict[str, dict[uuid.UUID, Any]] = {}  # set in this transaction
 
     # -- look-ups ----------------------------------------------------------------
     def _row(self, table: str, name: str) -> Any:
@@ -74,11 +75,16 @@ class Txn:
             row = self.interface(name)
             if row is not None:
                 rows.append(row)
-        for (table, _name), row in self._inserted.items():
-            if table == "Interface" and col(row, "external_ids", {}).get("iface-id") == iface_id \
-                    and row not in rows:
+        for row in self._iface_ids.get(iface_id, {}).values():
+            if row not in rows and row.uuid not in self._deleted:
                 rows.append(row)
         return rows
+
+    def note_iface_id(self, iface: Any, iface_id: str | None) -> None:
+        """Remember that this transaction gave ``iface`` this iface-id, so the
+        next write of the batch finds it without scanning what was inserted."""
+        if iface_id is not None:
+            self._iface_ids.setdefault(iface_id, {})[iface.uuid] = iface
 
     def host(self) -> Any:
         for row in self.idl.tables["Open_vSwitch"].rows.values():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 from vifplug import netdev
-from vifplug.ovsdb import ops
+from vifplug.ovsdb import connection, ops
 from vifplug.plugins import base
 
 
@@ -19,18 +19,15 @@ from vifplug.plugins import base
 class Inventory:
     ports: dict[str, str]            # interface name -> vifplug-vif-id
     links: frozenset[str]            # devices in our link group
-    ofports: dict[str, int | None]   # interface name -> ofport
 
 
 def take(ctx: base.PluginContext) -> Inventory:
     ports: dict[str, str] = {}
-    ofports: dict[str, int | None] = {}
     for view in ctx.ovsdb.interfaces():
         if view.external_ids.get(base.KEY_OWNER) == ctx.owner:
             ports[view.name] = view.external_ids.get(base.KEY_VIF_ID, "")
-            ofports[view.name] = view.ofport
     links = frozenset(link.name for link in netdev.list_links(group=ctx.netdev.link_group))
-    return Inventory(ports=ports, links=links, ofports=ofports)
+    return Inventory(ports=ports, links=links)
 
 
 def link_exists(name: str) -> bool:
@@ -45,10 +42,8 @@ def remove_ports(ctx: base.PluginContext, names: list[str]) -> None:
     """Remove our leaked ports, all in one transaction."""
     if not names:
         return
-    from vifplug.ovsdb.connection import flatten
-
-    ctx.ovsdb.transact(flatten(ops.remove_port_op(n, owner_key=base.KEY_OWNER,
-                                                  owner_value=ctx.owner) for n in names))
+    ctx.ovsdb.transact(connection.flatten(
+        ops.remove_port_op(n, require_ids={base.KEY_OWNER: ctx.owner}) for n in names))
 
 
 def delete_links(ctx: base.PluginContext, names: list[str]) -> None:

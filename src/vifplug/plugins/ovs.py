@@ -154,10 +154,15 @@ class OvsPlugin(base.PluginBase):
     def plug(self, vif: Any, instance: Any, plan: Allocation, *,
              iface_status: str | None, exclusive: bool) -> base.PlugOutcome:
         made: list[str] = []
+        port_was_there = plan.port is not None and \
+            self.ctx.ovsdb.interface(plan.port) is not None
+        submitted = False
         try:
             # Announce the port write before the devices are made, so that a
             # burst of plugs is committed to OVSDB as one transaction.
             with self.ctx.ovsdb.expecting():
+                for name in plan.created_devices:
+                    self.claim_device(name)
                 if vif.obj_name() == "VIFBridge":
                     self._plug_hybrid_devices(vif, plan, made)
                 elif plan.device in plan.created_devices:
@@ -172,10 +177,12 @@ class OvsPlugin(base.PluginBase):
                         made.append(plan.device)
                 future = self.ctx.ovsdb.submit(self._port_op(vif, instance, plan,
                                                              iface_status, exclusive))
+                submitted = True
             written = self.ctx.ovsdb.result(future)
             demoted: list[str] = written if isinstance(written, list) else []
         except BaseException:
-            self._rollback(plan, made)
+            self._rollback(plan, made, remove_port=submitted and not port_was_there,
+                           vif_id=str(vif.id))
             raise
         return base.PlugOutcome(allocation=plan, demoted=tuple(demoted))
 
@@ -193,18 +200,20 @@ class OvsPlugin(base.PluginBase):
         spec = ops.PortSpec(
             bridge=plan.bridge, name=plan.port, iface_type=str(vp.get("iface_type", "")),
             options=options, external_ids=self._external_ids(vif, instance, plan),
-            iface_status=iface_status, exclusive=exclusive,
+            iface_status=iface_status, exclusive=exclusive, require_ids=self.marks(str(vif.id)),
             ingress_policing_rate=rate, ingress_policing_burst=burst)
         return ops.ensure_port_op(spec, bridge=self._bridge_spec(plan))
 
-    def _rollback(self, plan: Allocation, made: list[str]) -> None:
-        """Undo a failed plug: the port first (a timed-out transaction may
-        still commit later; the removal is queued behind it), then the devices
-        this call created, so neither outlives the other."""
-        if plan.created_port and plan.port:
+    def _rollback(self, plan: Allocation, made: list[str], *, remove_port: bool,
+                  vif_id: str) -> None:
+        """Undo what a failed plug made: the port if this call wrote it (a
+        timed-out transaction may still commit later; the removal is queued
+        behind it), then the devices this call created, so neither outlives
+        the other.  A port that was there before (a repeated plug) stays."""
+        if remove_port and plan.created_port and plan.port:
             with contextlib.suppress(Exception):
                 self.ctx.ovsdb.transact(ops.remove_port_op(
-                    plan.port, owner_key=base.KEY_OWNER, owner_value=self.ctx.owner))
+                    plan.port, require_ids=self.marks(vif_id)))
         if made:
             with contextlib.suppress(Exception):
                 self.ctx.deleter.delete(made)
@@ -230,8 +239,8 @@ class OvsPlugin(base.PluginBase):
                 made.append(plan.device)
             netdev.set_master(plan.device, qbr)
 
-    def unplug(self, allocation: Allocation) -> None:
+    def unplug(self, allocation: Allocation, vif_id: str) -> None:
         if allocation.created_port and allocation.port:
-            self.ctx.ovsdb.transact(ops.remove_port_op(
-                allocation.port, owner_key=base.KEY_OWNER, owner_value=self.ctx.owner))
-        super().unplug(allocation)
+            self.ctx.ovsdb.transact(ops.remove_port_op(allocation.port,
+                                                       require_ids=self.marks(vif_id)))
+        super().unplug(allocation, vif_id)

@@ -77,10 +77,11 @@ class _Index:
     listings are stable.  Not thread-safe: the store guards it.
     """
 
-    __slots__ = ("by_iface", "meta", "pool", "vifs")
+    __slots__ = ("by_iface", "meta", "names", "pool", "vifs")
 
     def __init__(self) -> None:
         self.vifs: dict[str, VifRecord] = {}
+        self.names: dict[str, str] = {}  # device or OVS port name -> the VIF using it
         self.by_iface: dict[str, dict[str, None]] = {}
         self.pool: dict[str, dict[str, dict[str, None]]] = {}  # network -> device -> vif ids
         self.meta: dict[str, str] = {}
@@ -92,6 +93,7 @@ class _Index:
         other.pool = {net: {dev: dict(ids) for dev, ids in devs.items()}
                       for net, devs in self.pool.items()}
         other.meta = dict(self.meta)
+        other.names = dict(self.names)
         return other
 
     def holders(self, network: str, device: str) -> dict[str, None]:
@@ -108,7 +110,11 @@ class _Index:
         if old is None:
             self._link_iface(record)
             self._link_pool(record)
+            self._link_names(record)
             return old
+        if _names(old) != _names(record):
+            self._unlink_names(old)
+            self._link_names(record)
         if old.iface_id != record.iface_id:
             self._unlink_iface(old)
             self._link_iface(record)
@@ -122,7 +128,17 @@ class _Index:
         if old is not None:
             self._unlink_iface(old)
             self._unlink_pool(old)
+            self._unlink_names(old)
         return old
+
+    def _link_names(self, record: VifRecord) -> None:
+        for name in _names(record):
+            self.names[name] = record.vif_id
+
+    def _unlink_names(self, record: VifRecord) -> None:
+        for name in _names(record):
+            if self.names.get(name) == record.vif_id:
+                del self.names[name]
 
     def _link_iface(self, record: VifRecord) -> None:
         if record.iface_id is not None:
@@ -154,6 +170,28 @@ class _Index:
                         del devices[key[1]]
                 if not devices:
                     del self.pool[key[0]]
+
+
+def _names(record: VifRecord) -> frozenset[str]:
+    """The host device and OVS port names a VIF has to itself (a linux bridge
+    it sits on is shared, so it is not among them)."""
+    alloc = record.allocation
+    if alloc is None:
+        return frozenset()
+    names = {alloc.device, *alloc.created_devices}
+    if alloc.bridge is not None and alloc.port:
+        names.add(alloc.port)
+    return frozenset(names)
+
+
+def _check_names(ix: _Index, record: VifRecord) -> None:
+    """Two VIFs never share a device or port: the second is refused before it
+    changes anything (it would otherwise adopt, then delete, the first's)."""
+    for name in sorted(_names(record)):
+        holder = ix.names.get(name)
+        if holder is not None and holder != record.vif_id:
+            raise exceptions.DeviceInUse(device=name,
+                                         reason=f"VIF {holder} on this host uses it")
 
 
 def _pool_key(record: VifRecord) -> tuple[str, str] | None:
@@ -334,6 +372,7 @@ class Store:
             new = record.with_changes(lifecycle=Lifecycle.PLUGGING,
                                       created_at=record.created_at or now, updated_at=now)
             _check_pool(ix, new)
+            _check_names(ix, new)
             return [_Put(new, new=True)], None
 
         self._submit(plan)
