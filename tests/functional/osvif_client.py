@@ -17,6 +17,7 @@ registry per process, keyed by object name).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 import uuid
@@ -29,10 +30,12 @@ import os_vif.objects  # noqa: E402
 from os_vif.objects import base as osv_base  # noqa: E402
 from os_vif.objects import host_info as osv_host_info  # noqa: E402
 from os_vif.objects import instance_info, network, subnet, vif  # noqa: E402
-from oslo_versionedobjects import base as ovo_base  # noqa: E402
-from oslo_versionedobjects import fields as ovo_fields  # noqa: E402
 
 os_vif.objects.register_all()
+
+# The same "older os-vif" registry as the interop tests use.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "interop"))
+from osvif_helper import _become_old  # noqa: E402
 
 
 def _mac() -> str:
@@ -93,23 +96,6 @@ def make_vifs(bridge: str) -> list[dict[str, Any]]:
         network=_network(bridge), active=False, preserve_on_delete=False,
         has_traffic_filtering=False))
     return bodies
-
-
-def _become_old() -> None:
-    """The registry of an os-vif with HostVIFInfo 1.0 and no HostPortProfileInfo."""
-    registry = ovo_base.VersionedObjectRegistry.obj_classes()
-    del registry["HostPortProfileInfo"]
-    del registry["HostVIFInfo"]
-
-    class HostVIFInfo(osv_base.VersionedObject, ovo_base.ComparableVersionedObject):
-        VERSION = "1.0"
-        fields = {
-            "vif_object_name": ovo_fields.StringField(),
-            "min_version": ovo_fields.StringField(),
-            "max_version": ovo_fields.StringField(),
-        }
-
-    ovo_base.VersionedObjectRegistry.register(HostVIFInfo)
 
 
 def load_host_info(primitives: list[dict[str, Any]]) -> list[dict[str, Any]]:
