@@ -20,7 +20,6 @@ HostInfo again.  uvicorn installs no handler of its own (``api.server``).
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import os
 import signal
@@ -279,9 +278,10 @@ class Daemon:
         details["ovsdb"] = {"connected": ovsdb_ok,
                             "remote": eng.ovsdb.remote if eng and eng.ovsdb else None}
         reconciler = eng.reconciler if eng is not None else None
-        last = getattr(reconciler, "last", None)
+        last = reconciler.last if reconciler is not None else None
         details["reconciliation"] = {
-            "runs": getattr(reconciler, "runs", 0),
+            "runs": reconciler.runs if reconciler is not None else 0,
+            "running": bool(reconciler is not None and reconciler.running),
             "summary": last.summary() if last is not None else None,
             "errors": list(last.errors) if last is not None else []}
         details["system_id"] = eng.system_id if eng is not None else None
@@ -348,13 +348,7 @@ class Daemon:
             LOG.error("reload: the network definitions are invalid (%s); keeping the "
                       "current ones", exc.message)
             return
-        hook = getattr(eng, "reload_networks", None) or \
-            getattr(eng.service, "reload_networks", None)
-        refused: Sequence[str] = []
-        if hook is not None:
-            takes_defs = len(inspect.signature(hook).parameters) > 0
-            result = hook(defs) if takes_defs else hook()
-            refused = list(result or [])
+        refused: Sequence[str] = eng.reload_networks(defs)
         LOG.info("reload: %d network(s) configured (%s)%s", len(defs),
                  ", ".join(sorted(defs)) or "none",
                  f"; kept {', '.join(refused)}, which still have VIFs" if refused else "")

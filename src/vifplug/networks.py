@@ -118,9 +118,6 @@ class Networks:
         d = self.defs.get(name)
         return d is not None and d.type == "direct"
 
-    def mode(self, name: str) -> str:
-        return self.defs[name].mode
-
     def network_of(self, vif: Any) -> NetworkDef | None:
         """The configured network a VIF names, by its Network's label or bridge."""
         if not vif.obj_attr_is_set("network") or vif.network is None:

@@ -351,10 +351,7 @@ def create_app(service: Any, *, runtime: Runtime | None = None, token: str | Non
     async def networks() -> models.NetworkList:
         """The configured networks, their device pools and which VIF holds which."""
         def work() -> models.NetworkList:
-            view = getattr(service, "networks_view", None)
-            if view is None and callable(getattr(service, "networks", None)):
-                view = service.networks
-            return models.NetworkList(networks=list(view()) if view is not None else [])
+            return models.NetworkList(networks=service.networks_view())
         return await call(work)
 
     # -- operations ----------------------------------------------------------------

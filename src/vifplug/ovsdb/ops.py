@@ -261,17 +261,3 @@ def remove_port_op(name: str, *, require_ids: Mapping[str, str] | None = None) -
         return True
 
     return op
-
-
-def remove_keys_op(name: str, keys: list[str]) -> Op:
-    """Remove our own external_ids keys from an interface we do not own."""
-
-    def op(t: Txn) -> None:
-        iface = t.interface(name)
-        if iface is None:
-            return
-        for key in keys:
-            if key in iface.external_ids:
-                iface.delkey("external_ids", key)
-
-    return op
