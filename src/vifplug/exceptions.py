@@ -149,6 +149,12 @@ class InterfaceError(VifplugError):
     template = "Open vSwitch could not attach {device} to {bridge}: {reason}"
 
 
+class InterfaceGone(VifplugError):
+    code = "interface_gone"
+    template = ("The OVS interface {device} was removed while the plug waited for it "
+                "(the VIF was unplugged meanwhile).")
+
+
 class NetdevError(VifplugError):
     code = "netdev_error"
     template = "The kernel refused {operation} on device {device}: {reason}"

@@ -499,7 +499,7 @@ def test_vhostuser_vif_becomes_an_ovs_dpdk_port(eng: engine_mod.Engine,
     path = f"/var/run/vhu/{vid[:8]}.sock"
     vif = objects.vif.VIFVHostUser(
         id=vid, address=mac(), plugin="ovs", mode=mode, path=path,
-        network=objects.network.Network(id=str(uuid.uuid4()), bridge=bridge_of(eng)),
+        network=objects.network.Network(id=str(uuid.uuid4()), bridge=bridge_of(eng), mtu=1400),
         port_profile=objects.vif.VIFPortProfileOpenVSwitch(interface_id=vid))
     rec = eng.service.plug(plug_request(vif.obj_to_primitive(), wait="none")).record
     port = "vhu" + vid[:11]
@@ -509,6 +509,7 @@ def test_vhostuser_vif_becomes_an_ovs_dpdk_port(eng: engine_mod.Engine,
     assert iface_ids(ovs, port)["iface-id"] == vid
     options = iface_col(ovs, port, "options")
     assert (f'vhost-server-path="{path}"' in options) == (mode == "server")
+    assert iface_col(ovs, port, "mtu_request") == "1400"
     eng.service.unplug(vid)
     assert port not in ports_of(ovs, bridge_of(eng))
 

@@ -83,3 +83,24 @@ def test_a_lone_write_is_not_held(conn: connection.Connection,
         assert time.monotonic() - started < 1.0
     finally:
         ovs.vsctl("--if-exists", "del-br", a)
+
+
+def test_a_wait_ends_when_its_interface_is_removed(conn: connection.Connection,
+                                                   ovs: sandbox.OvsSandbox) -> None:
+    from vifplug import exceptions
+
+    br, port = unique("vpge"), unique("vpgp")
+    ovs.vsctl("add-br", br, "--", "set", "Bridge", br, "datapath_type=netdev")
+    ovs.vsctl("add-port", br, port, "--", "set", "Interface", port, "type=internal")
+    try:
+        deadline = time.monotonic() + 10
+        while conn.interface(port) is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        threading.Timer(0.3, lambda: ovs.vsctl("del-port", br, port)).start()
+        started = time.monotonic()
+        with pytest.raises(exceptions.InterfaceGone):
+            conn.wait_interface(port, lambda v: False, timeout=20)
+        assert time.monotonic() - started < 5
+    finally:
+        ovs.vsctl("--if-exists", "del-br", br)

@@ -65,6 +65,7 @@ STATUS: Mapping[str, int] = {
     exceptions.StateWriteFailed.code: 500,
     exceptions.OvsdbTransactionFailed.code: 502,
     exceptions.InterfaceError.code: 502,
+    exceptions.InterfaceGone.code: 409,
     exceptions.OvsdbUnavailable.code: 503,
     exceptions.NotReady.code: 503,
     exceptions.ShuttingDown.code: 503,

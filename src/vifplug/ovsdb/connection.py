@@ -143,12 +143,13 @@ def _iface_view(row: Any) -> views.InterfaceView:
 
 
 class _Waiter:
-    __slots__ = ("event", "predicate", "view")
+    __slots__ = ("event", "gone", "predicate", "view")
 
     def __init__(self, predicate: Callable[[views.InterfaceView], bool]) -> None:
         self.predicate = predicate
         self.event = threading.Event()
         self.view: views.InterfaceView | None = None
+        self.gone = False
 
 
 class Connection:
@@ -347,7 +348,9 @@ class Connection:
     def wait_interface(self, name: str, predicate: Callable[[views.InterfaceView], bool],
                        timeout: float) -> views.InterfaceView | None:
         """Block until the Interface ``name`` satisfies ``predicate``; return its
-        snapshot, or None on timeout.  Driven by row notifications, no polling."""
+        snapshot, or None on timeout.  Driven by row notifications, no polling.
+        Raises ``InterfaceGone`` when the interface is deleted meanwhile (an
+        unplug raced the wait)."""
         waiter = _Waiter(predicate)
         with self._lock:
             view = self._ifaces.get(name)
@@ -356,6 +359,8 @@ class Connection:
             self._waiters[name].append(waiter)
         try:
             if waiter.event.wait(timeout):
+                if waiter.gone:
+                    raise exceptions.InterfaceGone(device=name)
                 return waiter.view
             return None
         finally:
@@ -572,7 +577,11 @@ class Connection:
                 if current is None or current.uuid != str(row.uuid):
                     return  # a newer row of the same name replaced it
                 del self._ifaces[name]
+                waiters = list(self._waiters.get(name, ()))
             self._set_iface_id(name, None)
+            for w in waiters:  # the interface is gone: stop waiting for it
+                w.gone = True
+                w.event.set()
             return
         view = _iface_view(row)
         self._set_iface_id(view.name, view.iface_id)

@@ -197,11 +197,15 @@ class OvsPlugin(base.PluginBase):
         options = {"vhost-server-path": vp["vhost_server_path"]} \
             if vp.get("vhost_server_path") else {}
         rate, burst = self._policing(plan)
+        # A vhost-user port has no kernel device whose MTU we set: OVS sets it
+        # from mtu_request, as os-vif asks.
+        mtu = self.mtu(vif) if str(vp.get("iface_type", "")).startswith("dpdkvhostuser") \
+            else None
         spec = ops.PortSpec(
             bridge=plan.bridge, name=plan.port, iface_type=str(vp.get("iface_type", "")),
             options=options, external_ids=self._external_ids(vif, instance, plan),
             iface_status=iface_status, exclusive=exclusive, require_ids=self.marks(str(vif.id)),
-            ingress_policing_rate=rate, ingress_policing_burst=burst)
+            ingress_policing_rate=rate, ingress_policing_burst=burst, mtu_request=mtu)
         return ops.ensure_port_op(spec, bridge=self._bridge_spec(plan))
 
     def _rollback(self, plan: Allocation, made: list[str], *, remove_port: bool,
