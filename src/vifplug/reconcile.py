@@ -16,6 +16,7 @@ is removed.  Nothing without those marks is touched.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import logging
 import threading
@@ -27,6 +28,8 @@ from vifplug.plugins import inventory
 from vifplug.records import Lifecycle
 
 LOG = logging.getLogger(__name__)
+
+REPAIR_WORKERS = 64
 
 
 @dataclasses.dataclass
@@ -69,9 +72,15 @@ class Reconciler:
         return report
 
     def _run(self) -> Report:
+        """Classify every VIF against one inventory of the host, then act on
+        those that need it concurrently, so their OVSDB writes share
+        transactions (after a lost database, a repair per VIF one after the
+        other would cost one ovs-vswitchd reconfiguration each)."""
         report = Report()
         store = self.service.store
         plugins = self.service.plugins
+        links = inventory.take(self.ctx).links
+        work: list[tuple[str, Any, plugin_base.PluginBase]] = []
         for record in store.all():
             plugin = plugins.get(record.plugin)
             if plugin is None or record.allocation is None:
@@ -79,37 +88,55 @@ class Reconciler:
                     store.begin_unplug(record.vif_id)
                     store.finish_unplug(record.vif_id)
                 continue
-            try:
-                if record.lifecycle == Lifecycle.PLUGGING:
-                    store.begin_unplug(record.vif_id)
-                    plugin.unplug(record.allocation, record.vif_id)
-                    store.finish_unplug(record.vif_id)
-                    report.rolled_back.append(record.vif_id)
-                elif record.lifecycle == Lifecycle.UNPLUGGING:
-                    plugin.unplug(record.allocation, record.vif_id)
-                    store.finish_unplug(record.vif_id)
-                    report.finished_unplugs.append(record.vif_id)
-                elif not self._present(record):
-                    vif = negotiation.load_vif(record.request["vif"])
-                    instance = negotiation.load_instance(record.request["instance"])
-                    plugin.plug(vif, instance, record.allocation,
-                                iface_status=record.iface_status, exclusive=False)
-                    report.repaired.append(record.vif_id)
-            except Exception as exc:  # one VIF must not stop the others
-                LOG.exception("reconciliation of VIF %s failed", record.vif_id)
-                report.errors.append(f"{record.vif_id}: {exc}")
+            if record.lifecycle == Lifecycle.PLUGGING:
+                work.append(("rolled_back", record, plugin))
+            elif record.lifecycle == Lifecycle.UNPLUGGING:
+                work.append(("finished_unplugs", record, plugin))
+            elif not self._present(record, links):
+                work.append(("repaired", record, plugin))
+        if work:
+            with concurrent.futures.ThreadPoolExecutor(
+                    max_workers=min(REPAIR_WORKERS, len(work)),
+                    thread_name_prefix="reconcile") as pool:
+                outcomes = list(pool.map(self._act, work))
+            for (kind, record, _), error in zip(work, outcomes, strict=True):
+                if error is None:
+                    getattr(report, kind).append(record.vif_id)
+                else:
+                    report.errors.append(f"{record.vif_id}: {error}")
+        for name in ("rolled_back", "finished_unplugs", "repaired"):
+            getattr(report, name).sort()
         self._remove_leaks(report)
         return report
 
-    def _present(self, record: Any) -> bool:
+    def _act(self, item: tuple[str, Any, plugin_base.PluginBase]) -> str | None:
+        """Finish, undo or repair one VIF; the error as text, or None."""
+        kind, record, plugin = item
+        store = self.service.store
+        try:
+            if kind == "rolled_back":
+                store.begin_unplug(record.vif_id)
+                plugin.unplug(record.allocation, record.vif_id)
+                store.finish_unplug(record.vif_id)
+            elif kind == "finished_unplugs":
+                plugin.unplug(record.allocation, record.vif_id)
+                store.finish_unplug(record.vif_id)
+            else:
+                vif = negotiation.load_vif(record.request["vif"])
+                instance = negotiation.load_instance(record.request["instance"])
+                plugin.plug(vif, instance, record.allocation,
+                            iface_status=record.iface_status, exclusive=False)
+        except Exception as exc:  # one VIF must not stop the others
+            LOG.exception("reconciliation of VIF %s failed", record.vif_id)
+            return str(exc)
+        return None
+
+    def _present(self, record: Any, links: frozenset[str]) -> bool:
         alloc = record.allocation
-        for dev in alloc.created_devices:
-            if not inventory.link_exists(dev):
-                return False
-        if alloc.created_port and alloc.port and \
-                not inventory.port_exists(self.ctx, alloc.port):
+        if not set(alloc.created_devices) <= links:
             return False
-        return True
+        return not (alloc.created_port and alloc.port and
+                    not inventory.port_exists(self.ctx, alloc.port))
 
     def _remove_leaks(self, report: Report) -> None:
         inv = inventory.take(self.ctx)

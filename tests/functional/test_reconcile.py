@@ -314,3 +314,23 @@ def test_shared_linux_bridge_survives_restart_while_in_use(host: Host) -> None:
         assert link(rec.allocation.device)["master"] == link(lb)["index"]  # type: ignore[index,union-attr]
     finally:
         e.stop()
+
+
+def test_many_lost_ports_are_repaired_in_shared_transactions(host: Host,
+                                                             ovs: sandbox.OvsSandbox) -> None:
+    """As after ovsdb-server lost its database: every port is gone, the taps
+    remain.  Repairs run concurrently and share OVSDB transactions."""
+    ids = plug_some(host, 30)
+    ports = [p for p in ports_of(ovs, host.bridge) if p.startswith("vpr")]
+    assert len(ports) == 30
+    ovs.vsctl(*[arg for p in ports for arg in ("--", "del-port", p)][1:])
+    e = host.engine()
+    try:
+        assert e.reconciler is not None and e.reconciler.last is not None
+        assert sorted(e.reconciler.last.repaired) == sorted(ids)
+        assert set(ports) <= ports_of(ovs, host.bridge)
+        assert e.ovsdb is not None
+        print(f"30 repairs at start-up: {e.ovsdb.transactions} OVSDB transactions in all")
+        assert e.ovsdb.transactions < 15
+    finally:
+        e.stop()

@@ -30,10 +30,6 @@ def take(ctx: base.PluginContext) -> Inventory:
     return Inventory(ports=ports, links=links)
 
 
-def link_exists(name: str) -> bool:
-    return netdev.link_exists(name)
-
-
 def port_exists(ctx: base.PluginContext, name: str) -> bool:
     return ctx.ovsdb.interface(name) is not None
 
