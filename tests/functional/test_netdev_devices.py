@@ -7,6 +7,7 @@ more there), never taken from what we asked for.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -82,13 +83,20 @@ def test_existing_tap_is_adopted_not_recreated(dev: Devices) -> None:
     first, created = netdev.ensure_tap(spec)
     assert created
 
-    # Drift that a restart or an operator may cause: down, other group, other MTU.
-    netdev.rtnl.ipr().link("set", index=first.index, state="down", group=7, mtu=1300)
+    # Drift that a restart or an operator may cause: down, other MTU.
+    netdev.rtnl.ipr().link("set", index=first.index, state="down", mtu=1300)
     again, created = netdev.ensure_tap(spec)
 
     assert not created
     assert again.index == first.index
     assert (again.up, again.group, again.mtu) == (True, dev.link_group, 1400)
+
+    # Out of our link group it is no longer ours: refused, unless asked for.
+    netdev.rtnl.ipr().link("set", index=first.index, group=7)
+    with pytest.raises(exceptions.DeviceInUse):
+        netdev.ensure_tap(spec)
+    taken, created = netdev.ensure_tap(dataclasses.replace(spec, adopt_foreign=True))
+    assert not created and taken.group == dev.link_group
     # Without a MAC in the spec, any tap of that name is ours to adopt.
     loose, created = netdev.ensure_tap(tap_spec(dev, name=spec.name))
     assert not created and loose.index == first.index

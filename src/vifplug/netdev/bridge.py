@@ -21,6 +21,7 @@ class BridgeSpec:
     name: str
     link_group: int
     mtu: int | None = None
+    adopt_foreign: bool = False  # adopt a device not in link_group (not ours)
 
 
 def ensure_bridge(spec: BridgeSpec) -> tuple[links.LinkInfo, bool]:
@@ -46,7 +47,8 @@ def ensure_bridge(spec: BridgeSpec) -> tuple[links.LinkInfo, bool]:
                 device=spec.name,
                 reason=f"it is a {existing.kind or 'physical'} device, not a linux bridge",
             )
-        return links.fix_up(existing, mtu=spec.mtu, group=spec.link_group), False
+        return links.fix_up(existing, mtu=spec.mtu, group=spec.link_group,
+                            adopt_foreign=spec.adopt_foreign), False
 
 
 def _create(spec: BridgeSpec) -> links.LinkInfo | None:

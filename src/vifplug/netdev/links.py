@@ -229,12 +229,20 @@ def require(name: str, operation: str) -> LinkInfo:
     return info
 
 
-def fix_up(info: LinkInfo, *, mtu: int | None, group: int) -> LinkInfo:
+def fix_up(info: LinkInfo, *, mtu: int | None, group: int,
+           adopt_foreign: bool = False) -> LinkInfo:
     """Bring an existing device to the wanted MTU and group, and up.
 
+    Only a device already in ``group`` (this daemon's: it made it) is adopted
+    unless ``adopt_foreign``: taking over someone else's device would change
+    it now and delete it on unplug; it raises ``DeviceInUse`` instead.
     Sends one netlink message with only what differs (none if nothing does)
     and returns the device as the kernel now reports it.
     """
+    if info.group != group and not adopt_foreign:
+        raise exceptions.DeviceInUse(
+            device=info.name, reason=f"it is a {info.kind or 'device'} that vifplug did not "
+                                     f"create (link group {info.group}, not {group})")
     check_mtu_fits(info, mtu)
     changes: dict[str, Any] = {}
     if mtu is not None and info.mtu != mtu:

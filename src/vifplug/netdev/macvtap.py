@@ -31,6 +31,7 @@ class MacvtapSpec:
     link_group: int
     mac: str | None = None
     mtu: int | None = None
+    adopt_foreign: bool = False  # adopt a device not in link_group (not ours)
 
 
 def normalize_mode(mode: str) -> str:
@@ -77,7 +78,8 @@ def ensure_macvtap(spec: MacvtapSpec, *, vif_id: str | None = None) -> tuple[lin
             return info, True
         existing = links.require(spec.name, "adopt")
         _check_adoptable(existing, spec, parent, mode, mac)
-        return links.fix_up(existing, mtu=spec.mtu, group=spec.link_group), False
+        return links.fix_up(existing, mtu=spec.mtu, group=spec.link_group,
+                            adopt_foreign=spec.adopt_foreign), False
 
 
 def _create(

@@ -53,6 +53,7 @@ class TapSpec:
     link_group: int
     mac: str | None = None
     mtu: int | None = None
+    adopt_foreign: bool = False  # adopt a device not in link_group (not ours)
     owner: int | None = None
     group_owner: int | None = None
     multiqueue: bool = False
@@ -83,7 +84,8 @@ def ensure_tap(spec: TapSpec) -> tuple[links.LinkInfo, bool]:
             return _configure_new(spec, mac), True
         existing = links.require(spec.name, "adopt")
         _check_adoptable(existing, spec, mac)
-        return links.fix_up(existing, mtu=spec.mtu, group=spec.link_group), False
+        return links.fix_up(existing, mtu=spec.mtu, group=spec.link_group,
+                            adopt_foreign=spec.adopt_foreign), False
 
 
 def _configure_new(spec: TapSpec, mac: str | None) -> links.LinkInfo:

@@ -22,6 +22,7 @@ class VethSpec:
     peer: str
     link_group: int
     mtu: int | None = None
+    adopt_foreign: bool = False  # adopt a device not in link_group (not ours)
 
 
 def ensure_veth(spec: VethSpec) -> tuple[links.LinkInfo, bool]:
@@ -49,8 +50,10 @@ def ensure_veth(spec: VethSpec) -> tuple[links.LinkInfo, bool]:
             raise _peer_taken(spec)
         _check_adoptable(existing, spec)
         peer = links.require(spec.peer, "adopt veth peer")
-        links.fix_up(peer, mtu=spec.mtu, group=spec.link_group)
-        return links.fix_up(existing, mtu=spec.mtu, group=spec.link_group), False
+        links.fix_up(peer, mtu=spec.mtu, group=spec.link_group,
+                     adopt_foreign=spec.adopt_foreign)
+        return links.fix_up(existing, mtu=spec.mtu, group=spec.link_group,
+                            adopt_foreign=spec.adopt_foreign), False
 
 
 def _create(spec: VethSpec) -> links.LinkInfo | None:

@@ -167,16 +167,6 @@ class PluginBase(abc.ABC):
         netdev.validate_name(name)
         return str(name)
 
-    def claim_device(self, name: str) -> None:
-        """Refuse a device of that name that vifplug did not create (it is not
-        in our link group): adopting it would change it, and unplugging the
-        VIF would delete it.  Our own (a repeated plug, a repair) is fine."""
-        existing = netdev.get_link(name)
-        if existing is not None and existing.group != self.ctx.netdev.link_group:
-            raise exceptions.DeviceInUse(
-                device=name, reason=f"it is a {existing.kind or 'device'} that vifplug "
-                                    f"did not create")
-
     def marks(self, vif_id: str) -> dict[str, str]:
         """The external_ids that say an OVS interface is this VIF's, made by us."""
         return {KEY_OWNER: self.ctx.owner, KEY_VIF_ID: vif_id}

@@ -58,7 +58,6 @@ class DirectPlugin(base.PluginBase):
              iface_status: str | None, exclusive: bool) -> base.PlugOutcome:
         if plan.pool_device is None:
             raise exceptions.InvalidRequest(reason=f"VIF {vif.id} has no parent device")
-        self.claim_device(plan.device)
         _, created = netdev.ensure_macvtap(netdev.MacvtapSpec(
             name=plan.device, parent=plan.pool_device,
             mode=netdev.normalize_mode(plan.mode or "vepa"),  # type: ignore[arg-type]

@@ -44,7 +44,6 @@ class LinuxBridgePlugin(base.PluginBase):
             elif existing.kind != "bridge":
                 raise exceptions.DeviceInUse(device=plan.port,
                                              reason=f"it is a {existing.kind}, not a bridge")
-            self.claim_device(plan.device)
             _, created = netdev.ensure_tap(netdev.TapSpec(
                 name=plan.device, mac=self.address(vif), mtu=self.mtu(vif),
                 owner=self.ctx.netdev.tap_owner,

@@ -161,8 +161,6 @@ class OvsPlugin(base.PluginBase):
             # Announce the port write before the devices are made, so that a
             # burst of plugs is committed to OVSDB as one transaction.
             with self.ctx.ovsdb.expecting():
-                for name in plan.created_devices:
-                    self.claim_device(name)
                 if vif.obj_name() == "VIFBridge":
                     self._plug_hybrid_devices(vif, plan, made)
                 elif plan.device in plan.created_devices:
