@@ -49,10 +49,6 @@ def start_daemon(directory: Path, remote: str, bridge: str) -> tuple[subprocess.
         f"[api]\nsocket_path = {sock}\ndefault_timeout = 300\n")
     log = open(directory / "vifplugd.log", "wb")
     argv = [sys.executable, "-W", "ignore", "-m", "vifplug.daemon", "--config-file", str(conf)]
-    profile = os.environ.get("VIFPLUG_BENCH_PROFILE")
-    if profile:  # sample the daemon with py-spy into this SVG/speedscope file
-        argv = ["py-spy", "record", "--threads", "--idle", "-f", "raw", "-o", profile,
-                "--", *argv]
     proc = subprocess.Popen(argv, stderr=log, stdout=log)
     import httpx
 
@@ -141,8 +137,7 @@ def main() -> int:
     sb = sandbox.OvsSandbox(directory / "ovs").start()
     proc = None
     try:
-        f_plug, f_unplug = (bench_plug.floor(sb.remote, args.n, "brfloor")
-                            if not os.environ.get("NOFLOOR") else (1.0, 1.0))
+        f_plug, f_unplug = bench_plug.floor(sb.remote, args.n, "brfloor")
         proc, sock = start_daemon(directory, sb.remote, "brapi")
         daemon_pid = proc.pid
         cpu0 = (bench_plug.cpu_seconds(daemon_pid), bench_plug.cpu_seconds(sb.vswitchd_pid),
