@@ -18,7 +18,7 @@ from oslo_config import cfg
 
 from vifplug import conf as vconf
 from vifplug import exceptions
-from vifplug.records import Allocation, Bandwidth
+from vifplug.records import Allocation, Bandwidth, needs_device_alone
 
 LOG = logging.getLogger(__name__)
 
@@ -45,12 +45,8 @@ class NetworkDef:
     default_portgroup: str | None = None
 
     def exclusive(self, virtualport: Mapping[str, Any] | None) -> bool:
-        """libvirt's rule: passthrough, and private with an 802.1Qbh profile,
-        need a device to themselves; the other modes share the least used."""
-        if self.mode == "passthrough":
-            return True
-        return self.mode == "private" and bool(virtualport) and \
-            (virtualport or {}).get("type") in ("802.1Qbh", "VIFPortProfile8021Qbh")
+        """Whether a VIF with this profile needs a device of this network alone."""
+        return needs_device_alone(self.mode, virtualport)
 
 
 def _portgroup(conf: cfg.ConfigOpts, network: str, name: str) -> Portgroup:

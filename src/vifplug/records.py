@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -32,6 +33,16 @@ class Bandwidth:
 
     def is_empty(self) -> bool:
         return all(v is None for v in dataclasses.astuple(self))
+
+
+def needs_device_alone(mode: str | None, virtualport: Mapping[str, Any] | None) -> bool:
+    """libvirt's rule for a pool device: passthrough, and private with an
+    802.1Qbh profile, need a device to themselves; the other modes share it.
+    The pool choice (``networks``) and the store's safety net both use it."""
+    if mode == "passthrough":
+        return True
+    return mode == "private" and bool(virtualport) and \
+        (virtualport or {}).get("type") in ("802.1Qbh", "VIFPortProfile8021Qbh")
 
 
 @dataclasses.dataclass(frozen=True)

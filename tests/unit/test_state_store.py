@@ -761,3 +761,11 @@ def test_two_vifs_never_share_a_device_or_port(store: state_store.Store) -> None
     store.begin_unplug("a")
     store.finish_unplug("a")
     store.begin_plug(make_record("b", allocation=ovs))
+
+
+def test_private_mode_with_8021qbh_holds_its_device_alone(store: state_store.Store) -> None:
+    qbh = Allocation(plugin="direct", device="mvtqbh0", network="test", pool_device="eth10",
+                     mode="private", virtualport={"type": "802.1Qbh", "profile_id": "p"})
+    store.begin_plug(make_record("q", allocation=qbh))
+    with pytest.raises(exceptions.PoolDeviceTaken):
+        store.begin_plug(make_record("r", allocation=pool_alloc("eth10", mode="private")))

@@ -24,7 +24,7 @@ Why it looks like this:
   is derived from each VIF's allocation (``network`` + ``pool_device``), never
   kept in a second table that could disagree with it.  The writer, being the
   one place where changes are serialized, also refuses to give a device that
-  a passthrough/hostdev VIF needs alone to two VIFs, so allocators need no
+  a VIF needs alone (records.needs_device_alone) to two VIFs, so allocators need no
   lock held across an fsync.
 * **One daemon per database.**  An exclusive ``flock`` on ``<path>.lock``
   stops a second vifplugd with the same ``state_dir`` from managing the same
@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 from vifplug import exceptions
-from vifplug.records import Allocation, Lifecycle, VifRecord
+from vifplug.records import Allocation, Lifecycle, VifRecord, needs_device_alone
 from vifplug.state import codec, migrations
 
 log = logging.getLogger(__name__)
@@ -53,8 +53,6 @@ log = logging.getLogger(__name__)
 DB_FILENAME = "vifplug.sqlite"
 
 #: Pool modes in which a physical device serves one VIF alone (as in libvirt).
-EXCLUSIVE_POOL_MODES = frozenset({"passthrough", "hostdev"})
-
 _T = TypeVar("_T")
 
 # SQL errors that concern one change (a NULL in a NOT NULL column, a value
@@ -648,9 +646,8 @@ def _check_pool(ix: _Index, record: VifRecord) -> None:
         if holder_id == record.vif_id:
             continue
         holder = ix.vifs[holder_id].allocation
-        holder_mode = holder.mode if holder is not None else None
-        if (record.allocation.mode in EXCLUSIVE_POOL_MODES
-                or holder_mode in EXCLUSIVE_POOL_MODES):
+        if needs_device_alone(record.allocation.mode, record.allocation.virtualport) or (
+                holder is not None and needs_device_alone(holder.mode, holder.virtualport)):
             raise exceptions.PoolDeviceTaken(device=key[1], network=key[0],
                                              holder=holder_id, vif_id=record.vif_id)
         return
