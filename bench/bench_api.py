@@ -38,15 +38,15 @@ sys.path.insert(0, str(HERE.parent / "tests" / "functional"))
 import nsisolate  # noqa: E402
 
 
-def start_daemon(directory: Path, remote: str, bridge: str) -> tuple[subprocess.Popen[bytes],
-                                                                      str]:
+def start_daemon(directory: Path, remote: str, bridge: str) -> tuple[subprocess.Popen[bytes], str]:
     sock = str(directory / "api.sock")
     conf = directory / "vifplug.conf"
     conf.write_text(
         f"[DEFAULT]\nstate_dir = {directory / 'state'}\n"
         f"[ovs]\nconnection = {remote}\ndatapath_type = netdev\n"
         f"integration_bridge = {bridge}\ntimeout = 300\n"
-        f"[api]\nsocket_path = {sock}\ndefault_timeout = 300\n")
+        f"[api]\nsocket_path = {sock}\ndefault_timeout = 300\n"
+    )
     log = open(directory / "vifplugd.log", "wb")
     argv = [sys.executable, "-W", "ignore", "-m", "vifplug.daemon", "--config-file", str(conf)]
     proc = subprocess.Popen(argv, stderr=log, stdout=log)
@@ -55,8 +55,9 @@ def start_daemon(directory: Path, remote: str, bridge: str) -> tuple[subprocess.
     deadline = time.monotonic() + 60
     while True:
         try:
-            with httpx.Client(transport=httpx.HTTPTransport(uds=sock),
-                              base_url="http://vifplugd") as c:
+            with httpx.Client(
+                transport=httpx.HTTPTransport(uds=sock), base_url="http://vifplugd"
+            ) as c:
                 if c.get("/readyz").status_code == 200:
                     return proc, sock
         except httpx.HTTPError:
@@ -81,8 +82,9 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 def api_run(sock: str, bridge: str, n: int, clients: int) -> tuple[float, float]:
     from engine_fixture import instance, ovs_vif, vif_id_of
 
-    bodies = [{"vif": ovs_vif(bridge=bridge, name=f"va{i:05d}"), "instance": instance()}
-              for i in range(n)]
+    bodies = [
+        {"vif": ovs_vif(bridge=bridge, name=f"va{i:05d}"), "instance": instance()} for i in range(n)
+    ]
     local = threading.local()
     opened: list[UnixHTTPConnection] = []
 
@@ -140,11 +142,17 @@ def main() -> int:
         f_plug, f_unplug = bench_plug.floor(sb.remote, args.n, "brfloor")
         proc, sock = start_daemon(directory, sb.remote, "brapi")
         daemon_pid = proc.pid
-        cpu0 = (bench_plug.cpu_seconds(daemon_pid), bench_plug.cpu_seconds(sb.vswitchd_pid),
-                time.process_time())
+        cpu0 = (
+            bench_plug.cpu_seconds(daemon_pid),
+            bench_plug.cpu_seconds(sb.vswitchd_pid),
+            time.process_time(),
+        )
         a_plug, a_unplug = api_run(sock, "brapi", args.n, args.clients)
-        cpu1 = (bench_plug.cpu_seconds(daemon_pid), bench_plug.cpu_seconds(sb.vswitchd_pid),
-                time.process_time())
+        cpu1 = (
+            bench_plug.cpu_seconds(daemon_pid),
+            bench_plug.cpu_seconds(sb.vswitchd_pid),
+            time.process_time(),
+        )
     finally:
         if proc is not None:
             proc.terminate()
@@ -154,16 +162,24 @@ def main() -> int:
         if log.exists():
             shutil.copy(log, "/tmp/vifplugd-bench.log")
         shutil.rmtree(directory, ignore_errors=True)
-    print(f"{args.n} VIFs, {args.clients} concurrent API clients, {os.cpu_count()} CPUs "
-          f"(run {uuid.uuid4().hex[:6]})")
-    print(f"  floor (netlink + 1 OVSDB transaction): plug {f_plug:7.3f} s   "
-          f"unplug {f_unplug:7.3f} s")
-    print(f"  vifplugd HTTP API                    : plug {a_plug:7.3f} s   "
-          f"unplug {a_unplug:7.3f} s")
-    print(f"  ratio api/floor: plug {a_plug / f_plug:.2f}x   unplug {a_unplug / f_unplug:.2f}x"
-          f"   (target: plug within 1.5x)")
-    print(f"  CPU during the API run: vifplugd {cpu1[0] - cpu0[0]:.2f} s, ovs-vswitchd "
-          f"{cpu1[1] - cpu0[1]:.2f} s, the benchmark's clients {cpu1[2] - cpu0[2]:.2f} s")
+    print(
+        f"{args.n} VIFs, {args.clients} concurrent API clients, {os.cpu_count()} CPUs "
+        f"(run {uuid.uuid4().hex[:6]})"
+    )
+    print(
+        f"  floor (netlink + 1 OVSDB transaction): plug {f_plug:7.3f} s   unplug {f_unplug:7.3f} s"
+    )
+    print(
+        f"  vifplugd HTTP API                    : plug {a_plug:7.3f} s   unplug {a_unplug:7.3f} s"
+    )
+    print(
+        f"  ratio api/floor: plug {a_plug / f_plug:.2f}x   unplug {a_unplug / f_unplug:.2f}x"
+        f"   (target: plug within 1.5x)"
+    )
+    print(
+        f"  CPU during the API run: vifplugd {cpu1[0] - cpu0[0]:.2f} s, ovs-vswitchd "
+        f"{cpu1[1] - cpu0[1]:.2f} s, the benchmark's clients {cpu1[2] - cpu0[2]:.2f} s"
+    )
     return 0
 
 

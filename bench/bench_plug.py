@@ -51,8 +51,15 @@ def floor(remote: str, n: int, bridge: str) -> tuple[float, float]:
         for name in names:
             ipr.link("add", ifname=name, kind="tuntap", mode="tap")
             ipr.link("set", ifname=name, state="up", group=4242)
-    specs = [ops.PortSpec(bridge=bridge, name=name, iface_status=None,
-                          external_ids={"iface-id": str(uuid.uuid4())}) for name in names]
+    specs = [
+        ops.PortSpec(
+            bridge=bridge,
+            name=name,
+            iface_status=None,
+            external_ids={"iface-id": str(uuid.uuid4())},
+        )
+        for name in names
+    ]
     conn.transact(lambda t: [ops.ensure_port(t, s) for s in specs], timeout=300)
     for name in names:
         conn.wait_interface(name, lambda v: v.has_ofport, 300)
@@ -66,8 +73,9 @@ def floor(remote: str, n: int, bridge: str) -> tuple[float, float]:
     return plug, unplug
 
 
-def engine_run(remote: str, n: int, bridge: str, threads: int,
-               state: Path) -> tuple[float, float, int]:
+def engine_run(
+    remote: str, n: int, bridge: str, threads: int, state: Path
+) -> tuple[float, float, int]:
     from engine_fixture import ovs_vif, plug_request, running_engine, settings_for, vif_id_of
 
     settings = settings_for(remote, state, bridge=bridge, timeout=300.0)
@@ -105,17 +113,22 @@ def main() -> int:
         c0 = cpu_seconds(sb.vswitchd_pid)
         f_plug, f_unplug = floor(sb.remote, args.n, "brfloor")
         c1 = cpu_seconds(sb.vswitchd_pid)
-        e_plug, e_unplug, txns = engine_run(sb.remote, args.n, "brvifplug", args.threads,
-                                            Path(directory) / "state")
+        e_plug, e_unplug, txns = engine_run(
+            sb.remote, args.n, "brvifplug", args.threads, Path(directory) / "state"
+        )
         c2 = cpu_seconds(sb.vswitchd_pid)
     finally:
         sb.stop()
         shutil.rmtree(directory, ignore_errors=True)
     print(f"{args.n} VIFs, {args.threads} threads, {os.cpu_count()} CPUs")
-    print(f"  floor   (netlink + 1 OVSDB transaction): plug {f_plug:7.3f} s   "
-          f"unplug {f_unplug:7.3f} s")
-    print(f"  vifplug (Service.plug, engine)         : plug {e_plug:7.3f} s   "
-          f"unplug {e_unplug:7.3f} s   ({txns} OVSDB transactions)")
+    print(
+        f"  floor   (netlink + 1 OVSDB transaction): plug {f_plug:7.3f} s   "
+        f"unplug {f_unplug:7.3f} s"
+    )
+    print(
+        f"  vifplug (Service.plug, engine)         : plug {e_plug:7.3f} s   "
+        f"unplug {e_unplug:7.3f} s   ({txns} OVSDB transactions)"
+    )
     print(f"  ratio vifplug/floor: plug {e_plug / f_plug:.2f}x   unplug {e_unplug / f_unplug:.2f}x")
     print(f"  ovs-vswitchd CPU: floor {c1 - c0:.2f} s, vifplug {c2 - c1:.2f} s")
     return 0

@@ -80,8 +80,10 @@ def no_leaked_processes() -> Iterator[None]:
         except ProcessLookupError:
             pass
     if leaked:
-        raise AssertionError("processes left running by the tests: " +
-                             "; ".join(f"{pid}: {cmd[:120]}" for pid, cmd in leaked.items()))
+        raise AssertionError(
+            "processes left running by the tests: "
+            + "; ".join(f"{pid}: {cmd[:120]}" for pid, cmd in leaked.items())
+        )
 
 
 @pytest.fixture(scope="session")

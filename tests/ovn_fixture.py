@@ -39,12 +39,17 @@ from vifplug.ovsdb import sandbox as ovs_sandbox
 
 T = TypeVar("T")
 
-NB_SCHEMA_CANDIDATES = ("/usr/share/ovn/ovn-nb.ovsschema",
-                        "/usr/local/share/ovn/ovn-nb.ovsschema")
-SB_SCHEMA_CANDIDATES = ("/usr/share/ovn/ovn-sb.ovsschema",
-                        "/usr/local/share/ovn/ovn-sb.ovsschema")
-BINARIES = ("ovsdb-server", "ovsdb-tool", "ovn-northd", "ovn-controller", "ovn-nbctl",
-            "ovn-sbctl", "ovn-appctl")
+NB_SCHEMA_CANDIDATES = ("/usr/share/ovn/ovn-nb.ovsschema", "/usr/local/share/ovn/ovn-nb.ovsschema")
+SB_SCHEMA_CANDIDATES = ("/usr/share/ovn/ovn-sb.ovsschema", "/usr/local/share/ovn/ovn-sb.ovsschema")
+BINARIES = (
+    "ovsdb-server",
+    "ovsdb-tool",
+    "ovn-northd",
+    "ovn-controller",
+    "ovn-nbctl",
+    "ovn-sbctl",
+    "ovn-appctl",
+)
 
 # The Open_vSwitch map columns ovn-controller and this fixture write into
 # (external_ids: ovn-*, system-id; other_config: vlan-limit; datapaths: the
@@ -63,8 +68,8 @@ def running(pid: int) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
         return False
-    if stat[stat.rindex(")") + 2:][:1] in ("Z", "X"):
-        ovs_sandbox._alive(pid)     # reaps it if it happens to be our child
+    if stat[stat.rindex(")") + 2 :][:1] in ("Z", "X"):
+        ovs_sandbox._alive(pid)  # reaps it if it happens to be our child
         return False
     return True
 
@@ -111,8 +116,9 @@ def missing() -> str | None:
     return None
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0,
-             interval: float = 0.05) -> T:
+def wait_for(
+    what: str, probe: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.05
+) -> T:
     """Poll ``probe`` until it returns something truthy; raise after ``timeout``."""
     deadline = time.monotonic() + timeout
     last: T | None = None
@@ -121,17 +127,23 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0,
         if last:
             return last
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} "
-                                 f"(last: {last!r})")
+            raise AssertionError(
+                f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})"
+            )
         time.sleep(interval)
 
 
 class OvnSandbox:
     """NB and SB databases, ovn-northd and ovn-controller, in one directory."""
 
-    def __init__(self, ovs: ovs_sandbox.OvsSandbox, *, bridge: str,
-                 directory: str | os.PathLike[str] | None = None,
-                 system_id: str | None = None) -> None:
+    def __init__(
+        self,
+        ovs: ovs_sandbox.OvsSandbox,
+        *,
+        bridge: str,
+        directory: str | os.PathLike[str] | None = None,
+        system_id: str | None = None,
+    ) -> None:
         self.ovs = ovs
         self.bridge = bridge
         self._own_dir = directory is None
@@ -170,28 +182,33 @@ class OvnSandbox:
 
     def _run(self, *argv: str, timeout: float = 60.0) -> str:
         try:
-            proc = subprocess.run(argv, env=self._env(), capture_output=True, text=True,
-                                  timeout=timeout, check=False)
+            proc = subprocess.run(
+                argv, env=self._env(), capture_output=True, text=True, timeout=timeout, check=False
+            )
         except subprocess.TimeoutExpired as exc:
             raise OvnError(f"{' '.join(argv)} timed out after {timeout}s") from exc
         if proc.returncode != 0:
-            raise OvnError(f"{' '.join(argv)} failed ({proc.returncode}): "
-                           f"{proc.stderr.strip() or proc.stdout.strip()}")
+            raise OvnError(
+                f"{' '.join(argv)} failed ({proc.returncode}): "
+                f"{proc.stderr.strip() or proc.stdout.strip()}"
+            )
         return proc.stdout
 
     def _daemon(self, name: str, *argv: str, unixctl: bool = True) -> None:
         """Start a daemon that detaches (its pid file exists when this returns)."""
         ctl = [f"--unixctl={self.ctl(name)}"] if unixctl else []
-        self._run(*argv,
-                  f"--pidfile={self.pidfile(name)}",
-                  *ctl,
-                  f"--log-file={self.log(name)}",
-                  "--detach", "--no-chdir")
+        self._run(
+            *argv,
+            f"--pidfile={self.pidfile(name)}",
+            *ctl,
+            f"--log-file={self.log(name)}",
+            "--detach",
+            "--no-chdir",
+        )
         self._started.append(name)
         pid = self.pid(name)
         if pid is None or not running(pid):
-            raise OvnError(f"{name} did not stay up; see {self.log(name)}:\n"
-                           f"{self.tail(name)}")
+            raise OvnError(f"{name} did not stay up; see {self.log(name)}:\n{self.tail(name)}")
 
     def tail(self, name: str, lines: int = 30) -> str:
         try:
@@ -212,8 +229,9 @@ class OvnSandbox:
         target = name if name == "ovn-controller" else str(self.ctl(name))
         return self._run("ovn-appctl", "-t", target, *args, timeout=timeout)
 
-    def sb_find(self, table: str, *conditions: str,
-                columns: str | None = None) -> list[dict[str, Any]]:
+    def sb_find(
+        self, table: str, *conditions: str, columns: str | None = None
+    ) -> list[dict[str, Any]]:
         """Rows of an SB table as dicts of OVSDB-JSON values (ovn-sbctl find)."""
         args = ["--format=json", "find", table, *conditions]
         if columns:
@@ -229,8 +247,7 @@ class OvnSandbox:
 
     def binding_chassis(self, logical_port: str) -> str | None:
         """The chassis name a Port_Binding is bound to; None when unbound."""
-        rows = self.sb_find("Port_Binding", f"logical_port={logical_port}",
-                            columns="chassis")
+        rows = self.sb_find("Port_Binding", f"logical_port={logical_port}", columns="chassis")
         if not rows:
             return None
         value = rows[0]["chassis"]
@@ -247,9 +264,14 @@ class OvnSandbox:
         """The OpenFlow ports ovn-controller classifies into a logical port:
         those with an ``in_port=`` match in table 0 of the integration bridge,
         i.e. the interfaces whose traffic actually enters OVN."""
-        proc = subprocess.run(("ovs-ofctl", "-O", "OpenFlow15", "dump-flows", self.bridge,
-                               "table=0"), env=self.ovs._env(), capture_output=True,
-                              text=True, timeout=30, check=False)
+        proc = subprocess.run(
+            ("ovs-ofctl", "-O", "OpenFlow15", "dump-flows", self.bridge, "table=0"),
+            env=self.ovs._env(),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         if proc.returncode != 0:
             raise OvnError(f"ovs-ofctl dump-flows {self.bridge}: {proc.stderr.strip()}")
         return {int(m) for m in re.findall(r"\bin_port=(\d+)", proc.stdout)}
@@ -271,16 +293,22 @@ class OvnSandbox:
         return self
 
     def _start(self, nb_schema: str, sb_schema: str, timeout: float) -> None:
-        for db, schema, sock, name in ((self.nb_db, nb_schema, self.nb_sock, "ovsdb-nb"),
-                                       (self.sb_db, sb_schema, self.sb_sock, "ovsdb-sb")):
+        for db, schema, sock, name in (
+            (self.nb_db, nb_schema, self.nb_sock, "ovsdb-nb"),
+            (self.sb_db, sb_schema, self.sb_sock, "ovsdb-sb"),
+        ):
             if not db.exists():
                 self._run("ovsdb-tool", "create", str(db), schema)
             self._daemon(name, "ovsdb-server", str(db), f"--remote=punix:{sock}")
             wait_for(f"{sock}", sock.exists, timeout)
         self.nbctl("--no-wait", "init")
         self.sbctl("init")
-        self._daemon("ovn-northd", "ovn-northd", f"--ovnnb-db={self.nb_remote}",
-                     f"--ovnsb-db={self.sb_remote}")
+        self._daemon(
+            "ovn-northd",
+            "ovn-northd",
+            f"--ovnnb-db={self.nb_remote}",
+            f"--ovnsb-db={self.sb_remote}",
+        )
         self._configure_host()
         # ovn-controller 23.03 lists --unixctl in --help but its option parser
         # refuses it; its control socket goes to $OVN_RUNDIR, i.e. self.dir.
@@ -288,20 +316,25 @@ class OvnSandbox:
         # Ready: our chassis is in the SB and the integration bridge exists with
         # the userspace datapath (ovn-controller created it if it was missing).
         wait_for("ovn-controller to register its chassis", self.chassis_uuid, timeout)
-        wait_for(f"integration bridge {self.bridge}",
-                 lambda: self.bridge in self.ovs.vsctl("list-br").split(), timeout)
+        wait_for(
+            f"integration bridge {self.bridge}",
+            lambda: self.bridge in self.ovs.vsctl("list-br").split(),
+            timeout,
+        )
         dp = self.ovs.vsctl("get", "Bridge", self.bridge, "datapath_type").strip().strip('"')
         if dp != "netdev":
-            raise OvnError(f"integration bridge {self.bridge} has datapath_type {dp!r}, "
-                           f"not netdev")
+            raise OvnError(f"integration bridge {self.bridge} has datapath_type {dp!r}, not netdev")
         # And the northd -> SB -> controller loop turns: --wait=hv returns once
         # every chassis has caught up with the NB.
         self.nbctl("--wait=hv", "sync")
 
     def _configure_host(self) -> None:
         """Open_vSwitch external_ids ovn-controller needs, after fixing system-id."""
-        current = self.ovs.vsctl("--if-exists", "get", "Open_vSwitch", ".",
-                                 "external_ids:system-id").strip().strip('"')
+        current = (
+            self.ovs.vsctl("--if-exists", "get", "Open_vSwitch", ".", "external_ids:system-id")
+            .strip()
+            .strip('"')
+        )
         if self.system_id is None:
             self.system_id = current or str(uuid.uuid4())
         if self._host_before is None:
@@ -316,16 +349,20 @@ class OvnSandbox:
             # Generous probes: a loaded CI machine must not drop connections.
             "ovn-remote-probe-interval": "60000",
         }
-        self.ovs.vsctl("set", "Open_vSwitch", ".",
-                       *(f'external_ids:{k}="{v}"' for k, v in settings.items()))
+        self.ovs.vsctl(
+            "set", "Open_vSwitch", ".", *(f'external_ids:{k}="{v}"' for k, v in settings.items())
+        )
 
     def _host_maps(self) -> dict[str, dict[str, Any]]:
-        out = self.ovs.vsctl("--format=json", f"--columns={','.join(HOST_MAP_COLUMNS)}",
-                             "list", "Open_vSwitch", ".")
+        out = self.ovs.vsctl(
+            "--format=json", f"--columns={','.join(HOST_MAP_COLUMNS)}", "list", "Open_vSwitch", "."
+        )
         row = json.loads(out)["data"][0]
         # OVSDB JSON: ["map", [[key, value], ...]]; values may be ["uuid", id].
-        return {column: {k: json.dumps(v) for k, v in cell[1]}
-                for column, cell in zip(HOST_MAP_COLUMNS, row, strict=True)}
+        return {
+            column: {k: json.dumps(v) for k, v in cell[1]}
+            for column, cell in zip(HOST_MAP_COLUMNS, row, strict=True)
+        }
 
     def _restore_host(self) -> None:
         """Undo what this fixture and ovn-controller changed in Open_vSwitch."""
@@ -337,11 +374,18 @@ class OvnSandbox:
             added = [k for k in after if k not in before]
             if added:
                 self.ovs.vsctl("remove", "Open_vSwitch", ".", column, *added)
-            changed = {k: json.loads(v) for k, v in before.items()
-                       if after.get(k) != v and isinstance(json.loads(v), str)}
+            changed = {
+                k: json.loads(v)
+                for k, v in before.items()
+                if after.get(k) != v and isinstance(json.loads(v), str)
+            }
             if changed:
-                self.ovs.vsctl("set", "Open_vSwitch", ".",
-                               *(f"{column}:{k}={json.dumps(v)}" for k, v in changed.items()))
+                self.ovs.vsctl(
+                    "set",
+                    "Open_vSwitch",
+                    ".",
+                    *(f"{column}:{k}={json.dumps(v)}" for k, v in changed.items()),
+                )
         self._host_before = None
 
     def stop(self) -> None:
@@ -368,14 +412,17 @@ class OvnSandbox:
 
     def diagnostics(self) -> str:
         """The tails of every log, for failure messages."""
-        parts = [f"--- {name}.log ---\n{self.tail(name)}"
-                 for name in ("ovn-controller", "ovn-northd", "ovsdb-sb", "ovsdb-nb")]
+        parts = [
+            f"--- {name}.log ---\n{self.tail(name)}"
+            for name in ("ovn-controller", "ovn-northd", "ovsdb-sb", "ovsdb-nb")
+        ]
         return "\n".join(parts)
 
 
 @contextlib.contextmanager
-def running_ovn(ovs: ovs_sandbox.OvsSandbox, *, bridge: str,
-                system_id: str | None = None) -> Iterator[OvnSandbox]:
+def running_ovn(
+    ovs: ovs_sandbox.OvsSandbox, *, bridge: str, system_id: str | None = None
+) -> Iterator[OvnSandbox]:
     """Start a private OVN against ``ovs`` with integration bridge ``bridge``."""
     ovn = OvnSandbox(ovs, bridge=bridge, system_id=system_id).start()
     try:

@@ -64,6 +64,7 @@ _OVO_DATA = "versioned_object.data"
 
 # --- failures the CLI reports ---------------------------------------------------------
 
+
 class CliError(Exception):
     """A failure that ends the command with ``exit_status`` and a message."""
 
@@ -87,8 +88,9 @@ class ApiError(CliError):
 
     exit_status = EXIT_API_ERROR
 
-    def __init__(self, *, status: int, code: str, message: str,
-                 details: Mapping[str, Any], body: Any) -> None:
+    def __init__(
+        self, *, status: int, code: str, message: str, details: Mapping[str, Any], body: Any
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -98,6 +100,7 @@ class ApiError(CliError):
 
 
 # --- where the daemon is --------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class Endpoint:
@@ -139,13 +142,17 @@ def make_client(endpoint: Endpoint, *, timeout: float) -> httpx.Client:
         verify: ssl.SSLContext | bool = True
         if endpoint.url.startswith("https:"):
             verify = _tls_context(endpoint)
-        return httpx.Client(base_url=endpoint.url, headers=headers, timeout=limit,
-                            verify=verify)
+        return httpx.Client(base_url=endpoint.url, headers=headers, timeout=limit, verify=verify)
     # The host part of the URL only fills the Host header; the socket decides.
     # No environment proxies: they must never capture a local socket's traffic.
     transport = httpx.HTTPTransport(uds=endpoint.socket_path)
-    return httpx.Client(base_url="http://vifplugd", headers=headers, timeout=limit,
-                        transport=transport, trust_env=False)
+    return httpx.Client(
+        base_url="http://vifplugd",
+        headers=headers,
+        timeout=limit,
+        transport=transport,
+        trust_env=False,
+    )
 
 
 def _os_error(exc: BaseException) -> OSError | None:
@@ -158,19 +165,19 @@ def _os_error(exc: BaseException) -> OSError | None:
     return None
 
 
-def _unreachable(endpoint: Endpoint, exc: httpx.TransportError,
-                 timeout: float) -> Unreachable:
+def _unreachable(endpoint: Endpoint, exc: httpx.TransportError, timeout: float) -> Unreachable:
     """A message that says where we tried and what to check."""
     where = endpoint.describe()
     if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
-        return Unreachable(f"vifplugd at {where} did not answer within {timeout:g} seconds; "
-                           "the request may still complete (check with 'vifplug list')")
+        return Unreachable(
+            f"vifplugd at {where} did not answer within {timeout:g} seconds; "
+            "the request may still complete (check with 'vifplug list')"
+        )
     hint = ""
     oserr = _os_error(exc)
     if oserr is not None and endpoint.url is None:
         if oserr.errno == errno.ENOENT:
-            hint = (f" (is vifplugd running? choose the socket with --socket or "
-                    f"${SOCKET_ENV})")
+            hint = f" (is vifplugd running? choose the socket with --socket or ${SOCKET_ENV})"
         elif oserr.errno == errno.ECONNREFUSED:
             hint = " (nothing listens on it: is vifplugd running?)"
         elif oserr.errno in (errno.EACCES, errno.EPERM):
@@ -189,15 +196,24 @@ def _api_error(response: httpx.Response) -> ApiError:
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict) and isinstance(error.get("message"), str):
         details = error.get("details")
-        return ApiError(status=response.status_code, code=str(error.get("code") or "unknown"),
-                        message=error["message"],
-                        details=details if isinstance(details, dict) else {}, body=body)
+        return ApiError(
+            status=response.status_code,
+            code=str(error.get("code") or "unknown"),
+            message=error["message"],
+            details=details if isinstance(details, dict) else {},
+            body=body,
+        )
     text = response.text.strip()
     message = f"vifplugd answered HTTP {response.status_code} {response.reason_phrase}"
     if text:
         message += f": {text[:200]}"
-    return ApiError(status=response.status_code, code=f"http_{response.status_code}",
-                    message=message, details={}, body=body)
+    return ApiError(
+        status=response.status_code,
+        code=f"http_{response.status_code}",
+        message=message,
+        details={},
+        body=body,
+    )
 
 
 class Api:
@@ -212,12 +228,21 @@ class Api:
     def close(self) -> None:
         self._client.close()
 
-    def call(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
-             body: Any = None, timeout: float | None = None) -> tuple[int, Any]:
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        timeout: float | None = None,
+    ) -> tuple[int, Any]:
         """One request; returns the status and the decoded body."""
         wait = self.timeout if timeout is None else timeout
-        kwargs: dict[str, Any] = {"params": dict(params or {}),
-                                  "timeout": httpx.Timeout(wait, connect=CONNECT_TIMEOUT)}
+        kwargs: dict[str, Any] = {
+            "params": dict(params or {}),
+            "timeout": httpx.Timeout(wait, connect=CONNECT_TIMEOUT),
+        }
         if body is not None:
             kwargs["json"] = body
         try:
@@ -235,6 +260,7 @@ class Api:
 
 
 # --- rendering for people --------------------------------------------------------------
+
 
 def _cell(value: Any) -> str:
     if value is None or value == "":
@@ -339,10 +365,27 @@ VIF_FIELDS: tuple[tuple[str, str | Callable[[Mapping[str, Any]], Any]], ...] = (
     ("Created", lambda v: _when(v.get("created_at"))),
     ("Updated", lambda v: _when(v.get("updated_at"))),
 )
-_VIF_KEYS_SHOWN = {"vif_id", "instance", "plugin", "vif_object", "lifecycle", "device",
-                   "bridge", "port", "ofport", "iface_id", "iface_status", "mac", "network",
-                   "pool_device", "mode", "portgroup", "teaming_peer", "created_at",
-                   "updated_at"}
+_VIF_KEYS_SHOWN = {
+    "vif_id",
+    "instance",
+    "plugin",
+    "vif_object",
+    "lifecycle",
+    "device",
+    "bridge",
+    "port",
+    "ofport",
+    "iface_id",
+    "iface_status",
+    "mac",
+    "network",
+    "pool_device",
+    "mode",
+    "portgroup",
+    "teaming_peer",
+    "created_at",
+    "updated_at",
+}
 
 
 def render_vif(vif: Mapping[str, Any]) -> str:
@@ -355,8 +398,9 @@ def render_vif(vif: Mapping[str, Any]) -> str:
 
 
 def render_vifs(vifs: Iterable[Mapping[str, Any]]) -> str:
-    return format_table([h for h, _ in VIF_COLUMNS],
-                        ([get(v) for _, get in VIF_COLUMNS] for v in vifs))
+    return format_table(
+        [h for h, _ in VIF_COLUMNS], ([get(v) for _, get in VIF_COLUMNS] for v in vifs)
+    )
 
 
 def _ovo(primitive: Any) -> tuple[str, str, dict[str, Any]]:
@@ -364,8 +408,11 @@ def _ovo(primitive: Any) -> tuple[str, str, dict[str, Any]]:
     if not isinstance(primitive, dict):
         return "?", "?", {}
     data = primitive.get(_OVO_DATA)
-    return (str(primitive.get(_OVO_NAME, "?")), str(primitive.get(_OVO_VERSION, "?")),
-            data if isinstance(data, dict) else {})
+    return (
+        str(primitive.get(_OVO_NAME, "?")),
+        str(primitive.get(_OVO_VERSION, "?")),
+        data if isinstance(data, dict) else {},
+    )
 
 
 def _range(data: Mapping[str, Any]) -> str:
@@ -388,8 +435,14 @@ def render_host_info(host_info: Any) -> str:
             for profile in vdata.get("supported_port_profiles") or []:
                 _, _, prdata = _ovo(profile)
                 profiles.append(f"{prdata.get('profile_object_name')} {_range(prdata)}")
-            rows.append([pdata.get("plugin_name"), vdata.get("vif_object_name"),
-                         _range(vdata), ", ".join(profiles)])
+            rows.append(
+                [
+                    pdata.get("plugin_name"),
+                    vdata.get("vif_object_name"),
+                    _range(vdata),
+                    ", ".join(profiles),
+                ]
+            )
     table = format_table(["PLUGIN", "VIF OBJECT", "VERSIONS", "PORT PROFILES"], rows)
     return f"{name} {version}\n\n{table}"
 
@@ -406,12 +459,22 @@ def render_networks(networks: Sequence[Mapping[str, Any]]) -> str:
     """The networks, then which VIF holds which pool device."""
     rows = []
     for net in networks:
-        portgroups = [f"{pg.get('name')}{'*' if pg.get('default') else ''}"
-                      for pg in net.get("portgroups") or [] if isinstance(pg, dict)]
+        portgroups = [
+            f"{pg.get('name')}{'*' if pg.get('default') else ''}"
+            for pg in net.get("portgroups") or []
+            if isinstance(pg, dict)
+        ]
         devices = [d.get("device") for d in net.get("devices") or [] if isinstance(d, dict)]
-        rows.append([net.get("name"), net.get("type"), net.get("bridge"),
-                     net.get("mode") if net.get("type") == "direct" else None,
-                     devices, portgroups])
+        rows.append(
+            [
+                net.get("name"),
+                net.get("type"),
+                net.get("bridge"),
+                net.get("mode") if net.get("type") == "direct" else None,
+                devices,
+                portgroups,
+            ]
+        )
     out = format_table(["NETWORK", "TYPE", "BRIDGE", "MODE", "DEVICES", "PORTGROUPS"], rows)
     holders = []
     for net in networks:
@@ -420,13 +483,18 @@ def render_networks(networks: Sequence[Mapping[str, Any]]) -> str:
                 holders.append([net.get("name"), dev.get("device"), dev.get("vifs") or []])
     if holders:
         out += "\n\n" + format_table(["NETWORK", "DEVICE", "VIFS"], holders)
-    if any(pg.get("default") for net in networks for pg in net.get("portgroups") or []
-           if isinstance(pg, dict)):
+    if any(
+        pg.get("default")
+        for net in networks
+        for pg in net.get("portgroups") or []
+        if isinstance(pg, dict)
+    ):
         out += "\n\n* default portgroup"
     return out
 
 
 # --- commands -------------------------------------------------------------------------
+
 
 @dataclasses.dataclass
 class Context:
@@ -477,8 +545,10 @@ def _read_plug_body(source: str, stdin: TextIO) -> Any:
     except ValueError as exc:
         raise UsageError(f"{name} is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
-        raise UsageError(f"{name} must hold a JSON object "
-                         '{"vif": <VIF primitive>, "instance": <InstanceInfo primitive>}')
+        raise UsageError(
+            f"{name} must hold a JSON object "
+            '{"vif": <VIF primitive>, "instance": <InstanceInfo primitive>}'
+        )
     return body
 
 
@@ -491,8 +561,7 @@ def cmd_plug(ctx: Context, args: argparse.Namespace) -> None:
     if args.timeout is not None:
         params["timeout"] = f"{args.timeout:g}"
         timeout = max(ctx.api.timeout, args.timeout + PLUG_TIMEOUT_MARGIN)
-    status, answer = ctx.api.call("POST", "/v1/vifs", params=params, body=body,
-                                  timeout=timeout)
+    status, answer = ctx.api.call("POST", "/v1/vifs", params=params, body=body, timeout=timeout)
     if ctx.json:
         ctx.emit_json(answer)
         return
@@ -558,6 +627,7 @@ def _path_id(vif_id: str) -> str:
 
 # --- the command line ----------------------------------------------------------------
 
+
 class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so ``main`` returns the status."""
 
@@ -577,7 +647,8 @@ def _manifest(text: str) -> str:
     bad = [item for item in items if not _MANIFEST_ITEM_RE.match(item)]
     if not items or bad:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a manifest like HostInfo:1.0,HostVIFInfo:1.0")
+            f"{text!r} is not a manifest like HostInfo:1.0,HostVIFInfo:1.0"
+        )
     return ",".join(items)
 
 
@@ -594,8 +665,14 @@ def _seconds(text: str) -> float:
 #: Options valid before or after the subcommand; their defaults are applied
 #: after parsing so that a subcommand's copy does not overwrite the main one.
 _COMMON_DEFAULTS: dict[str, Any] = {
-    "json": False, "socket": None, "url": None, "token": None, "token_file": None,
-    "ca_file": None, "cert_file": None, "key_file": None,
+    "json": False,
+    "socket": None,
+    "url": None,
+    "token": None,
+    "token_file": None,
+    "ca_file": None,
+    "cert_file": None,
+    "key_file": None,
     "request_timeout": DEFAULT_REQUEST_TIMEOUT,
 }
 
@@ -603,26 +680,49 @@ _COMMON_DEFAULTS: dict[str, Any] = {
 def _add_common(parser: argparse.ArgumentParser) -> None:
     s = argparse.SUPPRESS
     g = parser.add_argument_group("connection and output")
-    g.add_argument("--json", action="store_true", default=s,
-                   help="print the API's JSON instead of a table")
-    g.add_argument("--socket", metavar="PATH", default=s,
-                   help=f"vifplugd's unix socket (default: ${SOCKET_ENV}, "
-                        f"else {DEFAULT_SOCKET})")
-    g.add_argument("--url", default=s,
-                   help="talk to vifplugd's TCP listener instead, e.g. https://host:9697")
-    g.add_argument("--token", default=s,
-                   help="bearer token for --url (visible in ps; prefer --token-file)")
-    g.add_argument("--token-file", metavar="FILE", default=s,
-                   help="file holding the bearer token for --url")
-    g.add_argument("--ca-file", metavar="FILE", default=s,
-                   help="CA bundle to verify vifplugd's certificate (--url https://)")
-    g.add_argument("--cert-file", metavar="FILE", default=s,
-                   help="client certificate, when the listener requires one")
-    g.add_argument("--key-file", metavar="FILE", default=s,
-                   help="private key of --cert-file (if not in the same file)")
-    g.add_argument("--request-timeout", metavar="SECONDS", type=_seconds, default=s,
-                   help=f"give up on an answer after this long "
-                        f"(default {DEFAULT_REQUEST_TIMEOUT:g})")
+    g.add_argument(
+        "--json", action="store_true", default=s, help="print the API's JSON instead of a table"
+    )
+    g.add_argument(
+        "--socket",
+        metavar="PATH",
+        default=s,
+        help=f"vifplugd's unix socket (default: ${SOCKET_ENV}, else {DEFAULT_SOCKET})",
+    )
+    g.add_argument(
+        "--url", default=s, help="talk to vifplugd's TCP listener instead, e.g. https://host:9697"
+    )
+    g.add_argument(
+        "--token", default=s, help="bearer token for --url (visible in ps; prefer --token-file)"
+    )
+    g.add_argument(
+        "--token-file", metavar="FILE", default=s, help="file holding the bearer token for --url"
+    )
+    g.add_argument(
+        "--ca-file",
+        metavar="FILE",
+        default=s,
+        help="CA bundle to verify vifplugd's certificate (--url https://)",
+    )
+    g.add_argument(
+        "--cert-file",
+        metavar="FILE",
+        default=s,
+        help="client certificate, when the listener requires one",
+    )
+    g.add_argument(
+        "--key-file",
+        metavar="FILE",
+        default=s,
+        help="private key of --cert-file (if not in the same file)",
+    )
+    g.add_argument(
+        "--request-timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        default=s,
+        help=f"give up on an answer after this long (default {DEFAULT_REQUEST_TIMEOUT:g})",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -630,34 +730,51 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vifplug",
         description="Command-line client of vifplugd, the host-side VIF plugging daemon.",
         epilog="Exit status: 0 success, 1 the daemon refused, 2 usage error, "
-               "3 the daemon cannot be reached.")
+        "3 the daemon cannot be reached.",
+    )
     _add_common(parser)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
-                                parser_class=_Parser)
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
+    )
 
-    def command(name: str, func: Callable[[Context, argparse.Namespace], None],
-                help_text: str) -> argparse.ArgumentParser:
+    def command(
+        name: str, func: Callable[[Context, argparse.Namespace], None], help_text: str
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         _add_common(p)
         p.set_defaults(func=func)
         return p
 
-    p = command("host-info", cmd_host_info,
-                "Show what this host can plug (its HostInfo).")
-    p.add_argument("--version", type=_version, metavar="X.Y",
-                   help="ask for HostInfo at this version")
-    p.add_argument("--manifest", type=_manifest, metavar="NAME:X.Y,...",
-                   help="object versions the reader knows, e.g. "
-                        "HostInfo:1.0,HostPluginInfo:1.0,HostVIFInfo:1.0")
+    p = command("host-info", cmd_host_info, "Show what this host can plug (its HostInfo).")
+    p.add_argument(
+        "--version", type=_version, metavar="X.Y", help="ask for HostInfo at this version"
+    )
+    p.add_argument(
+        "--manifest",
+        type=_manifest,
+        metavar="NAME:X.Y,...",
+        help="object versions the reader knows, e.g. "
+        "HostInfo:1.0,HostPluginInfo:1.0,HostVIFInfo:1.0",
+    )
 
     p = command("plug", cmd_plug, "Plug a VIF described by a POST /v1/vifs body.")
-    p.add_argument("file", metavar="FILE",
-                   help='JSON file {"vif": ..., "instance": ...}, or - for standard input')
-    p.add_argument("--wait", choices=WAIT_MODES,
-                   help="answer once the port has an ofport (the daemon's default), "
-                        "once ovn-controller installed its flows, or at once")
-    p.add_argument("--timeout", type=_seconds, metavar="SECONDS",
-                   help="how long the daemon waits for --wait before failing")
+    p.add_argument(
+        "file",
+        metavar="FILE",
+        help='JSON file {"vif": ..., "instance": ...}, or - for standard input',
+    )
+    p.add_argument(
+        "--wait",
+        choices=WAIT_MODES,
+        help="answer once the port has an ofport (the daemon's default), "
+        "once ovn-controller installed its flows, or at once",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="how long the daemon waits for --wait before failing",
+    )
 
     p = command("unplug", cmd_unplug, "Unplug a VIF: remove its OVS port and device.")
     p.add_argument("vif_id", metavar="VIF_ID")
@@ -667,17 +784,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("show", cmd_show, "Show one plugged VIF.")
     p.add_argument("vif_id", metavar="VIF_ID")
 
-    p = command("set-status", cmd_set_status,
-                "Set a VIF's iface-status; activating it deactivates the other "
-                "interfaces with the same iface-id.")
+    p = command(
+        "set-status",
+        cmd_set_status,
+        "Set a VIF's iface-status; activating it deactivates the other "
+        "interfaces with the same iface-id.",
+    )
     p.add_argument("vif_id", metavar="VIF_ID")
     p.add_argument("status", choices=IFACE_STATUSES)
-    p.add_argument("--allow-dual-active", action="store_true",
-                   help="leave other interfaces with the same iface-id active "
-                        "(migration from this host to itself)")
+    p.add_argument(
+        "--allow-dual-active",
+        action="store_true",
+        help="leave other interfaces with the same iface-id active "
+        "(migration from this host to itself)",
+    )
 
-    command("networks", cmd_networks,
-            "List the configured networks, their device pools and who holds what.")
+    command(
+        "networks",
+        cmd_networks,
+        "List the configured networks, their device pools and who holds what.",
+    )
     return parser
 
 
@@ -702,8 +828,13 @@ def endpoint_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Endpo
     if args.url is not None:
         if not re.match(r"^https?://[^/]", args.url):
             raise UsageError(f"--url {args.url!r} must start with https:// (or http://)")
-        return Endpoint(url=args.url, token=token, ca_file=args.ca_file,
-                        cert_file=args.cert_file, key_file=args.key_file)
+        return Endpoint(
+            url=args.url,
+            token=token,
+            ca_file=args.ca_file,
+            cert_file=args.cert_file,
+            key_file=args.key_file,
+        )
     if any(v is not None for v in (args.ca_file, args.cert_file, args.key_file)):
         raise UsageError("--ca-file, --cert-file and --key-file only apply with --url")
     path = args.socket or environ.get(SOCKET_ENV) or DEFAULT_SOCKET

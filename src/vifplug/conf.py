@@ -18,155 +18,300 @@ from typing import Any
 from oslo_config import cfg
 
 DEFAULT_OPTS = [
-    cfg.StrOpt("state_dir", default="/var/lib/vifplug",
-               help="Directory where vifplugd keeps its persistent state "
-                    "(the SQLite database of plugged VIFs and their allocations)."),
-    cfg.StrOpt("system_id", default=None,
-               help="This host's system-id in Open_vSwitch external_ids. "
-                    "Default: keep the one OVSDB has, else read "
-                    "/etc/openvswitch/system-id.conf, else generate a UUID and keep it."),
-    cfg.StrOpt("system_id_file", default="/etc/openvswitch/system-id.conf",
-               help="File to read the system-id from when OVSDB has none and "
-                    "system_id is not set."),
-    cfg.StrOpt("system_type", default=None,
-               help="Value for Open_vSwitch system_type (e.g. the host OS); unset leaves it."),
-    cfg.StrOpt("system_version", default=None,
-               help="Value for Open_vSwitch system_version; unset leaves it."),
-    cfg.BoolOpt("enable_statistics", default=None,
-                help="Set Open_vSwitch other_config:enable-statistics to this value; "
-                     "unset leaves it."),
-    cfg.StrOpt("owner", default="vifplugd",
-               help="Value written into the vifplug-owner external_ids key of the "
-                    "interfaces this daemon makes; it only ever removes ports carrying "
-                    "its own value, so two daemons on one host must differ."),
-    cfg.BoolOpt("debug", default=False,
-                help="Log at DEBUG level instead of INFO."),
+    cfg.StrOpt(
+        "state_dir",
+        default="/var/lib/vifplug",
+        help="Directory where vifplugd keeps its persistent state "
+        "(the SQLite database of plugged VIFs and their allocations).",
+    ),
+    cfg.StrOpt(
+        "system_id",
+        default=None,
+        help="This host's system-id in Open_vSwitch external_ids. "
+        "Default: keep the one OVSDB has, else read "
+        "/etc/openvswitch/system-id.conf, else generate a UUID and keep it.",
+    ),
+    cfg.StrOpt(
+        "system_id_file",
+        default="/etc/openvswitch/system-id.conf",
+        help="File to read the system-id from when OVSDB has none and system_id is not set.",
+    ),
+    cfg.StrOpt(
+        "system_type",
+        default=None,
+        help="Value for Open_vSwitch system_type (e.g. the host OS); unset leaves it.",
+    ),
+    cfg.StrOpt(
+        "system_version",
+        default=None,
+        help="Value for Open_vSwitch system_version; unset leaves it.",
+    ),
+    cfg.BoolOpt(
+        "enable_statistics",
+        default=None,
+        help="Set Open_vSwitch other_config:enable-statistics to this value; unset leaves it.",
+    ),
+    cfg.StrOpt(
+        "owner",
+        default="vifplugd",
+        help="Value written into the vifplug-owner external_ids key of the "
+        "interfaces this daemon makes; it only ever removes ports carrying "
+        "its own value, so two daemons on one host must differ.",
+    ),
+    cfg.BoolOpt("debug", default=False, help="Log at DEBUG level instead of INFO."),
 ]
 
 OVS_OPTS = [
-    cfg.StrOpt("connection", default="unix:/run/openvswitch/db.sock",
-               help="OVSDB remote of the local ovsdb-server."),
-    cfg.StrOpt("datapath_type", default="system", choices=["system", "netdev"],
-               help="Datapath type of the bridges vifplugd creates."),
-    cfg.StrOpt("integration_bridge", default="br-int",
-               help="Bridge for VIFs that name none."),
-    cfg.ListOpt("allowed_bridges", default=[],
-                help="Bridges VIFs may be plugged into. Empty means the integration "
-                     "bridge and the bridges of configured networks; any other is refused."),
-    cfg.FloatOpt("timeout", default=30.0, min=0.1,
-                 help="Seconds to wait for an OVSDB transaction to be acknowledged."),
-    cfg.IntOpt("probe_interval", default=5000, min=0,
-               help="OVSDB inactivity probe in milliseconds (0 disables)."),
-    cfg.IntOpt("max_batch", default=2000, min=1,
-               help="Most operations coalesced into one OVSDB transaction."),
-    cfg.FloatOpt("hold_max", default=0.2, min=0.0,
-                 help="Longest a batch waits for ovs-vswitchd to apply the previous one "
-                      "(cur_cfg), so that writes arriving meanwhile share a transaction."),
-    cfg.FloatOpt("gather_max", default=0.1, min=0.0,
-                 help="Longest a batch waits for plugs that are still creating their "
-                      "devices, so that a burst of plugs shares one transaction."),
-    cfg.StrOpt("sandbox_dir", default=None,
-               help="When set and the OVSDB remote does not answer, start a private "
-                    "ovsdb-server and ovs-vswitchd (userspace datapath) in this "
-                    "directory and use it. Meant for trying vifplug out, not production."),
+    cfg.StrOpt(
+        "connection",
+        default="unix:/run/openvswitch/db.sock",
+        help="OVSDB remote of the local ovsdb-server.",
+    ),
+    cfg.StrOpt(
+        "datapath_type",
+        default="system",
+        choices=["system", "netdev"],
+        help="Datapath type of the bridges vifplugd creates.",
+    ),
+    cfg.StrOpt("integration_bridge", default="br-int", help="Bridge for VIFs that name none."),
+    cfg.ListOpt(
+        "allowed_bridges",
+        default=[],
+        help="Bridges VIFs may be plugged into. Empty means the integration "
+        "bridge and the bridges of configured networks; any other is refused.",
+    ),
+    cfg.FloatOpt(
+        "timeout",
+        default=30.0,
+        min=0.1,
+        help="Seconds to wait for an OVSDB transaction to be acknowledged.",
+    ),
+    cfg.IntOpt(
+        "probe_interval",
+        default=5000,
+        min=0,
+        help="OVSDB inactivity probe in milliseconds (0 disables).",
+    ),
+    cfg.IntOpt(
+        "max_batch",
+        default=2000,
+        min=1,
+        help="Most operations coalesced into one OVSDB transaction.",
+    ),
+    cfg.FloatOpt(
+        "hold_max",
+        default=0.2,
+        min=0.0,
+        help="Longest a batch waits for ovs-vswitchd to apply the previous one "
+        "(cur_cfg), so that writes arriving meanwhile share a transaction.",
+    ),
+    cfg.FloatOpt(
+        "gather_max",
+        default=0.1,
+        min=0.0,
+        help="Longest a batch waits for plugs that are still creating their "
+        "devices, so that a burst of plugs shares one transaction.",
+    ),
+    cfg.StrOpt(
+        "sandbox_dir",
+        default=None,
+        help="When set and the OVSDB remote does not answer, start a private "
+        "ovsdb-server and ovs-vswitchd (userspace datapath) in this "
+        "directory and use it. Meant for trying vifplug out, not production.",
+    ),
 ]
 
 NETDEV_OPTS = [
-    cfg.IntOpt("link_group", default=0x7669, min=1, max=2**31 - 1,
-               help="Kernel link group of the devices vifplugd creates; it finds "
-                    "leaked devices by it. Give each daemon on a host its own."),
-    cfg.IntOpt("delete_group", default=0x766A, min=1, max=2**31 - 1,
-               help="Link group devices are moved to just before a batch delete; "
-                    "must differ from link_group and be unique per daemon."),
-    cfg.StrOpt("tap_prefix", default="tap",
-               help="Prefix of tap device names derived from the VIF id "
-                    "when the VIF has no vif_name."),
-    cfg.StrOpt("hybrid_bridge_prefix", default="qbr",
-               help="Prefix of the per-VIF linux bridge of a hybrid (VIFBridge) plug."),
-    cfg.StrOpt("hybrid_veth_bridge_prefix", default="qvb",
-               help="Prefix of the bridge end of a hybrid plug's veth pair."),
-    cfg.StrOpt("hybrid_veth_ovs_prefix", default="qvo",
-               help="Prefix of the OVS end of a hybrid plug's veth pair."),
-    cfg.StrOpt("vhostuser_prefix", default="vhu",
-               help="Prefix of the OVS port of a vhost-user VIF (OVS-DPDK)."),
-    cfg.IntOpt("default_mtu", default=None, min=68, max=65535,
-               help="MTU for devices whose VIF network has none; unset leaves the kernel default."),
-    cfg.StrOpt("tap_owner", default=None,
-               help="User (name or uid) that may open the taps vifplugd creates, e.g. the "
-                    "QEMU user (libvirt-qemu); unset: only root."),
-    cfg.StrOpt("tap_group", default=None,
-               help="Group (name or gid) that may open the taps vifplugd creates; "
-                    "unset: no group."),
+    cfg.IntOpt(
+        "link_group",
+        default=0x7669,
+        min=1,
+        max=2**31 - 1,
+        help="Kernel link group of the devices vifplugd creates; it finds "
+        "leaked devices by it. Give each daemon on a host its own.",
+    ),
+    cfg.IntOpt(
+        "delete_group",
+        default=0x766A,
+        min=1,
+        max=2**31 - 1,
+        help="Link group devices are moved to just before a batch delete; "
+        "must differ from link_group and be unique per daemon.",
+    ),
+    cfg.StrOpt(
+        "tap_prefix",
+        default="tap",
+        help="Prefix of tap device names derived from the VIF id when the VIF has no vif_name.",
+    ),
+    cfg.StrOpt(
+        "hybrid_bridge_prefix",
+        default="qbr",
+        help="Prefix of the per-VIF linux bridge of a hybrid (VIFBridge) plug.",
+    ),
+    cfg.StrOpt(
+        "hybrid_veth_bridge_prefix",
+        default="qvb",
+        help="Prefix of the bridge end of a hybrid plug's veth pair.",
+    ),
+    cfg.StrOpt(
+        "hybrid_veth_ovs_prefix",
+        default="qvo",
+        help="Prefix of the OVS end of a hybrid plug's veth pair.",
+    ),
+    cfg.StrOpt(
+        "vhostuser_prefix",
+        default="vhu",
+        help="Prefix of the OVS port of a vhost-user VIF (OVS-DPDK).",
+    ),
+    cfg.IntOpt(
+        "default_mtu",
+        default=None,
+        min=68,
+        max=65535,
+        help="MTU for devices whose VIF network has none; unset leaves the kernel default.",
+    ),
+    cfg.StrOpt(
+        "tap_owner",
+        default=None,
+        help="User (name or uid) that may open the taps vifplugd creates, e.g. the "
+        "QEMU user (libvirt-qemu); unset: only root.",
+    ),
+    cfg.StrOpt(
+        "tap_group",
+        default=None,
+        help="Group (name or gid) that may open the taps vifplugd creates; unset: no group.",
+    ),
 ]
 
 API_OPTS = [
-    cfg.StrOpt("socket_path", default="/run/vifplug/vifplug.sock",
-               help="Unix socket the compute service talks to."),
-    cfg.StrOpt("socket_group", default=None,
-               help="Group owning the unix socket (mode 0660); unset keeps the daemon's group."),
-    cfg.StrOpt("listen", default=None,
-               help="host:port of the TCP listener for the network manager; unset disables it."),
+    cfg.StrOpt(
+        "socket_path",
+        default="/run/vifplug/vifplug.sock",
+        help="Unix socket the compute service talks to.",
+    ),
+    cfg.StrOpt(
+        "socket_group",
+        default=None,
+        help="Group owning the unix socket (mode 0660); unset keeps the daemon's group.",
+    ),
+    cfg.StrOpt(
+        "listen",
+        default=None,
+        help="host:port of the TCP listener for the network manager; unset disables it.",
+    ),
     cfg.StrOpt("cert_file", default=None, help="TLS certificate of the TCP listener."),
     cfg.StrOpt("key_file", default=None, help="TLS private key of the TCP listener."),
-    cfg.StrOpt("ca_file", default=None,
-               help="CA bundle; when set the TCP listener also requires client certificates."),
-    cfg.StrOpt("token_file", default=None,
-               help="File holding the bearer token TCP clients must present."),
-    cfg.BoolOpt("insecure", default=False,
-                help="Allow the TCP listener without TLS and token. Only for tests."),
-    cfg.IntOpt("workers", default=256, min=1,
-               help="Threads serving plug and unplug requests; concurrent requests "
-                    "are coalesced into shared OVSDB transactions."),
-    cfg.IntOpt("max_body_bytes", default=1048576, min=1024,
-               help="Largest request body accepted."),
-    cfg.FloatOpt("default_timeout", default=30.0, min=0.0,
-                 help="Seconds a plug waits for its condition when the request gives no timeout."),
-    cfg.FloatOpt("shutdown_timeout", default=60.0, min=0.0,
-                 help="Seconds SIGTERM waits for in-flight requests before exiting."),
+    cfg.StrOpt(
+        "ca_file",
+        default=None,
+        help="CA bundle; when set the TCP listener also requires client certificates.",
+    ),
+    cfg.StrOpt(
+        "token_file", default=None, help="File holding the bearer token TCP clients must present."
+    ),
+    cfg.BoolOpt(
+        "insecure",
+        default=False,
+        help="Allow the TCP listener without TLS and token. Only for tests.",
+    ),
+    cfg.IntOpt(
+        "workers",
+        default=256,
+        min=1,
+        help="Threads serving plug and unplug requests; concurrent requests "
+        "are coalesced into shared OVSDB transactions.",
+    ),
+    cfg.IntOpt("max_body_bytes", default=1048576, min=1024, help="Largest request body accepted."),
+    cfg.FloatOpt(
+        "default_timeout",
+        default=30.0,
+        min=0.0,
+        help="Seconds a plug waits for its condition when the request gives no timeout.",
+    ),
+    cfg.FloatOpt(
+        "shutdown_timeout",
+        default=60.0,
+        min=0.0,
+        help="Seconds SIGTERM waits for in-flight requests before exiting.",
+    ),
 ]
 
 NETWORK_MANAGER_OPTS = [
-    cfg.StrOpt("url", default=None,
-               help="URL to POST this host's HostInfo to at start and after SIGHUP."),
+    cfg.StrOpt(
+        "url", default=None, help="URL to POST this host's HostInfo to at start and after SIGHUP."
+    ),
     cfg.StrOpt("ca_file", default=None, help="CA bundle to verify the network manager."),
-    cfg.StrOpt("token_file", default=None,
-               help="File holding a bearer token to present to the network manager."),
-    cfg.FloatOpt("retry_initial", default=1.0, min=0.01,
-                 help="First delay in seconds before retrying a failed push."),
-    cfg.FloatOpt("retry_max", default=60.0, min=0.01,
-                 help="Longest delay in seconds between push retries."),
+    cfg.StrOpt(
+        "token_file",
+        default=None,
+        help="File holding a bearer token to present to the network manager.",
+    ),
+    cfg.FloatOpt(
+        "retry_initial",
+        default=1.0,
+        min=0.01,
+        help="First delay in seconds before retrying a failed push.",
+    ),
+    cfg.FloatOpt(
+        "retry_max", default=60.0, min=0.01, help="Longest delay in seconds between push retries."
+    ),
     cfg.FloatOpt("timeout", default=10.0, min=0.1, help="Seconds to wait for one push."),
 ]
 
 NETWORK_OPTS = [
-    cfg.StrOpt("type", default="ovs", choices=["ovs", "direct"],
-               help="ovs: VIFs go to an OVS bridge; direct: macvtap on a pool device."),
+    cfg.StrOpt(
+        "type",
+        default="ovs",
+        choices=["ovs", "direct"],
+        help="ovs: VIFs go to an OVS bridge; direct: macvtap on a pool device.",
+    ),
     cfg.StrOpt("bridge", default=None, help="OVS bridge of an ovs network (created if missing)."),
-    cfg.StrOpt("bridge_id", default=None,
-               help="external_ids:bridge-id of the bridge; default: the network name."),
+    cfg.StrOpt(
+        "bridge_id",
+        default=None,
+        help="external_ids:bridge-id of the bridge; default: the network name.",
+    ),
     cfg.StrOpt("hwaddr", default=None, help="other_config:hwaddr of the bridge."),
     cfg.ListOpt("devices", default=[], help="Pool of physical devices of a direct network."),
-    cfg.StrOpt("mode", default="vepa", choices=["vepa", "bridge", "private", "passthrough"],
-               help="Forward mode of a direct network."),
-    cfg.ListOpt("portgroups", default=[],
-                help="Portgroups of this network; each is a [portgroup:NETWORK:NAME] group."),
+    cfg.StrOpt(
+        "mode",
+        default="vepa",
+        choices=["vepa", "bridge", "private", "passthrough"],
+        help="Forward mode of a direct network.",
+    ),
+    cfg.ListOpt(
+        "portgroups",
+        default=[],
+        help="Portgroups of this network; each is a [portgroup:NETWORK:NAME] group.",
+    ),
     cfg.StrOpt("default_portgroup", default=None, help="Portgroup used when a VIF names none."),
 ]
 
 PORTGROUP_OPTS = [
-    cfg.StrOpt("virtualport_type", default=None,
-               choices=[None, "802.1Qbg", "802.1Qbh", "openvswitch"],
-               help="Virtual port profile applied to VIFs in this portgroup."),
+    cfg.StrOpt(
+        "virtualport_type",
+        default=None,
+        choices=[None, "802.1Qbg", "802.1Qbh", "openvswitch"],
+        help="Virtual port profile applied to VIFs in this portgroup.",
+    ),
     cfg.IntOpt("manager_id", default=None, help="802.1Qbg manager id."),
     cfg.IntOpt("type_id", default=None, help="802.1Qbg type id."),
     cfg.IntOpt("type_id_version", default=None, help="802.1Qbg type id version."),
     cfg.StrOpt("instance_id", default=None, help="802.1Qbg instance id."),
     cfg.StrOpt("profile_id", default=None, help="802.1Qbh profile id or OVS profile id."),
-    cfg.IntOpt("inbound_average", default=None, min=0,
-               help="Average rate of traffic into the VM in kilobytes per second."),
+    cfg.IntOpt(
+        "inbound_average",
+        default=None,
+        min=0,
+        help="Average rate of traffic into the VM in kilobytes per second.",
+    ),
     cfg.IntOpt("inbound_burst", default=None, min=0, help="Inbound burst in kilobytes."),
-    cfg.IntOpt("outbound_average", default=None, min=0,
-               help="Average rate of traffic out of the VM in kilobytes per second."),
+    cfg.IntOpt(
+        "outbound_average",
+        default=None,
+        min=0,
+        help="Average rate of traffic out of the VM in kilobytes per second.",
+    ),
     cfg.IntOpt("outbound_burst", default=None, min=0, help="Outbound burst in kilobytes."),
 ]
 
@@ -198,8 +343,13 @@ def make_conf(args: Sequence[str] = (), *, config_files: Iterable[str] = ()) -> 
     """A fresh, parsed ConfigOpts: the daemon and tests each get their own."""
     conf = cfg.ConfigOpts()
     register_opts(conf)
-    conf(list(args), project="vifplug", prog="vifplugd",
-         default_config_files=list(config_files), default_config_dirs=[])
+    conf(
+        list(args),
+        project="vifplug",
+        prog="vifplugd",
+        default_config_files=list(config_files),
+        default_config_dirs=[],
+    )
     return conf
 
 
@@ -319,9 +469,12 @@ class Settings:
         return cls(
             host=take(HostSettings, conf),
             ovs=take(OvsSettings, conf.ovs),
-            netdev=take(NetdevSettings, conf.netdev,
-                        tap_owner=resolve_user(conf.netdev.tap_owner),
-                        tap_group=resolve_group(conf.netdev.tap_group)),
+            netdev=take(
+                NetdevSettings,
+                conf.netdev,
+                tap_owner=resolve_user(conf.netdev.tap_owner),
+                tap_group=resolve_group(conf.netdev.tap_group),
+            ),
             api=take(ApiSettings, conf.api),
             network_manager=take(NetworkManagerSettings, conf.network_manager),
         )

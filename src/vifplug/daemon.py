@@ -4,7 +4,7 @@ The order of things is what systemd and the compute service rely on:
 
 1. parse the configuration and check the listeners' settings (a TCP listener
    without TLS and token is refused before anything else happens);
-2. start the engine (``vifplug.engine``: state loaded, OVSDB connected,
+2. start the engine (``vifplug.plugging.engine``: state loaded, OVSDB connected,
    host identity written, reconciliation done), retrying while OVSDB does not
    answer; this runs in a thread so that SIGTERM is handled meanwhile;
 3. bind the unix socket (0660) and the TCP listener, start both uvicorn
@@ -39,12 +39,14 @@ warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 import sdnotify  # noqa: E402
 from oslo_config import cfg  # noqa: E402
 
-from vifplug import conf, engine, exceptions, netmgr, networks  # noqa: E402
+from vifplug import conf, exceptions  # noqa: E402
 from vifplug.api import app as api_app  # noqa: E402
 from vifplug.api import metrics as api_metrics  # noqa: E402
 from vifplug.api import server  # noqa: E402
+from vifplug.negotiation import push  # noqa: E402
+from vifplug.plugging import engine, networks  # noqa: E402
 
-LOG = logging.getLogger("vifplug.daemon")
+LOG = logging.getLogger(__name__)
 
 #: Seconds between attempts to start while OVSDB does not answer.
 START_RETRY_SECONDS = 2.0
@@ -62,9 +64,12 @@ def setup_logging(debug: bool) -> None:
     """One line per event on stderr (journald adds the time when run by systemd,
     but a foreground run wants it too)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(
-        "%(asctime)s.%(msecs)03d %(process)d %(levelname)s %(name)s: %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S"))
+    handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s.%(msecs)03d %(process)d %(levelname)s %(name)s: %(message)s",
+            datefmt="%Y-%m-%d %H:%M:%S",
+        )
+    )
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -85,7 +90,7 @@ class Daemon:
         self.settings = settings
         self.notifier = sdnotify.SystemdNotifier()
         self.engine: engine.Engine | None = None
-        self.pusher: netmgr.Pusher | None = None
+        self.pusher: push.Pusher | None = None
         self.metrics = api_metrics.Metrics()
         self.servers: server.Servers | None = None
         self.executor: ThreadPoolExecutor | None = None
@@ -110,7 +115,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
         loop.add_signal_handler(signal.SIGHUP, self._on_hup)
-        tcp_plan = server.plan_tcp(self.settings.api)          # refuse early
+        tcp_plan = server.plan_tcp(self.settings.api)  # refuse early
         try:
             network_defs = networks.load(self.conf)
         except exceptions.VifplugError as exc:
@@ -176,14 +181,18 @@ class Daemon:
         while True:
             if self._stop_requested.is_set():
                 raise _Stop
-            eng = engine.Engine(self.settings, network_defs=network_defs,
-                                owner=self.settings.host.owner)
+            eng = engine.Engine(
+                self.settings, network_defs=network_defs, owner=self.settings.host.owner
+            )
             try:
                 eng.start()
             except exceptions.OvsdbUnavailable as exc:
                 eng.stop()
-                LOG.warning("OVSDB does not answer (%s); retrying in %.0fs", exc.message,
-                            START_RETRY_SECONDS)
+                LOG.warning(
+                    "OVSDB does not answer (%s); retrying in %.0fs",
+                    exc.message,
+                    START_RETRY_SECONDS,
+                )
                 if self._stop_requested.wait(START_RETRY_SECONDS):
                     raise _Stop from None
                 continue
@@ -195,42 +204,63 @@ class Daemon:
                 raise _Stop
             assert eng.ovsdb is not None
             eng.ovsdb.on_commit = self.metrics.observe_commit
-            LOG.info("OVSDB connected at %s, system-id %s, state loaded and reconciled",
-                     eng.ovsdb.remote, eng.system_id)
+            LOG.info(
+                "OVSDB connected at %s, system-id %s, state loaded and reconciled",
+                eng.ovsdb.remote,
+                eng.system_id,
+            )
             return eng
 
     def _runtime(self, eng: engine.Engine) -> api_app.Runtime:
         api = self.settings.api
-        self.executor = ThreadPoolExecutor(max_workers=api.workers,
-                                           thread_name_prefix="api-worker")
+        self.executor = ThreadPoolExecutor(max_workers=api.workers, thread_name_prefix="api-worker")
         assert eng.service is not None
         service = eng.service
         ovsdb = eng.ovsdb
         assert ovsdb is not None
-        self.metrics.watch_state(service.list, lambda: ovsdb.connected,
-                                 lambda: (ovsdb.transactions, ovsdb.ops_committed))
-        return api_app.Runtime(executor=self.executor, metrics=self.metrics,
-                               readiness=self.readiness, max_body_bytes=api.max_body_bytes)
+        self.metrics.watch_state(
+            service.list, lambda: ovsdb.connected, lambda: (ovsdb.transactions, ovsdb.ops_committed)
+        )
+        return api_app.Runtime(
+            executor=self.executor,
+            metrics=self.metrics,
+            readiness=self.readiness,
+            max_body_bytes=api.max_body_bytes,
+        )
 
-    def _listeners(self, eng: engine.Engine, rt: api_app.Runtime,
-                   tcp_plan: server.TcpPlan | None) -> list[server.Listener]:
+    def _listeners(
+        self, eng: engine.Engine, rt: api_app.Runtime, tcp_plan: server.TcpPlan | None
+    ) -> list[server.Listener]:
         api = self.settings.api
         listeners = []
         unix_sock = server.bind_unix(api.socket_path, group=api.socket_group)
         self._unix_inode = os.stat(api.socket_path).st_ino
-        listeners.append(server.make_listener(
-            "unix", api_app.create_app(eng.service, runtime=rt, listener="unix"), unix_sock,
-            address=f"unix:{api.socket_path}", shutdown_timeout=api.shutdown_timeout))
+        listeners.append(
+            server.make_listener(
+                "unix",
+                api_app.create_app(eng.service, runtime=rt, listener="unix"),
+                unix_sock,
+                address=f"unix:{api.socket_path}",
+                shutdown_timeout=api.shutdown_timeout,
+            )
+        )
         if tcp_plan is not None:
             tcp_sock = server.bind_tcp(tcp_plan)
             host, port = tcp_sock.getsockname()[:2]
             scheme = "https" if tcp_plan.tls else "http"
             address = f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
-            listeners.append(server.make_listener(
-                "tcp", api_app.create_app(eng.service, runtime=rt, token=tcp_plan.token,
-                                          listener="tcp"),
-                tcp_sock, address=address, shutdown_timeout=api.shutdown_timeout,
-                plan=tcp_plan))
+            listeners.append(
+                server.make_listener(
+                    "tcp",
+                    api_app.create_app(
+                        eng.service, runtime=rt, token=tcp_plan.token, listener="tcp"
+                    ),
+                    tcp_sock,
+                    address=address,
+                    shutdown_timeout=api.shutdown_timeout,
+                    plan=tcp_plan,
+                )
+            )
         return listeners
 
     async def _serve(self, tcp_plan: server.TcpPlan | None) -> int:
@@ -250,7 +280,7 @@ class Daemon:
         while not self.servers.started and not serving.done():
             await asyncio.sleep(0.01)
         if serving.done():
-            serving.result()       # raises what stopped the servers
+            serving.result()  # raises what stopped the servers
             return EXIT_FAILURE
         for lst in listeners:
             LOG.info("listening on %s", lst.address)
@@ -260,9 +290,11 @@ class Daemon:
             self.notifier.notify("READY=1")
             LOG.info("vifplugd ready (pid %d)", os.getpid())
             assert eng.service is not None
-            self.pusher = netmgr.Pusher(
-                self.settings.network_manager, eng.service.host_info,
-                on_result=lambda r: self.metrics.netmgr_pushes.labels(result=r).inc())
+            self.pusher = push.Pusher(
+                self.settings.network_manager,
+                eng.service.host_info,
+                on_result=lambda r: self.metrics.netmgr_pushes.labels(result=r).inc(),
+            )
             self.pusher.start()
             self.pusher.trigger("start")
         await serving
@@ -275,39 +307,50 @@ class Daemon:
         eng = self.engine
         details: dict[str, Any] = {}
         ovsdb_ok = bool(eng is not None and eng.ovsdb is not None and eng.ovsdb.connected)
-        details["ovsdb"] = {"connected": ovsdb_ok,
-                            "remote": eng.ovsdb.remote if eng and eng.ovsdb else None}
+        details["ovsdb"] = {
+            "connected": ovsdb_ok,
+            "remote": eng.ovsdb.remote if eng and eng.ovsdb else None,
+        }
         reconciler = eng.reconciler if eng is not None else None
         last = reconciler.last if reconciler is not None else None
         details["reconciliation"] = {
             "runs": reconciler.runs if reconciler is not None else 0,
             "running": bool(reconciler is not None and reconciler.running),
             "summary": last.summary() if last is not None else None,
-            "errors": list(last.errors) if last is not None else []}
+            "errors": list(last.errors) if last is not None else [],
+        }
         details["system_id"] = eng.system_id if eng is not None else None
-        details["network_manager"] = self.pusher.status() if self.pusher is not None \
+        details["network_manager"] = (
+            self.pusher.status()
+            if self.pusher is not None
             else {"state": "disabled" if not self.settings.network_manager.url else "pending"}
+        )
         stopping = self._stop_requested.is_set()
         details["stopping"] = stopping
         ready = bool(eng is not None and eng.is_ready and not stopping)
         if not ready:
-            details["reason"] = ("shutting down" if stopping else
-                                 "OVSDB is not connected" if not ovsdb_ok else
-                                 "the state is not reconciled yet")
+            details["reason"] = (
+                "shutting down"
+                if stopping
+                else "OVSDB is not connected"
+                if not ovsdb_ok
+                else "the state is not reconciled yet"
+            )
         return ready, details
 
     # -- signals ----------------------------------------------------------------------------
     def _on_stop_signal(self, sig: int) -> None:
         if self._stop_requested.is_set():
-            LOG.info("%s again; still finishing in-flight requests",
-                     signal.Signals(sig).name)
+            LOG.info("%s again; still finishing in-flight requests", signal.Signals(sig).name)
             return
         self._stop_requested.set()
         if self._stop_event is not None:
             self._stop_event.set()
         self.notifier.notify("STOPPING=1")
-        LOG.info("%s received: no new connections; finishing in-flight requests",
-                 signal.Signals(sig).name)
+        LOG.info(
+            "%s received: no new connections; finishing in-flight requests",
+            signal.Signals(sig).name,
+        )
         if self.pusher is not None:
             self.pusher.stop(timeout=0)
         if self.servers is not None:
@@ -339,19 +382,26 @@ class Daemon:
         eng = self.engine
         assert eng is not None
         if not self.conf.reload_config_files():
-            LOG.error("reload: the configuration files could not be read; keeping the "
-                      "current network definitions")
+            LOG.error(
+                "reload: the configuration files could not be read; keeping the "
+                "current network definitions"
+            )
             return
         try:
             defs = networks.load(self.conf)
         except exceptions.VifplugError as exc:
-            LOG.error("reload: the network definitions are invalid (%s); keeping the "
-                      "current ones", exc.message)
+            LOG.error(
+                "reload: the network definitions are invalid (%s); keeping the current ones",
+                exc.message,
+            )
             return
         refused: Sequence[str] = eng.reload_networks(defs)
-        LOG.info("reload: %d network(s) configured (%s)%s", len(defs),
-                 ", ".join(sorted(defs)) or "none",
-                 f"; kept {', '.join(refused)}, which still have VIFs" if refused else "")
+        LOG.info(
+            "reload: %d network(s) configured (%s)%s",
+            len(defs),
+            ", ".join(sorted(defs)) or "none",
+            f"; kept {', '.join(refused)}, which still have VIFs" if refused else "",
+        )
         if self.pusher is not None:
             self.pusher.trigger("SIGHUP")
 
@@ -396,8 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vifplugd: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     setup_logging(settings.host.debug)
-    LOG.info("vifplugd starting (config files: %s)",
-             ", ".join(conf_.config_file or []) or "none")
+    LOG.info("vifplugd starting (config files: %s)", ", ".join(conf_.config_file or []) or "none")
     return Daemon(conf_, settings).run()
 
 

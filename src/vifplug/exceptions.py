@@ -33,11 +33,14 @@ class VifplugError(Exception):
 
     def details(self) -> dict[str, Any]:
         """Context as JSON-safe values for the error envelope."""
-        return {k: v if isinstance(v, (int, float, bool, type(None))) else str(v)
-                for k, v in self.context.items()}
+        return {
+            k: v if isinstance(v, (int, float, bool, type(None))) else str(v)
+            for k, v in self.context.items()
+        }
 
 
 # --- caller mistakes (4xx) ---------------------------------------------------
+
 
 class InvalidRequest(VifplugError):
     code = "invalid_request"
@@ -51,8 +54,10 @@ class InvalidObject(VifplugError):
 
 class UnsupportedVersion(VifplugError):
     code = "unsupported_version"
-    template = ("{obj_name} version {version} is outside the range "
-                "{min_version} to {max_version} that plugin {plugin} accepts.")
+    template = (
+        "{obj_name} version {version} is outside the range "
+        "{min_version} to {max_version} that plugin {plugin} accepts."
+    )
 
 
 class NoMatchingPlugin(VifplugError):
@@ -82,8 +87,10 @@ class InvalidDeviceName(VifplugError):
 
 class VersionNotAvailable(VifplugError):
     code = "version_not_available"
-    template = ("{obj_name} cannot be produced at version {version}; "
-                "this host serves {min_version} to {max_version}.")
+    template = (
+        "{obj_name} cannot be produced at version {version}; "
+        "this host serves {min_version} to {max_version}."
+    )
 
 
 class VIFNotFound(VifplugError):
@@ -123,10 +130,13 @@ class Unauthorized(VifplugError):
 
 # --- the system did not do what we asked (5xx) --------------------------------
 
+
 class PlugTimeout(VifplugError):
     code = "plug_timeout"
-    template = ("VIF {vif_id} is plugged as {device} but {condition} did not happen "
-                "within {timeout} seconds; it stays plugged and listed.")
+    template = (
+        "VIF {vif_id} is plugged as {device} but {condition} did not happen "
+        "within {timeout} seconds; it stays plugged and listed."
+    )
 
 
 class OvsdbUnavailable(VifplugError):
@@ -151,8 +161,10 @@ class InterfaceError(VifplugError):
 
 class InterfaceGone(VifplugError):
     code = "interface_gone"
-    template = ("The OVS interface {device} was removed while the plug waited for it "
-                "(the VIF was unplugged meanwhile).")
+    template = (
+        "The OVS interface {device} was removed while the plug waited for it "
+        "(the VIF was unplugged meanwhile)."
+    )
 
 
 class NetdevError(VifplugError):
@@ -172,6 +184,7 @@ class ShuttingDown(VifplugError):
 
 # --- persistent state (vifplug.state) -----------------------------------------
 
+
 class VIFLifecycleError(VifplugError):
     """The VIF exists but is in the wrong phase for the step asked of it."""
 
@@ -183,16 +196,20 @@ class PoolDeviceTaken(VifplugError):
     """Another VIF holds the pool device and one of the two needs it alone."""
 
     code = "pool_device_taken"
-    template = ("Device {device} of network {network} is held by VIF {holder} and cannot "
-                "also serve VIF {vif_id} (passthrough and hostdev modes need a device alone).")
+    template = (
+        "Device {device} of network {network} is held by VIF {holder} and cannot "
+        "also serve VIF {vif_id} (passthrough and hostdev modes need a device alone)."
+    )
 
 
 class StateSchemaTooNew(VifplugError):
     """A newer vifplugd wrote the state; reading it could lose what it recorded."""
 
     code = "state_schema_too_new"
-    template = ("The state database {path} has {what} {found}, newer than the {supported} "
-                "this vifplugd understands; upgrade vifplugd instead of downgrading it.")
+    template = (
+        "The state database {path} has {what} {found}, newer than the {supported} "
+        "this vifplugd understands; upgrade vifplugd instead of downgrading it."
+    )
 
 
 class StateUnavailable(VifplugError):

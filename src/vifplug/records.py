@@ -17,8 +17,8 @@ from typing import Any
 class Lifecycle(enum.StrEnum):
     """Where a VIF is in its life; written before and after each system change."""
 
-    PLUGGING = "plugging"      # intent recorded, system may be partly changed
-    PLUGGED = "plugged"        # acknowledged to the caller; must never be lost
+    PLUGGING = "plugging"  # intent recorded, system may be partly changed
+    PLUGGED = "plugged"  # acknowledged to the caller; must never be lost
     UNPLUGGING = "unplugging"  # intent to remove recorded; finish it on restart
 
 
@@ -41,8 +41,11 @@ def needs_device_alone(mode: str | None, virtualport: Mapping[str, Any] | None) 
     The pool choice (``networks``) and the store's safety net both use it."""
     if mode == "passthrough":
         return True
-    return mode == "private" and bool(virtualport) and \
-        (virtualport or {}).get("type") in ("802.1Qbh", "VIFPortProfile8021Qbh")
+    return (
+        mode == "private"
+        and bool(virtualport)
+        and (virtualport or {}).get("type") in ("802.1Qbh", "VIFPortProfile8021Qbh")
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,8 +93,8 @@ class VifRecord:
     obj_version: str
     instance_uuid: str
     instance_name: str
-    request: dict[str, Any]          # {"vif": primitive, "instance": primitive}
-    request_digest: str              # sha256 of the canonical request JSON
+    request: dict[str, Any]  # {"vif": primitive, "instance": primitive}
+    request_digest: str  # sha256 of the canonical request JSON
     lifecycle: Lifecycle
     iface_id: str | None = None
     iface_status: str | None = None

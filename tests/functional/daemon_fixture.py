@@ -55,13 +55,19 @@ def base_config(workdir: Path, ovs_remote: str, *, bridge: str | None = None) ->
     """A configuration for a daemon of its own against ``ovs_remote``."""
     group = random.randint(0x10000, 0x7FFF0000)
     return {
-        "DEFAULT": {"state_dir": str(workdir / "state"), "owner": unique("vpt-"),
-                    "debug": False},
-        "ovs": {"connection": ovs_remote, "datapath_type": "netdev",
-                "integration_bridge": bridge or unique("vpbi"), "timeout": 10},
+        "DEFAULT": {"state_dir": str(workdir / "state"), "owner": unique("vpt-"), "debug": False},
+        "ovs": {
+            "connection": ovs_remote,
+            "datapath_type": "netdev",
+            "integration_bridge": bridge or unique("vpbi"),
+            "timeout": 10,
+        },
         "netdev": {"link_group": group, "delete_group": group + 1},
-        "api": {"socket_path": str(workdir / "api.sock"), "default_timeout": 20,
-                "shutdown_timeout": 30},
+        "api": {
+            "socket_path": str(workdir / "api.sock"),
+            "default_timeout": 20,
+            "shutdown_timeout": 30,
+        },
     }
 
 
@@ -77,8 +83,9 @@ def write_config(path: Path, config: Mapping[str, Mapping[str, Any]]) -> None:
     lines = []
     for section, options in config.items():
         lines.append(f"[{section}]")
-        lines.extend(f"{key} = {_value(value)}" for key, value in options.items()
-                     if value is not None)
+        lines.extend(
+            f"{key} = {_value(value)}" for key, value in options.items() if value is not None
+        )
         lines.append("")
     path.write_text("\n".join(lines))
 
@@ -124,8 +131,11 @@ class Daemon:
 
     def client(self, *, timeout: float = 60.0) -> httpx.Client:
         """HTTP over the daemon's unix socket."""
-        return httpx.Client(transport=httpx.HTTPTransport(uds=self.socket_path),
-                            base_url="http://vifplug", timeout=timeout)
+        return httpx.Client(
+            transport=httpx.HTTPTransport(uds=self.socket_path),
+            base_url="http://vifplug",
+            timeout=timeout,
+        )
 
     def tcp_address(self, timeout: float = 10.0) -> str:
         """``https://host:port`` of the TCP listener, from the daemon's log."""
@@ -142,8 +152,9 @@ class Daemon:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"vifplugd exited with {self.proc.returncode}:\n"
-                                     f"{self.stderr()}")
+                raise AssertionError(
+                    f"vifplugd exited with {self.proc.returncode}:\n{self.stderr()}"
+                )
             if os.path.exists(self.socket_path):
                 with contextlib.suppress(httpx.HTTPError), self.client(timeout=5) as c:
                     if c.get("/readyz").status_code == 200:
@@ -161,8 +172,9 @@ class Daemon:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"vifplugd did not exit within {timeout}s:\n"
-                                 f"{self.stderr()}") from None
+            raise AssertionError(
+                f"vifplugd did not exit within {timeout}s:\n{self.stderr()}"
+            ) from None
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int:
         """SIGTERM by pid; the exit status."""
@@ -170,9 +182,14 @@ class Daemon:
         return self.wait(timeout)
 
 
-def start_daemon(workdir: Path, config: Config, *, wait: bool = True,
-                 env: Mapping[str, str] | None = None,
-                 argv: list[str] | None = None) -> Daemon:
+def start_daemon(
+    workdir: Path,
+    config: Config,
+    *,
+    wait: bool = True,
+    env: Mapping[str, str] | None = None,
+    argv: list[str] | None = None,
+) -> Daemon:
     """Start ``python -m vifplug.daemon --config-file`` on ``config``."""
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / f"vifplug-{uuid.uuid4().hex[:6]}.conf"
@@ -184,9 +201,14 @@ def start_daemon(workdir: Path, config: Config, *, wait: bool = True,
     with open(stderr_path, "wb") as err:
         proc = subprocess.Popen(
             argv or [sys.executable, "-m", "vifplug.daemon", "--config-file", str(config_path)],
-            stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=full_env)
-    daemon = Daemon(proc=proc, workdir=workdir, config=config, config_path=config_path,
-                    stderr_path=stderr_path)
+            stdin=subprocess.DEVNULL,
+            stdout=err,
+            stderr=err,
+            env=full_env,
+        )
+    daemon = Daemon(
+        proc=proc, workdir=workdir, config=config, config_path=config_path, stderr_path=stderr_path
+    )
     if wait:
         try:
             daemon.wait_ready()
@@ -200,10 +222,12 @@ def start_daemon(workdir: Path, config: Config, *, wait: bool = True,
 
 # --- looking at the host -------------------------------------------------------------
 
+
 def links() -> set[str]:
     """Names of every link in this namespace (``ip -o link``)."""
-    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        ["ip", "-o", "link", "show"], capture_output=True, text=True, check=True
+    ).stdout
     names = set()
     for line in out.splitlines():
         name = line.split(":", 2)[1].strip().split("@", 1)[0]
@@ -212,13 +236,18 @@ def links() -> set[str]:
 
 
 def link_details(name: str) -> str:
-    return subprocess.run(["ip", "-d", "-o", "link", "show", "dev", name],
-                          capture_output=True, text=True, check=False).stdout
+    return subprocess.run(
+        ["ip", "-d", "-o", "link", "show", "dev", name], capture_output=True, text=True, check=False
+    ).stdout
 
 
 def links_in_group(group: int) -> list[str]:
-    out = subprocess.run(["ip", "-o", "link", "show", "group", str(group)],
-                         capture_output=True, text=True, check=False).stdout
+    out = subprocess.run(
+        ["ip", "-o", "link", "show", "group", str(group)],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
     return [line.split(":", 2)[1].strip().split("@", 1)[0] for line in out.splitlines()]
 
 
@@ -229,11 +258,11 @@ def cleanup_host(ovs: Any, daemon: Daemon, bridges: set[str] = frozenset()) -> N
             ovs.vsctl("--if-exists", "del-br", br)
     for group in (daemon.link_group, daemon.link_group + 1):
         for name in links_in_group(group):
-            subprocess.run(["ip", "link", "del", "dev", name], check=False,
-                           capture_output=True)
+            subprocess.run(["ip", "link", "del", "dev", name], check=False, capture_output=True)
 
 
 # --- fixtures ----------------------------------------------------------------------------
+
 
 @pytest.fixture
 def workdir() -> Iterator[Path]:
@@ -255,9 +284,13 @@ def daemon_factory(ovs: Any, workdir: Path) -> Iterator[DaemonFactory]:
     started: list[Daemon] = []
     n = 0
 
-    def factory(overrides: Mapping[str, Mapping[str, Any]] | None = None, *,
-                wait: bool = True, env: Mapping[str, str] | None = None,
-                config: Config | None = None) -> Daemon:
+    def factory(
+        overrides: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        wait: bool = True,
+        env: Mapping[str, str] | None = None,
+        config: Config | None = None,
+    ) -> Daemon:
         nonlocal n
         n += 1
         sub = workdir / f"d{n}"

@@ -18,7 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from vifplug import conf, engine, networks, objects, service
+from vifplug import conf, objects
+from vifplug.plugging import engine, networks, service
 
 objects.register_all()
 
@@ -27,25 +28,34 @@ IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
 
 
-def settings_for(remote: str, state_dir: Path, *, bridge: str,
-                 link_group: int | None = None, **ovs: Any) -> conf.Settings:
+def settings_for(
+    remote: str, state_dir: Path, *, bridge: str, link_group: int | None = None, **ovs: Any
+) -> conf.Settings:
     group = link_group or random.randint(0x10000, 0x7FFF0000)
     return conf.Settings(
         host=conf.HostSettings(state_dir=str(state_dir), system_id_file="/nonexistent"),
-        ovs=conf.OvsSettings(connection=remote, datapath_type="netdev",
-                             integration_bridge=bridge, timeout=ovs.pop("timeout", 20.0),
-                             **ovs),
+        ovs=conf.OvsSettings(
+            connection=remote,
+            datapath_type="netdev",
+            integration_bridge=bridge,
+            timeout=ovs.pop("timeout", 20.0),
+            **ovs,
+        ),
         netdev=conf.NetdevSettings(link_group=group, delete_group=group + 1),
         api=conf.ApiSettings(default_timeout=20.0),
     )
 
 
 @contextmanager
-def running_engine(settings: conf.Settings, *, owner: str | None = None,
-                   network_defs: dict[str, networks.NetworkDef] | None = None
-                   ) -> Iterator[engine.Engine]:
-    eng = engine.Engine(settings, owner=owner or f"test-{uuid.uuid4().hex[:8]}",
-                        network_defs=network_defs)
+def running_engine(
+    settings: conf.Settings,
+    *,
+    owner: str | None = None,
+    network_defs: dict[str, networks.NetworkDef] | None = None,
+) -> Iterator[engine.Engine]:
+    eng = engine.Engine(
+        settings, owner=owner or f"test-{uuid.uuid4().hex[:8]}", network_defs=network_defs
+    )
     eng.start()
     try:
         yield eng
@@ -64,10 +74,19 @@ def mac() -> str:
     return "fa:16:3e:%02x:%02x:%02x" % tuple(random.randint(0, 255) for _ in range(3))
 
 
-def ovs_vif(*, bridge: str, vif_id: str | None = None, name: str | None = None,
-            address: str | None = None, interface_id: str | None = None,
-            mtu: int | None = 1400, obj: str = "VIFOpenVSwitch", plugin: str = "ovs",
-            profile: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+def ovs_vif(
+    *,
+    bridge: str,
+    vif_id: str | None = None,
+    name: str | None = None,
+    address: str | None = None,
+    interface_id: str | None = None,
+    mtu: int | None = 1400,
+    obj: str = "VIFOpenVSwitch",
+    plugin: str = "ovs",
+    profile: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     vif_id = vif_id or str(uuid.uuid4())
     net_kwargs: dict[str, Any] = {"id": str(uuid.uuid4()), "bridge": bridge}
     if mtu is not None:
@@ -76,7 +95,9 @@ def ovs_vif(*, bridge: str, vif_id: str | None = None, name: str | None = None,
     pp_kwargs.update(profile or {})
     cls = getattr(objects.vif, obj)
     kwargs: dict[str, Any] = {
-        "id": vif_id, "address": address or mac(), "plugin": plugin,
+        "id": vif_id,
+        "address": address or mac(),
+        "plugin": plugin,
         "network": objects.network.Network(**net_kwargs),
         "port_profile": objects.vif.VIFPortProfileOpenVSwitch(**pp_kwargs),
     }
@@ -89,12 +110,14 @@ def ovs_vif(*, bridge: str, vif_id: str | None = None, name: str | None = None,
 
 def instance(name: str = "vm1", vm_uuid: str | None = None) -> dict[str, Any]:
     primitive: dict[str, Any] = objects.instance_info.InstanceInfo(
-        uuid=vm_uuid or str(uuid.uuid4()), name=name).obj_to_primitive()
+        uuid=vm_uuid or str(uuid.uuid4()), name=name
+    ).obj_to_primitive()
     return primitive
 
 
-def plug_request(vif: dict[str, Any], inst: dict[str, Any] | None = None,
-                 **kwargs: Any) -> service.PlugRequest:
+def plug_request(
+    vif: dict[str, Any], inst: dict[str, Any] | None = None, **kwargs: Any
+) -> service.PlugRequest:
     return service.PlugRequest(vif=vif, instance=inst or instance(), **kwargs)
 
 

@@ -43,58 +43,120 @@ def _mac() -> str:
 
 
 def _network(bridge: str) -> network.Network:
-    return network.Network(id=str(uuid.uuid4()), bridge=bridge, label="net-osvif",
-                           mtu=1450, subnets=subnet.SubnetList(objects=[]))
+    return network.Network(
+        id=str(uuid.uuid4()),
+        bridge=bridge,
+        label="net-osvif",
+        mtu=1450,
+        subnets=subnet.SubnetList(objects=[]),
+    )
 
 
 def _instance() -> instance_info.InstanceInfo:
-    return instance_info.InstanceInfo(uuid=str(uuid.uuid4()), name="vm-osvif",
-                                      project_id="project-osvif")
+    return instance_info.InstanceInfo(
+        uuid=str(uuid.uuid4()), name="vm-osvif", project_id="project-osvif"
+    )
 
 
 def make_vifs(bridge: str) -> list[dict[str, Any]]:
     bodies = []
 
     def add(kind: str, obj: Any, primitive: dict[str, Any] | None = None) -> None:
-        bodies.append({"kind": kind, "body": {
-            "vif": primitive or obj.obj_to_primitive(),
-            "instance": _instance().obj_to_primitive()}})
+        bodies.append(
+            {
+                "kind": kind,
+                "body": {
+                    "vif": primitive or obj.obj_to_primitive(),
+                    "instance": _instance().obj_to_primitive(),
+                },
+            }
+        )
 
     def ovs_vif() -> vif.VIFOpenVSwitch:
         vif_id = str(uuid.uuid4())
         return vif.VIFOpenVSwitch(
-            id=vif_id, address=_mac(), network=_network(bridge), plugin="ovs",
-            vif_name=("tap" + vif_id)[:14], bridge_name=bridge, active=False,
-            preserve_on_delete=False, has_traffic_filtering=False,
+            id=vif_id,
+            address=_mac(),
+            network=_network(bridge),
+            plugin="ovs",
+            vif_name=("tap" + vif_id)[:14],
+            bridge_name=bridge,
+            active=False,
+            preserve_on_delete=False,
+            has_traffic_filtering=False,
             port_profile=vif.VIFPortProfileOpenVSwitch(
-                interface_id=vif_id, profile_id="", datapath_type="netdev"))
+                interface_id=vif_id, profile_id="", datapath_type="netdev"
+            ),
+        )
 
     add("ovs", ovs_vif())
     old = ovs_vif()
-    add("ovs-profile-1.0", old, old.obj_to_primitive(
-        version_manifest={"VIFPortProfileOpenVSwitch": "1.0", "VIFOpenVSwitch": "1.0",
-                          "Network": "1.1", "SubnetList": "1.0", "Subnet": "1.0",
-                          "FixedIPList": "1.0", "FixedIP": "1.0", "RouteList": "1.0",
-                          "Route": "1.0"}))
+    add(
+        "ovs-profile-1.0",
+        old,
+        old.obj_to_primitive(
+            version_manifest={
+                "VIFPortProfileOpenVSwitch": "1.0",
+                "VIFOpenVSwitch": "1.0",
+                "Network": "1.1",
+                "SubnetList": "1.0",
+                "Subnet": "1.0",
+                "FixedIPList": "1.0",
+                "FixedIP": "1.0",
+                "RouteList": "1.0",
+                "Route": "1.0",
+            }
+        ),
+    )
     hybrid_id = str(uuid.uuid4())
-    add("ovs-hybrid", vif.VIFBridge(
-        id=hybrid_id, address=_mac(), network=_network(bridge), plugin="ovs",
-        vif_name=("tap" + hybrid_id)[:14], bridge_name=("qbr" + hybrid_id)[:14],
-        has_traffic_filtering=True, preserve_on_delete=False, active=False,
-        port_profile=vif.VIFPortProfileOpenVSwitch(interface_id=hybrid_id,
-                                                   datapath_type="netdev")))
+    add(
+        "ovs-hybrid",
+        vif.VIFBridge(
+            id=hybrid_id,
+            address=_mac(),
+            network=_network(bridge),
+            plugin="ovs",
+            vif_name=("tap" + hybrid_id)[:14],
+            bridge_name=("qbr" + hybrid_id)[:14],
+            has_traffic_filtering=True,
+            preserve_on_delete=False,
+            active=False,
+            port_profile=vif.VIFPortProfileOpenVSwitch(
+                interface_id=hybrid_id, datapath_type="netdev"
+            ),
+        ),
+    )
     lb_id = str(uuid.uuid4())
-    add("linux-bridge", vif.VIFBridge(
-        id=lb_id, address=_mac(), network=_network("brq" + lb_id[:11]),
-        plugin="linux_bridge", vif_name=("tap" + lb_id)[:14],
-        bridge_name=("brq" + lb_id)[:14], has_traffic_filtering=False,
-        preserve_on_delete=False, active=False))
+    add(
+        "linux-bridge",
+        vif.VIFBridge(
+            id=lb_id,
+            address=_mac(),
+            network=_network("brq" + lb_id[:11]),
+            plugin="linux_bridge",
+            vif_name=("tap" + lb_id)[:14],
+            bridge_name=("brq" + lb_id)[:14],
+            has_traffic_filtering=False,
+            preserve_on_delete=False,
+            active=False,
+        ),
+    )
     vhu_id = str(uuid.uuid4())
-    add("vhostuser", vif.VIFVHostUser(
-        id=vhu_id, address=_mac(), plugin="noop", vif_name=("vhu" + vhu_id)[:14],
-        path=f"/var/run/openvswitch/vhu{vhu_id[:8]}", mode="client",
-        network=_network(bridge), active=False, preserve_on_delete=False,
-        has_traffic_filtering=False))
+    add(
+        "vhostuser",
+        vif.VIFVHostUser(
+            id=vhu_id,
+            address=_mac(),
+            plugin="noop",
+            vif_name=("vhu" + vhu_id)[:14],
+            path=f"/var/run/openvswitch/vhu{vhu_id[:8]}",
+            mode="client",
+            network=_network(bridge),
+            active=False,
+            preserve_on_delete=False,
+            has_traffic_filtering=False,
+        ),
+    )
     return bodies
 
 
@@ -108,19 +170,27 @@ def load_host_info(primitives: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for plugin in info.plugin_info:
                 vifs = {}
                 for vi in plugin.vif_info:
-                    profiles = [p.profile_object_name for p in vi.supported_port_profiles] \
-                        if "supported_port_profiles" in vi.fields and \
-                        vi.obj_attr_is_set("supported_port_profiles") else None
+                    profiles = (
+                        [p.profile_object_name for p in vi.supported_port_profiles]
+                        if "supported_port_profiles" in vi.fields
+                        and vi.obj_attr_is_set("supported_port_profiles")
+                        else None
+                    )
                     vifs[vi.vif_object_name] = {
-                        "min": vi.min_version, "max": vi.max_version,
-                        "version": vi.VERSION, "profiles": profiles,
+                        "min": vi.min_version,
+                        "max": vi.max_version,
+                        "version": vi.VERSION,
+                        "profiles": profiles,
                         "common": vi.get_common_version()
-                        if hasattr(vi, "get_common_version") else None}
+                        if hasattr(vi, "get_common_version")
+                        else None,
+                    }
                 plugins[plugin.plugin_name] = vifs
             out.append({"version": info.VERSION, "plugins": plugins})
         except Exception as exc:
-            out.append({"error": f"{type(exc).__name__}: {exc}",
-                        "trace": traceback.format_exc(limit=4)})
+            out.append(
+                {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc(limit=4)}
+            )
     return out
 
 

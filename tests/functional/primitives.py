@@ -16,37 +16,57 @@ NS = "os_vif"
 
 
 def obj(name: str, version: str, data: dict[str, Any]) -> dict[str, Any]:
-    return {"versioned_object.name": name, "versioned_object.namespace": NS,
-            "versioned_object.version": version, "versioned_object.data": data,
-            "versioned_object.changes": sorted(data)}
+    return {
+        "versioned_object.name": name,
+        "versioned_object.namespace": NS,
+        "versioned_object.version": version,
+        "versioned_object.data": data,
+        "versioned_object.changes": sorted(data),
+    }
 
 
 def instance(*, instance_uuid: str | None = None, name: str = "vm-test") -> dict[str, Any]:
-    return obj("InstanceInfo", "1.0", {"uuid": instance_uuid or str(uuid.uuid4()),
-                                       "name": name, "project_id": "project-test"})
+    return obj(
+        "InstanceInfo",
+        "1.0",
+        {"uuid": instance_uuid or str(uuid.uuid4()), "name": name, "project_id": "project-test"},
+    )
 
 
 def network(bridge: str, *, mtu: int | None = 1500, label: str = "net-test") -> dict[str, Any]:
     data: dict[str, Any] = {
-        "id": str(uuid.uuid4()), "bridge": bridge, "label": label,
+        "id": str(uuid.uuid4()),
+        "bridge": bridge,
+        "label": label,
         "subnets": obj("SubnetList", "1.0", {"objects": []}),
-        "multi_host": False, "should_provide_bridge": False, "should_provide_vlan": False}
+        "multi_host": False,
+        "should_provide_bridge": False,
+        "should_provide_vlan": False,
+    }
     if mtu is not None:
         data["mtu"] = mtu
     return obj("Network", "1.1", data)
 
 
-def ovs_profile(interface_id: str, *, version: str = "1.4",
-                datapath_type: str | None = "netdev") -> dict[str, Any]:
+def ovs_profile(
+    interface_id: str, *, version: str = "1.4", datapath_type: str | None = "netdev"
+) -> dict[str, Any]:
     data: dict[str, Any] = {"interface_id": interface_id, "profile_id": ""}
     if datapath_type is not None:
         data["datapath_type"] = datapath_type
     return obj("VIFPortProfileOpenVSwitch", version, data)
 
 
-def vif_ovs(*, bridge: str, vif_id: str | None = None, mac: str | None = None,
-            vif_name: str | None = None, iface_id: str | None = None,
-            version: str = "1.0", plugin: str = "ovs") -> dict[str, Any]:
+def vif_ovs(
+    *,
+    bridge: str,
+    vif_id: str | None = None,
+    mac: str | None = None,
+    vif_name: str | None = None,
+    iface_id: str | None = None,
+    version: str = "1.0",
+    plugin: str = "ovs",
+) -> dict[str, Any]:
     """A VIFOpenVSwitch on ``bridge`` (through its Network), with a tap name
     derived from the id unless given."""
     vif_id = vif_id or str(uuid.uuid4())
@@ -65,17 +85,26 @@ def vif_ovs(*, bridge: str, vif_id: str | None = None, mac: str | None = None,
     return obj("VIFOpenVSwitch", version, data)
 
 
-def vif_vhostuser(*, vif_id: str | None = None, path: str = "/var/run/vhu.sock"
-                  ) -> dict[str, Any]:
+def vif_vhostuser(*, vif_id: str | None = None, path: str = "/var/run/vhu.sock") -> dict[str, Any]:
     vif_id = vif_id or str(uuid.uuid4())
-    return obj("VIFVHostUser", "1.1", {
-        "id": vif_id, "address": "fa:16:3e:11:22:33", "plugin": "noop",
-        "vif_name": ("vhu" + vif_id)[:14], "path": path, "mode": "client",
-        "active": False, "preserve_on_delete": False, "has_traffic_filtering": False})
+    return obj(
+        "VIFVHostUser",
+        "1.1",
+        {
+            "id": vif_id,
+            "address": "fa:16:3e:11:22:33",
+            "plugin": "noop",
+            "vif_name": ("vhu" + vif_id)[:14],
+            "path": path,
+            "mode": "client",
+            "active": False,
+            "preserve_on_delete": False,
+            "has_traffic_filtering": False,
+        },
+    )
 
 
-def body(vif: dict[str, Any], inst: dict[str, Any] | None = None, **extra: Any
-         ) -> dict[str, Any]:
+def body(vif: dict[str, Any], inst: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"vif": vif, "instance": inst or instance()}
     out.update(extra)
     return out

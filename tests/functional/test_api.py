@@ -52,8 +52,10 @@ def assert_error(response: Any, status: int, code: str | None = None) -> dict[st
 
 # --- plug, list, show, unplug -----------------------------------------------------------
 
+
 def test_plug_list_show_unplug_reach_ovsdb_and_kernel(
-        vifplugd: Daemon, ovs: ovs_sandbox.OvsSandbox) -> None:
+    vifplugd: Daemon, ovs: ovs_sandbox.OvsSandbox
+) -> None:
     vif = prim.vif_ovs(bridge=vifplugd.bridge)
     vif_id = prim.data(vif)["id"]
     tap = prim.data(vif)["vif_name"]
@@ -103,7 +105,8 @@ def test_plug_list_show_unplug_reach_ovsdb_and_kernel(
 
 
 def test_second_plug_with_same_body_is_idempotent(
-        vifplugd: Daemon, ovs: ovs_sandbox.OvsSandbox) -> None:
+    vifplugd: Daemon, ovs: ovs_sandbox.OvsSandbox
+) -> None:
     payload = prim.body(prim.vif_ovs(bridge=vifplugd.bridge))
     tap = prim.data(payload["vif"])["vif_name"]
     with vifplugd.client() as c:
@@ -120,7 +123,8 @@ def test_second_plug_with_same_body_is_idempotent(
 
 
 def test_same_vif_id_with_other_content_is_a_conflict(
-        vifplugd: Daemon, ovs: ovs_sandbox.OvsSandbox) -> None:
+    vifplugd: Daemon, ovs: ovs_sandbox.OvsSandbox
+) -> None:
     vif = prim.vif_ovs(bridge=vifplugd.bridge)
     with vifplugd.client() as c:
         assert c.post("/v1/vifs", json=prim.body(vif)).status_code == 201
@@ -137,14 +141,19 @@ def test_unknown_vif_ids_are_404(vifplugd: Daemon) -> None:
     with vifplugd.client() as c:
         assert_error(c.get(f"/v1/vifs/{unknown}"), 404, "vif_not_found")
         assert_error(c.delete(f"/v1/vifs/{unknown}"), 404, "vif_not_found")
-        assert_error(c.put(f"/v1/vifs/{unknown}/status", json={"iface_status": "active"}),
-                     404, "vif_not_found")
+        assert_error(
+            c.put(f"/v1/vifs/{unknown}/status", json={"iface_status": "active"}),
+            404,
+            "vif_not_found",
+        )
 
 
 # --- iface-status -------------------------------------------------------------------------
 
+
 def test_activating_one_interface_makes_the_other_with_its_iface_id_inactive(
-        vifplugd: Daemon, ovs: ovs_sandbox.OvsSandbox) -> None:
+    vifplugd: Daemon, ovs: ovs_sandbox.OvsSandbox
+) -> None:
     iface_id = str(uuid.uuid4())
     a = prim.vif_ovs(bridge=vifplugd.bridge, iface_id=iface_id)
     b = prim.vif_ovs(bridge=vifplugd.bridge, iface_id=iface_id)
@@ -152,8 +161,10 @@ def test_activating_one_interface_makes_the_other_with_its_iface_id_inactive(
     id_a, id_b = prim.data(a)["id"], prim.data(b)["id"]
 
     def statuses() -> tuple[str, str]:
-        return (iface_external_ids(ovs, tap_a)["iface-status"],
-                iface_external_ids(ovs, tap_b)["iface-status"])
+        return (
+            iface_external_ids(ovs, tap_a)["iface-status"],
+            iface_external_ids(ovs, tap_b)["iface-status"],
+        )
 
     with vifplugd.client() as c:
         assert c.post("/v1/vifs", json=prim.body(a)).status_code == 201
@@ -173,8 +184,9 @@ def test_activating_one_interface_makes_the_other_with_its_iface_id_inactive(
         assert c.get(f"/v1/vifs/{id_b}").json()["iface_status"] == "inactive"
 
         # The self-migration exception, asked for explicitly.
-        r = c.put(f"/v1/vifs/{id_b}/status",
-                  json={"iface_status": "active", "allow_dual_active": True})
+        r = c.put(
+            f"/v1/vifs/{id_b}/status", json={"iface_status": "active", "allow_dual_active": True}
+        )
         assert r.status_code == 200
         assert statuses() == ("active", "active")
 
@@ -185,12 +197,13 @@ def test_activating_one_interface_makes_the_other_with_its_iface_id_inactive(
 
 # --- waiting -------------------------------------------------------------------------------
 
+
 def test_wait_ofport_answers_with_the_ofport_assigned(
-        vifplugd: Daemon, ovs: ovs_sandbox.OvsSandbox) -> None:
+    vifplugd: Daemon, ovs: ovs_sandbox.OvsSandbox
+) -> None:
     vif = prim.vif_ovs(bridge=vifplugd.bridge)
     with vifplugd.client() as c:
-        r = c.post("/v1/vifs", params={"wait": "ofport", "timeout": "20"},
-                   json=prim.body(vif))
+        r = c.post("/v1/vifs", params={"wait": "ofport", "timeout": "20"}, json=prim.body(vif))
         assert r.status_code == 201, r.text
         assert r.json()["ofport"] == ofport(ovs, prim.data(vif)["vif_name"]) > 0
 
@@ -204,14 +217,16 @@ def test_wait_none_answers_without_waiting(vifplugd: Daemon) -> None:
 
 
 def test_wait_ovn_installed_times_out_with_504_and_the_vif_stays(
-        vifplugd: Daemon, ovs: ovs_sandbox.OvsSandbox) -> None:
+    vifplugd: Daemon, ovs: ovs_sandbox.OvsSandbox
+) -> None:
     """No ovn-controller runs here, so ovn-installed never comes."""
     vif = prim.vif_ovs(bridge=vifplugd.bridge)
     vif_id, tap = prim.data(vif)["id"], prim.data(vif)["vif_name"]
     with vifplugd.client() as c:
         started = time.monotonic()
-        r = c.post("/v1/vifs", params={"wait": "ovn-installed", "timeout": "1.5"},
-                   json=prim.body(vif))
+        r = c.post(
+            "/v1/vifs", params={"wait": "ovn-installed", "timeout": "1.5"}, json=prim.body(vif)
+        )
         elapsed = time.monotonic() - started
         error = assert_error(r, 504, "plug_timeout")
         assert error["details"]["vif_id"] == vif_id
@@ -223,20 +238,24 @@ def test_wait_ovn_installed_times_out_with_504_and_the_vif_stays(
 
 
 def test_wait_ovn_installed_succeeds_once_ovn_marks_the_interface(
-        vifplugd: Daemon, ovs: ovs_sandbox.OvsSandbox) -> None:
+    vifplugd: Daemon, ovs: ovs_sandbox.OvsSandbox
+) -> None:
     vif = prim.vif_ovs(bridge=vifplugd.bridge)
     payload = prim.body(vif)
     tap = prim.data(vif)["vif_name"]
     with vifplugd.client() as c:
-        assert_error(c.post("/v1/vifs", params={"wait": "ovn-installed", "timeout": "0.5"},
-                            json=payload), 504, "plug_timeout")
+        assert_error(
+            c.post("/v1/vifs", params={"wait": "ovn-installed", "timeout": "0.5"}, json=payload),
+            504,
+            "plug_timeout",
+        )
         ovs.vsctl("set", "Interface", tap, "external_ids:ovn-installed=true")
-        r = c.post("/v1/vifs", params={"wait": "ovn-installed", "timeout": "10"},
-                   json=payload)
+        r = c.post("/v1/vifs", params={"wait": "ovn-installed", "timeout": "10"}, json=payload)
         assert r.status_code == 200, r.text
 
 
 # --- host-info -----------------------------------------------------------------------------
+
 
 def _walk(primitive: Any) -> list[dict[str, Any]]:
     found = []
@@ -258,16 +277,23 @@ def test_host_info_describes_every_plugin(vifplugd: Daemon) -> None:
     info = r.json()
     assert info["versioned_object.name"] == "HostInfo"
     assert info["versioned_object.namespace"] == "os_vif"
-    plugins = {p["versioned_object.data"]["plugin_name"]: p
-               for p in info["versioned_object.data"]["plugin_info"]}
+    plugins = {
+        p["versioned_object.data"]["plugin_name"]: p
+        for p in info["versioned_object.data"]["plugin_info"]
+    }
     assert {"ovs", "linux_bridge", "noop"} <= set(plugins)
-    ovs_vifs = {v["versioned_object.data"]["vif_object_name"]: v["versioned_object.data"]
-                for v in plugins["ovs"]["versioned_object.data"]["vif_info"]}
+    ovs_vifs = {
+        v["versioned_object.data"]["vif_object_name"]: v["versioned_object.data"]
+        for v in plugins["ovs"]["versioned_object.data"]["vif_info"]
+    }
     assert "VIFOpenVSwitch" in ovs_vifs
     assert ovs_vifs["VIFOpenVSwitch"]["min_version"] == "1.0"
-    names = {p["profile_object_name"] if "profile_object_name" in p else
-             p["versioned_object.data"]["profile_object_name"]
-             for p in ovs_vifs["VIFOpenVSwitch"]["supported_port_profiles"]}
+    names = {
+        p["profile_object_name"]
+        if "profile_object_name" in p
+        else p["versioned_object.data"]["profile_object_name"]
+        for p in ovs_vifs["VIFOpenVSwitch"]["supported_port_profiles"]
+    }
     assert "VIFPortProfileOpenVSwitch" in names
 
 
@@ -276,8 +302,9 @@ def test_host_info_version_and_manifest_backlevel(vifplugd: Daemon) -> None:
         r = c.get("/v1/host-info", params={"version": "1.0"})
         assert r.status_code == 200
         assert r.json()["versioned_object.version"] == "1.0"
-        r = c.get("/v1/host-info",
-                  params={"manifest": "HostInfo:1.0,HostPluginInfo:1.0,HostVIFInfo:1.0"})
+        r = c.get(
+            "/v1/host-info", params={"manifest": "HostInfo:1.0,HostPluginInfo:1.0,HostVIFInfo:1.0"}
+        )
         assert r.status_code == 200, r.text
         objects = _walk(r.json())
         vif_infos = [o for o in objects if o["versioned_object.name"] == "HostVIFInfo"]
@@ -288,21 +315,26 @@ def test_host_info_version_and_manifest_backlevel(vifplugd: Daemon) -> None:
         assert not [o for o in objects if o["versioned_object.name"] == "HostPortProfileInfo"]
         # Unnamed objects keep their versions.
         r = c.get("/v1/host-info", params={"manifest": "HostPluginInfo:1.0"})
-        versions = {o["versioned_object.version"] for o in _walk(r.json())
-                    if o["versioned_object.name"] == "HostVIFInfo"}
+        versions = {
+            o["versioned_object.version"]
+            for o in _walk(r.json())
+            if o["versioned_object.name"] == "HostVIFInfo"
+        }
         assert versions == {"1.1"}
 
 
 def test_host_info_version_it_cannot_produce_is_406_with_the_range(vifplugd: Daemon) -> None:
     with vifplugd.client() as c:
         for version in ("2.0", "0.9", "1.7"):
-            error = assert_error(c.get("/v1/host-info", params={"version": version}), 406,
-                                 "version_not_available")
+            error = assert_error(
+                c.get("/v1/host-info", params={"version": version}), 406, "version_not_available"
+            )
             assert error["details"]["max_version"] == "1.0"
             assert error["details"]["min_version"] == "1.0"
 
 
 # --- networks, health, metrics ------------------------------------------------------------
+
 
 def test_networks_lists_configured_networks(daemon_factory: DaemonFactory) -> None:
     bridge = f"vpnb{uuid.uuid4().hex[:8]}"
@@ -332,8 +364,10 @@ def test_metrics_expose_latencies_vifs_transactions_and_errors(vifplugd: Daemon)
         assert c.post("/v1/vifs", json=prim.body(vif)).status_code == 201
         assert c.get(f"/v1/vifs/{uuid.uuid4()}").status_code == 404
         assert c.delete(f"/v1/vifs/{prim.data(vif)['id']}").status_code == 204
-        assert c.post("/v1/vifs", json=prim.body(
-            prim.vif_ovs(bridge=vifplugd.bridge))).status_code == 201
+        assert (
+            c.post("/v1/vifs", json=prim.body(prim.vif_ovs(bridge=vifplugd.bridge))).status_code
+            == 201
+        )
         r = c.get("/metrics")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain")
@@ -350,8 +384,16 @@ def test_metrics_expose_latencies_vifs_transactions_and_errors(vifplugd: Daemon)
 def test_openapi_document_is_served(vifplugd: Daemon) -> None:
     with vifplugd.client() as c:
         doc = c.get("/openapi.json").json()
-    assert {"/v1/host-info", "/v1/vifs", "/v1/vifs/{vif_id}", "/v1/vifs/{vif_id}/status",
-            "/v1/networks", "/healthz", "/readyz", "/metrics"} <= set(doc["paths"])
+    assert {
+        "/v1/host-info",
+        "/v1/vifs",
+        "/v1/vifs/{vif_id}",
+        "/v1/vifs/{vif_id}/status",
+        "/v1/networks",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    } <= set(doc["paths"])
 
 
 def test_vhostuser_vif_plugs_through_noop(vifplugd: Daemon) -> None:
@@ -371,7 +413,8 @@ def _counter(text: str, name: str) -> float:
 
 
 def test_concurrent_plugs_share_ovsdb_transactions(
-        vifplugd: Daemon, ovs: ovs_sandbox.OvsSandbox) -> None:
+    vifplugd: Daemon, ovs: ovs_sandbox.OvsSandbox
+) -> None:
     """The API runs plugs concurrently, so the OVSDB layer coalesces them."""
     vifs = [prim.vif_ovs(bridge=vifplugd.bridge) for _ in range(40)]
     with vifplugd.client() as c:
@@ -381,18 +424,19 @@ def test_concurrent_plugs_share_ovsdb_transactions(
 
     def plug(vif: dict[str, Any]) -> int:
         with vifplugd.client() as c:
-            return c.post("/v1/vifs", params={"wait": "none"},
-                          json=prim.body(vif)).status_code
+            return c.post("/v1/vifs", params={"wait": "none"}, json=prim.body(vif)).status_code
 
     with concurrent.futures.ThreadPoolExecutor(len(vifs) - 1) as pool:
         assert list(pool.map(plug, vifs[1:])) == [201] * (len(vifs) - 1)
     with vifplugd.client() as c:
         after = c.get("/metrics").text
         assert len(c.get("/v1/vifs").json()["vifs"]) == len(vifs)
-    transactions = (_counter(after, "vifplug_ovsdb_transactions_total")
-                    - _counter(before, "vifplug_ovsdb_transactions_total"))
-    operations = (_counter(after, "vifplug_ovsdb_operations_total")
-                  - _counter(before, "vifplug_ovsdb_operations_total"))
+    transactions = _counter(after, "vifplug_ovsdb_transactions_total") - _counter(
+        before, "vifplug_ovsdb_transactions_total"
+    )
+    operations = _counter(after, "vifplug_ovsdb_operations_total") - _counter(
+        before, "vifplug_ovsdb_operations_total"
+    )
     assert operations >= len(vifs) - 1
     assert transactions < operations, (transactions, operations)
     assert set(prim.data(v)["vif_name"] for v in vifs) <= set(ports(ovs, vifplugd.bridge))

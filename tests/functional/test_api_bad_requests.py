@@ -32,7 +32,7 @@ MAX_BODY = 65536
 class Ctx:
     daemon: Daemon
     bridge: str
-    existing: dict[str, Any]          # the body of the VIF plugged at module start
+    existing: dict[str, Any]  # the body of the VIF plugged at module start
 
     @property
     def existing_id(self) -> str:
@@ -77,8 +77,9 @@ def ctx(ovs: ovs_sandbox.OvsSandbox) -> Iterator[Ctx]:
 
 def host_snapshot(ovs: ovs_sandbox.OvsSandbox, daemon: Daemon) -> dict[str, Any]:
     bridges = sorted(ovs.vsctl("list-br").split())
-    ifaces = json.loads(ovs.vsctl("--format=json", "--columns=name,external_ids,ofport",
-                                  "list", "Interface"))["data"]
+    ifaces = json.loads(
+        ovs.vsctl("--format=json", "--columns=name,external_ids,ofport", "list", "Interface")
+    )["data"]
     with daemon.client() as c:
         vifs = c.get("/v1/vifs").json()
     return {
@@ -123,107 +124,158 @@ BAD: dict[str, Callable[[Ctx], Bad]] = {
     "json-array-body": lambda c: Bad(json_body=[1, 2, 3], code="invalid_request"),
     "empty-body": lambda c: Bad(raw=b"", code="invalid_request"),
     "not-json-content-type": lambda c: Bad(
-        raw=json.dumps(prim.body(c.vif())).encode(), headers={"content-type": "text/plain"},
-        status=415, code="unsupported_media_type"),
+        raw=json.dumps(prim.body(c.vif())).encode(),
+        headers={"content-type": "text/plain"},
+        status=415,
+        code="unsupported_media_type",
+    ),
     "form-encoded-body": lambda c: Bad(
         raw=b"vif=1&instance=2",
-        headers={"content-type": "application/x-www-form-urlencoded"}, status=415),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+        status=415,
+    ),
     "missing-instance": lambda c: Bad(json_body={"vif": c.vif()}, code="invalid_request"),
     "unknown-top-level-field": lambda c: Bad(
-        json_body={**prim.body(c.vif()), "colour": "blue"}, code="invalid_request"),
-    "vif-is-a-string": lambda c: Bad(json_body={"vif": "tap0", "instance": prim.instance()},
-                                     code="invalid_request"),
+        json_body={**prim.body(c.vif()), "colour": "blue"}, code="invalid_request"
+    ),
+    "vif-is-a-string": lambda c: Bad(
+        json_body={"vif": "tap0", "instance": prim.instance()}, code="invalid_request"
+    ),
     "iface-status-not-a-status": lambda c: Bad(
-        json_body=prim.body(c.vif(), iface_status="up"), code="invalid_request"),
+        json_body=prim.body(c.vif(), iface_status="up"), code="invalid_request"
+    ),
     "allow-dual-active-not-a-bool": lambda c: Bad(
-        json_body=prim.body(c.vif(), allow_dual_active="yes"), code="invalid_request"),
+        json_body=prim.body(c.vif(), allow_dual_active="yes"), code="invalid_request"
+    ),
     "body-larger-than-max": lambda c: Bad(
-        raw=b'{"vif": "' + b"x" * (MAX_BODY + 10) + b'"}', status=413,
-        code="request_too_large"),
+        raw=b'{"vif": "' + b"x" * (MAX_BODY + 10) + b'"}', status=413, code="request_too_large"
+    ),
     "deeply-nested-json": lambda c: Bad(raw=_deep(30000), code="malformed_json"),
     "invalid-utf8": lambda c: Bad(raw=b'{"vif": "\xff\xfe"}', code="malformed_json"),
     # -- the os_vif objects ---------------------------------------------------------------
     "wrong-namespace": lambda c: Bad(
-        json_body=top(c, **{"versioned_object.namespace": "nova"}), code="invalid_object"),
+        json_body=top(c, **{"versioned_object.namespace": "nova"}), code="invalid_object"
+    ),
     "unknown-object-name": lambda c: Bad(
-        json_body=top(c, **{"versioned_object.name": "VIFTeleport"})),
+        json_body=top(c, **{"versioned_object.name": "VIFTeleport"})
+    ),
     "instance-is-a-vif": lambda c: Bad(json_body={"vif": c.vif(), "instance": c.vif()}),
     "vif-is-an-instance": lambda c: Bad(
-        json_body={"vif": prim.instance(), "instance": prim.instance()}),
+        json_body={"vif": prim.instance(), "instance": prim.instance()}
+    ),
     "no-versioned-object-data": lambda c: Bad(
-        json_body=prim.body({k: v for k, v in c.vif().items()
-                             if k != "versioned_object.data"})),
+        json_body=prim.body({k: v for k, v in c.vif().items() if k != "versioned_object.data"})
+    ),
     "vif-version-out-of-range": lambda c: Bad(
-        json_body=top(c, **{"versioned_object.version": "1.9"}), code="unsupported_version"),
+        json_body=top(c, **{"versioned_object.version": "1.9"}), code="unsupported_version"
+    ),
     "vif-version-malformed": lambda c: Bad(
-        json_body=top(c, **{"versioned_object.version": "1.0.0"})),
+        json_body=top(c, **{"versioned_object.version": "1.0.0"})
+    ),
     "vif-major-version-unknown": lambda c: Bad(
-        json_body=top(c, **{"versioned_object.version": "2.0"})),
+        json_body=top(c, **{"versioned_object.version": "2.0"})
+    ),
     "profile-version-out-of-range": lambda c: Bad(
-        json_body=nested_profile(c, **{"versioned_object.version": "1.9"})),
-    "profile-not-for-ovs": lambda c: Bad(json_body=prim.body(prim.mutate(
-        c.vif(), port_profile=prim.obj("VIFPortProfile8021Qbh", "1.1",
-                                       {"profile_id": "p1"}))),
-        code="unsupported_port_profile"),
+        json_body=nested_profile(c, **{"versioned_object.version": "1.9"})
+    ),
+    "profile-not-for-ovs": lambda c: Bad(
+        json_body=prim.body(
+            prim.mutate(
+                c.vif(), port_profile=prim.obj("VIFPortProfile8021Qbh", "1.1", {"profile_id": "p1"})
+            )
+        ),
+        code="unsupported_port_profile",
+    ),
     "invalid-mac": lambda c: Bad(json_body=vif_with_data(c, address="zz:16:3e:00:00:01")),
     "mac-wrong-type": lambda c: Bad(json_body=vif_with_data(c, address=12345)),
     "vif-id-not-a-uuid": lambda c: Bad(json_body=vif_with_data(c, id="not-a-uuid")),
     "vif-id-missing": lambda c: Bad(json_body=vif_with_data(c, id=None)),
-    "instance-uuid-invalid": lambda c: Bad(json_body=prim.body(c.vif(), prim.obj(
-        "InstanceInfo", "1.0", {"uuid": "nope", "name": "vm"}))),
-    "bridge-not-allowed": lambda c: Bad(json_body=network_change(c, bridge="br-evil"),
-                                        code="bridge_not_allowed"),
-    "device-name-too-long": lambda c: Bad(json_body=vif_with_data(c, vif_name="tap0123456789abc"),
-                                          code="invalid_device_name"),
-    "device-name-with-slash": lambda c: Bad(json_body=vif_with_data(c, vif_name="tap/evil"),
-                                            code="invalid_device_name"),
-    "device-name-dot-dot": lambda c: Bad(json_body=vif_with_data(c, vif_name=".."),
-                                         code="invalid_device_name"),
-    "unknown-plugin": lambda c: Bad(json_body=vif_with_data(c, plugin="teleporter"),
-                                    code="no_matching_plugin"),
+    "instance-uuid-invalid": lambda c: Bad(
+        json_body=prim.body(
+            c.vif(), prim.obj("InstanceInfo", "1.0", {"uuid": "nope", "name": "vm"})
+        )
+    ),
+    "bridge-not-allowed": lambda c: Bad(
+        json_body=network_change(c, bridge="br-evil"), code="bridge_not_allowed"
+    ),
+    "device-name-too-long": lambda c: Bad(
+        json_body=vif_with_data(c, vif_name="tap0123456789abc"), code="invalid_device_name"
+    ),
+    "device-name-with-slash": lambda c: Bad(
+        json_body=vif_with_data(c, vif_name="tap/evil"), code="invalid_device_name"
+    ),
+    "device-name-dot-dot": lambda c: Bad(
+        json_body=vif_with_data(c, vif_name=".."), code="invalid_device_name"
+    ),
+    "unknown-plugin": lambda c: Bad(
+        json_body=vif_with_data(c, plugin="teleporter"), code="no_matching_plugin"
+    ),
     "plugin-for-another-object": lambda c: Bad(json_body=vif_with_data(c, plugin="noop")),
     "network-mtu-not-a-number": lambda c: Bad(json_body=network_change(c, mtu="big")),
-    "same-id-other-content": lambda c: Bad(json_body=prim.body(
-        prim.mutate(c.existing["vif"], address="fa:16:3e:ff:ff:ff"), c.existing["instance"]),
-        status=409, code="vif_conflict"),
+    "same-id-other-content": lambda c: Bad(
+        json_body=prim.body(
+            prim.mutate(c.existing["vif"], address="fa:16:3e:ff:ff:ff"), c.existing["instance"]
+        ),
+        status=409,
+        code="vif_conflict",
+    ),
     # -- query parameters ---------------------------------------------------------------
-    "wait-unknown": lambda c: Bad(json_body=prim.body(c.vif()), params={"wait": "forever"},
-                                  code="invalid_request"),
-    "timeout-negative": lambda c: Bad(json_body=prim.body(c.vif()), params={"timeout": "-1"},
-                                      code="invalid_request"),
-    "timeout-not-a-number": lambda c: Bad(json_body=prim.body(c.vif()),
-                                          params={"timeout": "soon"}, code="invalid_request"),
+    "wait-unknown": lambda c: Bad(
+        json_body=prim.body(c.vif()), params={"wait": "forever"}, code="invalid_request"
+    ),
+    "timeout-negative": lambda c: Bad(
+        json_body=prim.body(c.vif()), params={"timeout": "-1"}, code="invalid_request"
+    ),
+    "timeout-not-a-number": lambda c: Bad(
+        json_body=prim.body(c.vif()), params={"timeout": "soon"}, code="invalid_request"
+    ),
     "host-info-version-malformed": lambda c: Bad(
-        method="GET", path="/v1/host-info", params={"version": "latest"},
-        code="invalid_request"),
+        method="GET", path="/v1/host-info", params={"version": "latest"}, code="invalid_request"
+    ),
     "host-info-manifest-malformed": lambda c: Bad(
-        method="GET", path="/v1/host-info", params={"manifest": "HostInfo=1.0"},
-        code="invalid_request"),
+        method="GET",
+        path="/v1/host-info",
+        params={"manifest": "HostInfo=1.0"},
+        code="invalid_request",
+    ),
     # -- other endpoints -----------------------------------------------------------------
     "status-not-a-status": lambda c: Bad(
-        method="PUT", path=f"/v1/vifs/{c.existing_id}/status",
-        json_body={"iface_status": "up"}, code="invalid_request"),
+        method="PUT",
+        path=f"/v1/vifs/{c.existing_id}/status",
+        json_body={"iface_status": "up"},
+        code="invalid_request",
+    ),
     "status-unknown-field": lambda c: Bad(
-        method="PUT", path=f"/v1/vifs/{c.existing_id}/status",
-        json_body={"iface_status": "inactive", "force": True}, code="invalid_request"),
+        method="PUT",
+        path=f"/v1/vifs/{c.existing_id}/status",
+        json_body={"iface_status": "inactive", "force": True},
+        code="invalid_request",
+    ),
     "status-of-unknown-vif": lambda c: Bad(
-        method="PUT", path=f"/v1/vifs/{uuid.uuid4()}/status",
-        json_body={"iface_status": "inactive"}, status=404, code="vif_not_found"),
-    "unplug-unknown-vif": lambda c: Bad(method="DELETE", path=f"/v1/vifs/{uuid.uuid4()}",
-                                        status=404, code="vif_not_found"),
-    "unplug-path-traversal": lambda c: Bad(method="DELETE", path="/v1/vifs/..%2F..%2Fetc",
-                                           status=404),
-    "unknown-route": lambda c: Bad(method="GET", path="/v1/teleport", status=404,
-                                   code="not_found"),
+        method="PUT",
+        path=f"/v1/vifs/{uuid.uuid4()}/status",
+        json_body={"iface_status": "inactive"},
+        status=404,
+        code="vif_not_found",
+    ),
+    "unplug-unknown-vif": lambda c: Bad(
+        method="DELETE", path=f"/v1/vifs/{uuid.uuid4()}", status=404, code="vif_not_found"
+    ),
+    "unplug-path-traversal": lambda c: Bad(
+        method="DELETE", path="/v1/vifs/..%2F..%2Fetc", status=404
+    ),
+    "unknown-route": lambda c: Bad(method="GET", path="/v1/teleport", status=404, code="not_found"),
     "trailing-slash": lambda c: Bad(method="GET", path="/v1/vifs/", status=404),
-    "method-not-allowed": lambda c: Bad(method="PATCH", path="/v1/vifs", status=405,
-                                        code="method_not_allowed"),
+    "method-not-allowed": lambda c: Bad(
+        method="PATCH", path="/v1/vifs", status=405, code="method_not_allowed"
+    ),
 }
 
 
 @pytest.mark.parametrize("name", sorted(BAD))
 def test_bad_request_is_refused_with_the_envelope_and_changes_nothing(
-        name: str, ctx: Ctx, ovs: ovs_sandbox.OvsSandbox) -> None:
+    name: str, ctx: Ctx, ovs: ovs_sandbox.OvsSandbox
+) -> None:
     bad = BAD[name](ctx)
     before = host_snapshot(ovs, ctx.daemon)
     with ctx.daemon.client() as c:
@@ -293,4 +345,3 @@ def test_garbage_on_the_socket_does_not_hurt_the_daemon(ctx: Ctx) -> None:
 
 def test_bad_requests_are_many() -> None:
     assert len(BAD) >= 25
-

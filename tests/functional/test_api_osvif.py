@@ -22,21 +22,29 @@ from vifplug.ovsdb import sandbox as ovs_sandbox
 CLIENT = Path(__file__).resolve().parent / "osvif_client.py"
 
 pytestmark = pytest.mark.skipif(
-    subprocess.run([sys.executable, "-c", "import os_vif"], capture_output=True,
-                   check=False).returncode != 0,
-    reason="the os-vif package is not installed")
+    subprocess.run(
+        [sys.executable, "-c", "import os_vif"], capture_output=True, check=False
+    ).returncode
+    != 0,
+    reason="the os-vif package is not installed",
+)
 
 
 def osvif(request: dict[str, Any]) -> Any:
-    proc = subprocess.run([sys.executable, str(CLIENT)], input=json.dumps(request),
-                          capture_output=True, text=True, timeout=300, check=False,
-                          env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    proc = subprocess.run(
+        [sys.executable, str(CLIENT)],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
 
-def test_vifs_made_by_os_vif_plug_and_unplug(vifplugd: Daemon,
-                                              ovs: ovs_sandbox.OvsSandbox) -> None:
+def test_vifs_made_by_os_vif_plug_and_unplug(vifplugd: Daemon, ovs: ovs_sandbox.OvsSandbox) -> None:
     made = osvif({"op": "make_vifs", "bridge": vifplugd.bridge})
     kinds = {m["kind"] for m in made}
     assert {"ovs", "ovs-profile-1.0", "ovs-hybrid", "linux-bridge", "vhostuser"} <= kinds
@@ -76,8 +84,9 @@ MANIFESTS = {
     "latest": {},
     "version-1.0": {"version": "1.0"},
     "manifest-hostinfo-1.0": {"manifest": "HostInfo:1.0"},
-    "manifest-vifinfo-1.1": {"manifest": "HostInfo:1.0,HostPluginInfo:1.0,HostVIFInfo:1.1,"
-                                         "HostPortProfileInfo:1.0"},
+    "manifest-vifinfo-1.1": {
+        "manifest": "HostInfo:1.0,HostPluginInfo:1.0,HostVIFInfo:1.1,HostPortProfileInfo:1.0"
+    },
     "manifest-all-1.0": {"manifest": "HostInfo:1.0,HostPluginInfo:1.0,HostVIFInfo:1.0"},
 }
 
@@ -102,8 +111,7 @@ def test_host_info_loads_in_os_vif_at_every_version(vifplugd: Daemon) -> None:
         # os-vif agrees on the version it would send for each VIF object.
         assert ovs_vifs["VIFOpenVSwitch"]["common"] == "1.0"
     # An os-vif from before HostVIFInfo 1.1 reads the fully backlevelled answer.
-    old = osvif({"op": "load_host_info", "old": True,
-                 "primitives": [answers["manifest-all-1.0"]]})
+    old = osvif({"op": "load_host_info", "old": True, "primitives": [answers["manifest-all-1.0"]]})
     assert "error" not in old[0], old[0]
     assert set(old[0]["plugins"]) >= {"ovs", "noop", "linux_bridge"}
     # ... and not the newest one: that is why the manifest exists.

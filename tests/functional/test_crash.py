@@ -40,8 +40,12 @@ CLIENTS = 4
 
 def direct_body(vif_id: str) -> dict[str, Any]:
     vif = objects.vif.VIFDirect(
-        id=vif_id, address=mac(), plugin="direct", vif_name="vpd" + vif_id[:12],
-        network=objects.network.Network(id=str(uuid.uuid4()), label="pool"))
+        id=vif_id,
+        address=mac(),
+        plugin="direct",
+        vif_name="vpd" + vif_id[:12],
+        network=objects.network.Network(id=str(uuid.uuid4()), label="pool"),
+    )
     return {"vif": vif.obj_to_primitive(), "instance": instance()}
 
 
@@ -72,7 +76,7 @@ def client(sock: str, world: World, stop: threading.Event, seed: int) -> None:
                 if world.acked[vif_id] is None:
                     continue
                 plugged = world.acked[vif_id]
-                world.acked[vif_id] = None     # in flight: outcome unknown until answered
+                world.acked[vif_id] = None  # in flight: outcome unknown until answered
             try:
                 if plugged:
                     r = c.delete(f"/v1/vifs/{vif_id}")
@@ -81,8 +85,7 @@ def client(sock: str, world: World, stop: threading.Event, seed: int) -> None:
                     r = c.post("/v1/vifs", json=world.bodies[vif_id])
                     if r.status_code in (200, 201):
                         outcome = True
-                    elif r.status_code == 409 and \
-                            r.json()["error"]["code"] == "pool_exhausted":
+                    elif r.status_code == 409 and r.json()["error"]["code"] == "pool_exhausted":
                         outcome = False
                     else:
                         outcome = None
@@ -97,8 +100,9 @@ def client(sock: str, world: World, stop: threading.Event, seed: int) -> None:
 
 
 def owned_interfaces(ovs: sandbox.OvsSandbox, owner: str) -> dict[str, int]:
-    out = json.loads(ovs.vsctl("--format=json", "--columns=name,ofport,external_ids",
-                               "list", "Interface"))
+    out = json.loads(
+        ovs.vsctl("--format=json", "--columns=name,ofport,external_ids", "list", "Interface")
+    )
     result = {}
     for name, ofport, ids in out["data"]:
         ext = dict(ids[1])
@@ -107,8 +111,9 @@ def owned_interfaces(ovs: sandbox.OvsSandbox, owner: str) -> dict[str, int]:
     return result
 
 
-def check(ovs: sandbox.OvsSandbox, c: httpx.Client, world: World, owner: str,
-          group: int) -> tuple[int, int, set[str]]:
+def check(
+    ovs: sandbox.OvsSandbox, c: httpx.Client, world: World, owner: str, group: int
+) -> tuple[int, int, set[str]]:
     vifs = {v["vif_id"]: v for v in c.get("/v1/vifs").raise_for_status().json()["vifs"]}
     lost = leaked = 0
     interfaces = owned_interfaces(ovs, owner)
@@ -140,7 +145,8 @@ def check(ovs: sandbox.OvsSandbox, c: httpx.Client, world: World, owner: str,
 
 
 def test_kill_9_at_random_moments_loses_and_leaks_nothing(
-        ovs: sandbox.OvsSandbox, tmp_path: Path, nics: list[str]) -> None:
+    ovs: sandbox.OvsSandbox, tmp_path: Path, nics: list[str]
+) -> None:
     bridge = unique("vpbk")
     config = base_config(tmp_path, ovs.remote, bridge=bridge)
     config["network:pool"] = {"type": "direct", "devices": nics, "mode": "passthrough"}
@@ -165,12 +171,17 @@ def test_kill_9_at_random_moments_loses_and_leaks_nothing(
             world.settle(listed)
             total_lost += lost
             total_leaked += leaked
-            print(f"restart {kill}: {len(listed)} listed, lost {lost}, leaked {leaked}, "
-                  f"{world.requests} requests so far")
+            print(
+                f"restart {kill}: {len(listed)} listed, lost {lost}, leaked {leaked}, "
+                f"{world.requests} requests so far"
+            )
             stop = threading.Event()
-            threads = [threading.Thread(target=client, args=(daemon.socket_path, world, stop,
-                                                             kill * 100 + i))
-                       for i in range(CLIENTS)]
+            threads = [
+                threading.Thread(
+                    target=client, args=(daemon.socket_path, world, stop, kill * 100 + i)
+                )
+                for i in range(CLIENTS)
+            ]
             for t in threads:
                 t.start()
             time.sleep(rng.uniform(0.2, 1.5))
@@ -184,8 +195,10 @@ def test_kill_9_at_random_moments_loses_and_leaks_nothing(
             lost, leaked, listed = check(ovs, c, world, owner, group)
         total_lost += lost
         total_leaked += leaked
-        print(f"after {KILLS} kills and {world.requests} answered requests: "
-              f"lost {total_lost}, leaked {total_leaked}")
+        print(
+            f"after {KILLS} kills and {world.requests} answered requests: "
+            f"lost {total_lost}, leaked {total_leaked}"
+        )
         assert world.requests > KILLS, "the clients never got through"
         assert total_lost == 0
         assert total_leaked == 0

@@ -71,8 +71,10 @@ def notify(workdir: Path) -> Iterator[Notify]:
 
 # --- systemd -----------------------------------------------------------------------------
 
+
 def test_ready_only_when_serving_and_stopping_on_sigterm(
-        daemon_factory: DaemonFactory, notify: Notify) -> None:
+    daemon_factory: DaemonFactory, notify: Notify
+) -> None:
     d = daemon_factory(env={"NOTIFY_SOCKET": str(notify.path)}, wait=False)
     assert notify.wait_for("READY=1", 60), d.stderr()
     # READY=1 means the socket answers and the daemon is ready.
@@ -109,8 +111,12 @@ def test_not_ready_until_ovsdb_answers(workdir: Path, notify: Notify, netns_name
 
 
 def test_sigterm_during_start_up_exits_0(workdir: Path, notify: Notify) -> None:
-    d = start_daemon(workdir / "d", base_config(workdir / "d", "unix:/nonexistent/db.sock"),
-                     wait=False, env={"NOTIFY_SOCKET": str(notify.path)})
+    d = start_daemon(
+        workdir / "d",
+        base_config(workdir / "d", "unix:/nonexistent/db.sock"),
+        wait=False,
+        env={"NOTIFY_SOCKET": str(notify.path)},
+    )
     time.sleep(1.5)
     assert d.stop(timeout=20) == 0, d.stderr()
     assert "READY=1" not in notify.read(0.2)
@@ -118,16 +124,19 @@ def test_sigterm_during_start_up_exits_0(workdir: Path, notify: Notify) -> None:
 
 # --- SIGTERM with requests in flight -------------------------------------------------------
 
+
 def test_sigterm_during_plugs_finishes_them_and_exits_0(
-        daemon_factory: DaemonFactory, ovs: ovs_sandbox.OvsSandbox, notify: Notify) -> None:
+    daemon_factory: DaemonFactory, ovs: ovs_sandbox.OvsSandbox, notify: Notify
+) -> None:
     d = daemon_factory(env={"NOTIFY_SOCKET": str(notify.path)})
     vifs = [prim.vif_ovs(bridge=d.bridge) for _ in range(12)]
     taps = [prim.data(v)["vif_name"] for v in vifs]
 
     def plug(vif: dict[str, object]) -> int:
         with d.client(timeout=120) as c:
-            r = c.post("/v1/vifs", params={"wait": "ovn-installed", "timeout": "60"},
-                       json=prim.body(vif))
+            r = c.post(
+                "/v1/vifs", params={"wait": "ovn-installed", "timeout": "60"}, json=prim.body(vif)
+            )
             return r.status_code
 
     with concurrent.futures.ThreadPoolExecutor(len(vifs)) as pool:
@@ -138,7 +147,7 @@ def test_sigterm_during_plugs_finishes_them_and_exits_0(
             try:
                 ports = set(ovs.vsctl("list-ports", d.bridge).split())
             except ovs_sandbox.SandboxError:
-                ports = set()          # the bridge is not made yet
+                ports = set()  # the bridge is not made yet
             if set(taps) <= ports:
                 break
             time.sleep(0.05)
@@ -163,8 +172,9 @@ def test_sigterm_during_plugs_finishes_them_and_exits_0(
     again = start_daemon(d.workdir, d.config)
     try:
         with again.client() as c:
-            assert {v["vif_id"] for v in c.get("/v1/vifs").json()["vifs"]} == \
-                {prim.data(v)["id"] for v in vifs}
+            assert {v["vif_id"] for v in c.get("/v1/vifs").json()["vifs"]} == {
+                prim.data(v)["id"] for v in vifs
+            }
             for v in vifs:
                 assert c.delete(f"/v1/vifs/{prim.data(v)['id']}").status_code == 204
     finally:
@@ -173,12 +183,14 @@ def test_sigterm_during_plugs_finishes_them_and_exits_0(
 
 # --- SIGHUP --------------------------------------------------------------------------------
 
+
 def test_sighup_rereads_the_network_definitions(daemon_factory: DaemonFactory) -> None:
     d = daemon_factory({"network:alpha": {"type": "ovs", "bridge": "vpnalpha"}})
     with d.client() as c:
         assert [n["name"] for n in c.get("/v1/networks").json()["networks"]] == ["alpha"]
-    write_config(d.config_path, merge(d.config, {
-        "network:beta": {"type": "ovs", "bridge": "vpnbeta"}}))
+    write_config(
+        d.config_path, merge(d.config, {"network:beta": {"type": "ovs", "bridge": "vpnbeta"}})
+    )
     d.signal(signal.SIGHUP)
     deadline = time.monotonic() + 20
     names: list[str] = []
@@ -198,12 +210,12 @@ def test_sighup_rereads_the_network_definitions(daemon_factory: DaemonFactory) -
         time.sleep(0.1)
     assert "keeping the current ones" in d.stderr()
     with d.client() as c:
-        assert [n["name"] for n in c.get("/v1/networks").json()["networks"]] == \
-            ["alpha", "beta"]
+        assert [n["name"] for n in c.get("/v1/networks").json()["networks"]] == ["alpha", "beta"]
         assert c.get("/readyz").status_code == 200
 
 
 # --- the socket ------------------------------------------------------------------------------
+
 
 def test_unix_socket_is_0660_with_the_configured_group(daemon_factory: DaemonFactory) -> None:
     group = grp.getgrnam("adm")
@@ -215,11 +227,12 @@ def test_unix_socket_is_0660_with_the_configured_group(daemon_factory: DaemonFac
 
 
 def test_stale_socket_is_replaced_and_a_live_one_is_not_stolen(
-        daemon_factory: DaemonFactory, workdir: Path, ovs: ovs_sandbox.OvsSandbox) -> None:
+    daemon_factory: DaemonFactory, workdir: Path, ovs: ovs_sandbox.OvsSandbox
+) -> None:
     stale = workdir / "stale.sock"
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.bind(str(stale))
-    s.close()                          # a socket file nobody listens on
+    s.close()  # a socket file nobody listens on
     d = daemon_factory({"api": {"socket_path": str(stale)}})
     with d.client() as c:
         assert c.get("/healthz").status_code == 200
@@ -244,14 +257,27 @@ def test_unknown_option_value_refuses_to_start(daemon_factory: DaemonFactory) ->
 
 # --- identity ----------------------------------------------------------------------------------
 
+
 def test_configured_system_id_and_host_fields_reach_ovsdb(
-        daemon_factory: DaemonFactory, ovs: ovs_sandbox.OvsSandbox) -> None:
-    previous = ovs.vsctl("--if-exists", "get", "Open_vSwitch", ".",
-                         "external_ids:system-id").strip().strip('"')
+    daemon_factory: DaemonFactory, ovs: ovs_sandbox.OvsSandbox
+) -> None:
+    previous = (
+        ovs.vsctl("--if-exists", "get", "Open_vSwitch", ".", "external_ids:system-id")
+        .strip()
+        .strip('"')
+    )
     system_id = str(uuid.uuid4())
     try:
-        daemon_factory({"DEFAULT": {"system_id": system_id, "system_type": "vifplug-test",
-                                    "system_version": "1.2.3", "enable_statistics": True}})
+        daemon_factory(
+            {
+                "DEFAULT": {
+                    "system_id": system_id,
+                    "system_type": "vifplug-test",
+                    "system_version": "1.2.3",
+                    "enable_statistics": True,
+                }
+            }
+        )
 
         def get(column: str) -> str:
             return ovs.vsctl("get", "Open_vSwitch", ".", column).strip().strip('"')

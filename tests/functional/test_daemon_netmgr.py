@@ -26,8 +26,9 @@ def versions(primitive: Any) -> list[tuple[str, str]]:
     found = []
     if isinstance(primitive, dict):
         if "versioned_object.name" in primitive:
-            found.append((primitive["versioned_object.name"],
-                          primitive["versioned_object.version"]))
+            found.append(
+                (primitive["versioned_object.name"], primitive["versioned_object.version"])
+            )
         for value in primitive.values():
             found.extend(versions(value))
     elif isinstance(primitive, list):
@@ -40,8 +41,8 @@ def versions(primitive: Any) -> list[tuple[str, str]]:
 class Manager:
     """What the fake network manager received and how it answers."""
 
-    style: str = "envelope"            # envelope | message | oslo
-    fail_first: int = 0                # answer 503 to this many requests first
+    style: str = "envelope"  # envelope | message | oslo
+    fail_first: int = 0  # answer 503 to this many requests first
     received: list[dict[str, Any]] = field(default_factory=list)
     accepted: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
@@ -54,15 +55,27 @@ class Manager:
             return None
         name, version = too_new[0]
         if self.style == "envelope":
-            return 406, json.dumps({"error": {
-                "code": "unsupported_version",
-                "message": f"{name} {version} is newer than this manager reads",
-                "details": {"max_version": "1.0"}}}).encode()
+            return 406, json.dumps(
+                {
+                    "error": {
+                        "code": "unsupported_version",
+                        "message": f"{name} {version} is newer than this manager reads",
+                        "details": {"max_version": "1.0"},
+                    }
+                }
+            ).encode()
         if self.style == "message":
-            return 400, (f"cannot read host info: maximum supported version is 1.0 "
-                         f"({name} {version} given)").encode()
-        return 400, json.dumps({"error": {"message": (
-            f"Version {version} of {name} is not supported, supported version is 1.0")}}
+            return 400, (
+                f"cannot read host info: maximum supported version is 1.0 ({name} {version} given)"
+            ).encode()
+        return 400, json.dumps(
+            {
+                "error": {
+                    "message": (
+                        f"Version {version} of {name} is not supported, supported version is 1.0"
+                    )
+                }
+            }
         ).encode()
 
     def wait_accepted(self, timeout: float, n: int = 1) -> list[dict[str, Any]]:
@@ -72,8 +85,10 @@ class Manager:
                 if len(self.accepted) >= n:
                     return list(self.accepted)
             time.sleep(0.05)
-        raise AssertionError(f"accepted {len(self.accepted)}, received {len(self.received)}: "
-                             f"{[versions(r) for r in self.received]}")
+        raise AssertionError(
+            f"accepted {len(self.accepted)}, received {len(self.received)}: "
+            f"{[versions(r) for r in self.received]}"
+        )
 
 
 def serve(manager: Manager) -> Iterator[Manager]:
@@ -126,8 +141,9 @@ def manager(request: pytest.FixtureRequest) -> Iterator[Manager]:
 
 
 def start(daemon_factory: DaemonFactory, manager: Manager, **extra: Any) -> Daemon:
-    return daemon_factory({"network_manager": {"url": manager.url, "retry_initial": 0.1,
-                                               "retry_max": 0.5, **extra}})
+    return daemon_factory(
+        {"network_manager": {"url": manager.url, "retry_initial": 0.1, "retry_max": 0.5, **extra}}
+    )
 
 
 def readyz_push(d: Daemon) -> dict[str, Any]:
@@ -138,11 +154,15 @@ def readyz_push(d: Daemon) -> dict[str, Any]:
     return push
 
 
-@pytest.mark.parametrize("manager", [{"style": "envelope"}, {"style": "message"},
-                                     {"style": "oslo"}], indirect=True,
-                         ids=["envelope-details", "plain-message", "oslo-message"])
+@pytest.mark.parametrize(
+    "manager",
+    [{"style": "envelope"}, {"style": "message"}, {"style": "oslo"}],
+    indirect=True,
+    ids=["envelope-details", "plain-message", "oslo-message"],
+)
 def test_push_backlevels_until_an_old_manager_reads_it(
-        daemon_factory: DaemonFactory, manager: Manager) -> None:
+    daemon_factory: DaemonFactory, manager: Manager
+) -> None:
     d = start(daemon_factory, manager)
     accepted = manager.wait_accepted(30)
     assert {v for _, v in versions(accepted[0])} == {"1.0"}
@@ -161,7 +181,8 @@ def test_push_backlevels_until_an_old_manager_reads_it(
 
 @pytest.mark.parametrize("manager", [{"fail_first": 3}], indirect=True)
 def test_push_retries_other_errors_with_backoff(
-        daemon_factory: DaemonFactory, manager: Manager) -> None:
+    daemon_factory: DaemonFactory, manager: Manager
+) -> None:
     d = start(daemon_factory, manager)
     manager.wait_accepted(30)
     assert len(manager.received) >= 4
@@ -178,8 +199,9 @@ def test_push_again_after_sighup(daemon_factory: DaemonFactory, manager: Manager
     assert readyz_push(d)["reason"] == "SIGHUP"
 
 
-def test_push_sends_the_bearer_token(daemon_factory: DaemonFactory, manager: Manager,
-                                     workdir: Any) -> None:
+def test_push_sends_the_bearer_token(
+    daemon_factory: DaemonFactory, manager: Manager, workdir: Any
+) -> None:
     token = workdir / "nm-token"
     token.write_text("manager-token\n")
     start(daemon_factory, manager, token_file=str(token))
@@ -188,8 +210,15 @@ def test_push_sends_the_bearer_token(daemon_factory: DaemonFactory, manager: Man
 
 
 def test_unreachable_manager_never_hurts_the_daemon(daemon_factory: DaemonFactory) -> None:
-    d = daemon_factory({"network_manager": {"url": "http://127.0.0.1:9/none",
-                                            "retry_initial": 0.1, "retry_max": 0.3}})
+    d = daemon_factory(
+        {
+            "network_manager": {
+                "url": "http://127.0.0.1:9/none",
+                "retry_initial": 0.1,
+                "retry_max": 0.3,
+            }
+        }
+    )
     deadline = time.monotonic() + 20
     push = readyz_push(d)
     while push["state"] != "retrying" and time.monotonic() < deadline:

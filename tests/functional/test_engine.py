@@ -29,9 +29,9 @@ from engine_fixture import (
 from pyroute2 import IPRoute
 
 from helpers import unique
-from vifplug import engine as engine_mod
 from vifplug import exceptions
 from vifplug.ovsdb import sandbox
+from vifplug.plugging import engine as engine_mod
 from vifplug.records import Lifecycle
 
 
@@ -70,9 +70,14 @@ def link(name: str) -> dict[str, Any] | None:
         if not idx:
             return None
         msg = ipr.get_links(idx[0])[0]
-        return {"index": msg["index"], "mac": msg.get("address"), "mtu": msg.get("mtu"),
-                "group": msg.get("group"), "master": msg.get("master"),
-                "kind": msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")}
+        return {
+            "index": msg["index"],
+            "mac": msg.get("address"),
+            "mtu": msg.get("mtu"),
+            "group": msg.get("group"),
+            "master": msg.get("master"),
+            "kind": msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND"),
+        }
 
 
 def bridge_of(eng: engine_mod.Engine) -> str:
@@ -81,8 +86,10 @@ def bridge_of(eng: engine_mod.Engine) -> str:
 
 # -- plug, re-plug, unplug -----------------------------------------------------------
 
+
 def test_plug_creates_tap_and_port_with_integration_guide_ids(
-        eng: engine_mod.Engine, ovs: sandbox.OvsSandbox) -> None:
+    eng: engine_mod.Engine, ovs: sandbox.OvsSandbox
+) -> None:
     br = bridge_of(eng)
     name = unique("vpt")
     address = mac()
@@ -102,8 +109,10 @@ def test_plug_creates_tap_and_port_with_integration_guide_ids(
     assert name in ports_of(ovs, br)
     assert eng.ovsdb is not None
     # The Open_vSwitch row carries a system-id.
-    assert ovs.vsctl("get", "Open_vSwitch", ".", "external_ids:system-id").strip('"\n') \
+    assert (
+        ovs.vsctl("get", "Open_vSwitch", ".", "external_ids:system-id").strip('"\n')
         == eng.system_id
+    )
 
     kernel = link(name)
     assert kernel is not None
@@ -118,8 +127,9 @@ def test_plug_creates_tap_and_port_with_integration_guide_ids(
     assert eng.service.ofport(record) == int(iface_col(ovs, name, "ofport"))
 
 
-def test_second_plug_with_same_body_is_idempotent(eng: engine_mod.Engine,
-                                                  ovs: sandbox.OvsSandbox) -> None:
+def test_second_plug_with_same_body_is_idempotent(
+    eng: engine_mod.Engine, ovs: sandbox.OvsSandbox
+) -> None:
     assert eng.service is not None
     name = unique("vpt")
     vif = ovs_vif(bridge=bridge_of(eng), name=name)
@@ -134,8 +144,7 @@ def test_second_plug_with_same_body_is_idempotent(eng: engine_mod.Engine,
     assert len(eng.service.list()) == 1
 
 
-def test_replug_recreates_a_deleted_tap(eng: engine_mod.Engine,
-                                        ovs: sandbox.OvsSandbox) -> None:
+def test_replug_recreates_a_deleted_tap(eng: engine_mod.Engine, ovs: sandbox.OvsSandbox) -> None:
     assert eng.service is not None
     name = unique("vpt")
     vif = ovs_vif(bridge=bridge_of(eng), name=name)
@@ -149,8 +158,9 @@ def test_replug_recreates_a_deleted_tap(eng: engine_mod.Engine,
     assert int(iface_col(ovs, name, "ofport")) > 0
 
 
-def test_conflicting_body_is_refused_and_changes_nothing(eng: engine_mod.Engine,
-                                                         ovs: sandbox.OvsSandbox) -> None:
+def test_conflicting_body_is_refused_and_changes_nothing(
+    eng: engine_mod.Engine, ovs: sandbox.OvsSandbox
+) -> None:
     assert eng.service is not None
     name = unique("vpt")
     vif = ovs_vif(bridge=bridge_of(eng), name=name)
@@ -198,8 +208,9 @@ def test_plug_refused_before_any_change(eng: engine_mod.Engine, ovs: sandbox.Ovs
     assert eng.service.list() == []
 
 
-def test_device_owned_by_someone_else_is_not_taken(eng: engine_mod.Engine,
-                                                   ovs: sandbox.OvsSandbox) -> None:
+def test_device_owned_by_someone_else_is_not_taken(
+    eng: engine_mod.Engine, ovs: sandbox.OvsSandbox
+) -> None:
     assert eng.service is not None
     name = unique("vpv")
     with IPRoute() as ipr:
@@ -253,8 +264,8 @@ def test_ovsdb_failure_rolls_back_the_tap(tmp_path: Path) -> None:
 
 # -- iface-status and ofport ---------------------------------------------------------
 
-def test_one_active_interface_per_iface_id(eng: engine_mod.Engine,
-                                           ovs: sandbox.OvsSandbox) -> None:
+
+def test_one_active_interface_per_iface_id(eng: engine_mod.Engine, ovs: sandbox.OvsSandbox) -> None:
     assert eng.service is not None and eng.ovsdb is not None
     iface_id = str(uuid.uuid4())
     a, b = unique("vpa"), unique("vpb")
@@ -268,7 +279,7 @@ def test_one_active_interface_per_iface_id(eng: engine_mod.Engine,
 
     txns = eng.ovsdb.transactions
     eng.service.set_status(vif_id_of(vif_a), "active")
-    assert eng.ovsdb.transactions == txns + 1   # switching is one transaction
+    assert eng.ovsdb.transactions == txns + 1  # switching is one transaction
     assert iface_ids(ovs, a)["iface-status"] == "active"
     assert iface_ids(ovs, b)["iface-status"] == "inactive"
     assert eng.service.get(vif_id_of(vif_b)).iface_status == "inactive"
@@ -281,15 +292,23 @@ def test_one_active_interface_per_iface_id(eng: engine_mod.Engine,
         eng.service.set_status(vif_id_of(vif_b), "up")
 
 
-def test_ofport_found_by_iface_id_and_attached_mac(eng: engine_mod.Engine,
-                                                   ovs: sandbox.OvsSandbox) -> None:
+def test_ofport_found_by_iface_id_and_attached_mac(
+    eng: engine_mod.Engine, ovs: sandbox.OvsSandbox
+) -> None:
     assert eng.service is not None and eng.ovsdb is not None
     name = unique("vpt")
     address = mac()
     vif = ovs_vif(bridge=bridge_of(eng), name=name, address=address)
     eng.service.plug(plug_request(vif))
-    expected = int(ovs.vsctl("--bare", "--columns=ofport", "find", "Interface",
-                             f'external_ids:attached-mac="{address}"').strip())
+    expected = int(
+        ovs.vsctl(
+            "--bare",
+            "--columns=ofport",
+            "find",
+            "Interface",
+            f'external_ids:attached-mac="{address}"',
+        ).strip()
+    )
     assert expected > 0
     assert eng.ovsdb.find_ofport(attached_mac=address) == expected
     assert eng.ovsdb.find_ofport(iface_id=vif_id_of(vif)) == expected
@@ -297,6 +316,7 @@ def test_ofport_found_by_iface_id_and_attached_mac(eng: engine_mod.Engine,
 
 
 # -- the datapath ---------------------------------------------------------------------
+
 
 def test_frame_written_into_one_tap_comes_out_of_another(eng: engine_mod.Engine) -> None:
     assert eng.service is not None
@@ -307,8 +327,12 @@ def test_frame_written_into_one_tap_comes_out_of_another(eng: engine_mod.Engine)
     fd_a, fd_b = open_tap(a), open_tap(b)
     try:
         payload = b"vifplug-datapath-" + uuid.uuid4().bytes
-        frame = Frame(dst=b"\xff" * 6, src=mac_bytes(mac_a), ethertype=0x88B5,
-                      payload=payload.ljust(46, b"\0")).pack()
+        frame = Frame(
+            dst=b"\xff" * 6,
+            src=mac_bytes(mac_a),
+            ethertype=0x88B5,
+            payload=payload.ljust(46, b"\0"),
+        ).pack()
         deadline = time.monotonic() + 10
         seen = False
         while not seen and time.monotonic() < deadline:
@@ -332,8 +356,10 @@ def test_frame_written_into_one_tap_comes_out_of_another(eng: engine_mod.Engine)
 
 # -- concurrency -----------------------------------------------------------------------
 
-def test_many_threads_plugging_share_transactions(eng: engine_mod.Engine,
-                                                  ovs: sandbox.OvsSandbox) -> None:
+
+def test_many_threads_plugging_share_transactions(
+    eng: engine_mod.Engine, ovs: sandbox.OvsSandbox
+) -> None:
     assert eng.service is not None and eng.ovsdb is not None
     n = 60
     vifs = [ovs_vif(bridge=bridge_of(eng), name=unique("vpm")) for _ in range(n)]
@@ -367,8 +393,7 @@ def test_many_threads_plugging_share_transactions(eng: engine_mod.Engine,
     assert len(eng.service.list()) == n
     # Concurrent unplugs share device deletions too.
     calls_before = eng.deleter.group_delete_calls
-    threads = [threading.Thread(target=eng.service.unplug, args=(vif_id_of(v),))
-               for v in vifs]
+    threads = [threading.Thread(target=eng.service.unplug, args=(vif_id_of(v),)) for v in vifs]
     for t in threads:
         t.start()
     for t in threads:
@@ -381,14 +406,15 @@ def test_many_threads_plugging_share_transactions(eng: engine_mod.Engine,
 
 # -- hybrid plug -------------------------------------------------------------------------
 
-def test_hybrid_plug_builds_linux_bridge_and_veth_into_ovs(eng: engine_mod.Engine,
-                                                           ovs: sandbox.OvsSandbox) -> None:
+
+def test_hybrid_plug_builds_linux_bridge_and_veth_into_ovs(
+    eng: engine_mod.Engine, ovs: sandbox.OvsSandbox
+) -> None:
     assert eng.service is not None
     vid = str(uuid.uuid4())
     tap = unique("vpt")
     qbr = "qbr" + vid[:11]
-    vif = ovs_vif(bridge=bridge_of(eng), vif_id=vid, name=tap, obj="VIFBridge",
-                  bridge_name=qbr)
+    vif = ovs_vif(bridge=bridge_of(eng), vif_id=vid, name=tap, obj="VIFBridge", bridge_name=qbr)
     eng.service.plug(plug_request(vif))
     qvb, qvo = "qvb" + vid[:11], "qvo" + vid[:11]
     assert link(qbr)["kind"] == "bridge"  # type: ignore[index]
@@ -404,16 +430,24 @@ def test_hybrid_plug_builds_linux_bridge_and_veth_into_ovs(eng: engine_mod.Engin
     assert qvo not in ports_of(ovs, bridge_of(eng))
 
 
-def test_host_identity_written_as_the_integration_guide_says(ovs: sandbox.OvsSandbox,
-                                                             tmp_path: Path) -> None:
+def test_host_identity_written_as_the_integration_guide_says(
+    ovs: sandbox.OvsSandbox, tmp_path: Path
+) -> None:
     import dataclasses as dc
 
     br = unique("vpbr")
     base = settings_for(ovs.remote, tmp_path / "state", bridge=br)
     system_id = str(uuid.uuid4())
-    settings = dc.replace(base, host=dc.replace(
-        base.host, system_id=system_id, system_type="debian", system_version="12",
-        enable_statistics=True))
+    settings = dc.replace(
+        base,
+        host=dc.replace(
+            base.host,
+            system_id=system_id,
+            system_type="debian",
+            system_version="12",
+            enable_statistics=True,
+        ),
+    )
     with running_engine(settings) as e:
         assert e.system_id == system_id
         get = lambda col: ovs.vsctl("get", "Open_vSwitch", ".", col).strip().strip('"')  # noqa: E731
@@ -422,14 +456,16 @@ def test_host_identity_written_as_the_integration_guide_says(ovs: sandbox.OvsSan
         assert get("system_version") == "12"
         assert get("other_config:enable-statistics") == "true"
     # Unconfigured, the next start keeps the system-id OVSDB has.
-    with running_engine(dc.replace(base, host=dc.replace(base.host, state_dir=str(
-            tmp_path / "state2")))) as e:
+    with running_engine(
+        dc.replace(base, host=dc.replace(base.host, state_dir=str(tmp_path / "state2")))
+    ) as e:
         assert e.system_id == system_id
     ovs.vsctl("--if-exists", "del-br", br)
 
 
-def test_taps_are_owned_by_the_configured_user_and_group(ovs: sandbox.OvsSandbox,
-                                                         tmp_path: Path) -> None:
+def test_taps_are_owned_by_the_configured_user_and_group(
+    ovs: sandbox.OvsSandbox, tmp_path: Path
+) -> None:
     import dataclasses as dc
 
     br = unique("vpbr")
@@ -469,8 +505,13 @@ def test_operators_linux_bridge_is_used_but_never_taken(eng: engine_mod.Engine) 
         ipr.link("add", ifname=lb, kind="bridge")
     try:
         vif = objects.vif.VIFBridge(
-            id=str(uuid.uuid4()), address=mac(), plugin="linux_bridge", bridge_name=lb,
-            vif_name=unique("vpt"), network=objects.network.Network(id=str(uuid.uuid4())))
+            id=str(uuid.uuid4()),
+            address=mac(),
+            plugin="linux_bridge",
+            bridge_name=lb,
+            vif_name=unique("vpt"),
+            network=objects.network.Network(id=str(uuid.uuid4())),
+        )
         rec = eng.service.plug(plug_request(vif.obj_to_primitive())).record
         assert rec.allocation is not None
         assert link(rec.allocation.device)["master"] == link(lb)["index"]  # type: ignore[index]
@@ -485,11 +526,12 @@ def test_operators_linux_bridge_is_used_but_never_taken(eng: engine_mod.Engine) 
             ipr.link("del", ifname=lb)
 
 
-@pytest.mark.parametrize(("mode", "iface_type"), [("client", "dpdkvhostuser"),
-                                                   ("server", "dpdkvhostuserclient")])
-def test_vhostuser_vif_becomes_an_ovs_dpdk_port(eng: engine_mod.Engine,
-                                                ovs: sandbox.OvsSandbox,
-                                                mode: str, iface_type: str) -> None:
+@pytest.mark.parametrize(
+    ("mode", "iface_type"), [("client", "dpdkvhostuser"), ("server", "dpdkvhostuserclient")]
+)
+def test_vhostuser_vif_becomes_an_ovs_dpdk_port(
+    eng: engine_mod.Engine, ovs: sandbox.OvsSandbox, mode: str, iface_type: str
+) -> None:
     """As os-vif's ovs plugin does for OVS-DPDK.  This OVS has no DPDK, so the
     port cannot come up (wait=none); what is checked is what OVSDB holds."""
     from vifplug import objects
@@ -498,9 +540,14 @@ def test_vhostuser_vif_becomes_an_ovs_dpdk_port(eng: engine_mod.Engine,
     vid = str(uuid.uuid4())
     path = f"/var/run/vhu/{vid[:8]}.sock"
     vif = objects.vif.VIFVHostUser(
-        id=vid, address=mac(), plugin="ovs", mode=mode, path=path,
+        id=vid,
+        address=mac(),
+        plugin="ovs",
+        mode=mode,
+        path=path,
         network=objects.network.Network(id=str(uuid.uuid4()), bridge=bridge_of(eng), mtu=1400),
-        port_profile=objects.vif.VIFPortProfileOpenVSwitch(interface_id=vid))
+        port_profile=objects.vif.VIFPortProfileOpenVSwitch(interface_id=vid),
+    )
     rec = eng.service.plug(plug_request(vif.obj_to_primitive(), wait="none")).record
     port = "vhu" + vid[:11]
     assert rec.allocation is not None and rec.allocation.port == port
@@ -516,8 +563,10 @@ def test_vhostuser_vif_becomes_an_ovs_dpdk_port(eng: engine_mod.Engine,
 
 # -- what belongs to whom ---------------------------------------------------------
 
+
 def test_second_vif_with_the_same_device_name_is_refused_and_first_untouched(
-        eng: engine_mod.Engine, ovs: sandbox.OvsSandbox) -> None:
+    eng: engine_mod.Engine, ovs: sandbox.OvsSandbox
+) -> None:
     assert eng.service is not None
     name = unique("vpt")
     first = ovs_vif(bridge=bridge_of(eng), name=name)
@@ -532,16 +581,24 @@ def test_second_vif_with_the_same_device_name_is_refused_and_first_untouched(
 
 
 def test_devices_and_ports_vifplug_did_not_make_are_refused(
-        eng: engine_mod.Engine, ovs: sandbox.OvsSandbox) -> None:
+    eng: engine_mod.Engine, ovs: sandbox.OvsSandbox
+) -> None:
     assert eng.service is not None
     tap, qbr, port = unique("vpt"), unique("vpq"), unique("vpo")
     with IPRoute() as ipr:
         ipr.link("add", ifname=tap, kind="tuntap", mode="tap")
         ipr.link("add", ifname=qbr, kind="bridge")
-    ovs.vsctl("--may-exist", "add-br", bridge_of(eng), "--", "set", "Bridge", bridge_of(eng),
-              "datapath_type=netdev")
-    ovs.vsctl("add-port", bridge_of(eng), port, "--", "set", "Interface", port,
-              "type=internal")
+    ovs.vsctl(
+        "--may-exist",
+        "add-br",
+        bridge_of(eng),
+        "--",
+        "set",
+        "Bridge",
+        bridge_of(eng),
+        "datapath_type=netdev",
+    )
+    ovs.vsctl("add-port", bridge_of(eng), port, "--", "set", "Interface", port, "type=internal")
     try:
         cases = [
             ovs_vif(bridge=bridge_of(eng), name=tap),
@@ -562,8 +619,9 @@ def test_devices_and_ports_vifplug_did_not_make_are_refused(
         ovs.vsctl("--if-exists", "del-port", port)
 
 
-def test_failed_repeat_plug_keeps_the_acknowledged_port(eng: engine_mod.Engine,
-                                                         ovs: sandbox.OvsSandbox) -> None:
+def test_failed_repeat_plug_keeps_the_acknowledged_port(
+    eng: engine_mod.Engine, ovs: sandbox.OvsSandbox
+) -> None:
     assert eng.service is not None
     name = unique("vpt")
     vif = ovs_vif(bridge=bridge_of(eng), name=name)
@@ -584,8 +642,9 @@ def test_failed_repeat_plug_keeps_the_acknowledged_port(eng: engine_mod.Engine,
             ipr.link("del", ifname=name)
 
 
-def test_port_for_a_tap_libvirt_makes_later_waits_for_it(eng: engine_mod.Engine,
-                                                         ovs: sandbox.OvsSandbox) -> None:
+def test_port_for_a_tap_libvirt_makes_later_waits_for_it(
+    eng: engine_mod.Engine, ovs: sandbox.OvsSandbox
+) -> None:
     """create_tap=False (os-vif: libvirt creates the tap): the plug writes the
     port, waits for its ofport, and answers once the tap appears."""
     assert eng.service is not None
@@ -618,6 +677,7 @@ def test_multicast_mac_is_refused_before_any_change(eng: engine_mod.Engine) -> N
     assert eng.service is not None
     name = unique("vpt")
     with pytest.raises(exceptions.InvalidRequest):
-        eng.service.plug(plug_request(ovs_vif(bridge=bridge_of(eng), name=name,
-                                              address="01:00:5e:00:00:01")))
+        eng.service.plug(
+            plug_request(ovs_vif(bridge=bridge_of(eng), name=name, address="01:00:5e:00:00:01"))
+        )
     assert link(name) is None and eng.service.list() == []

@@ -27,8 +27,6 @@ TC_H_ROOT = 0xFFFFFFFF
 VNET_HDR_LEN = 10  # a macvtap queue expects a virtio_net_hdr before each frame
 
 
-
-
 def new_tap(dev: Devices) -> netdev.LinkInfo:
     info, _ = netdev.ensure_tap(netdev.TapSpec(name=dev.name("t"), link_group=dev.link_group))
     return info

@@ -24,8 +24,6 @@ IFF_PERSIST = 0x0800
 IFF_NO_PI = 0x1000
 
 
-
-
 def sysfs(name: str, attr: str) -> str | None:
     path = Path("/sys/class/net") / name / attr
     return path.read_text().strip() if path.exists() else None

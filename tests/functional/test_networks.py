@@ -17,17 +17,19 @@ from pyroute2 import IPRoute
 from test_engine import link, ports_of
 
 from helpers import unique
-from vifplug import engine, exceptions, networks, objects
+from vifplug import exceptions, objects
 from vifplug.ovsdb import sandbox
+from vifplug.plugging import engine, networks
 from vifplug.records import Bandwidth
 
 MACVLAN_MODE = {1: "private", 2: "vepa", 4: "bridge", 8: "passthru"}
 
 
-def direct_vif(network: str, *, vif_id: str | None = None,
-               profile: Any = None) -> dict[str, Any]:
+def direct_vif(network: str, *, vif_id: str | None = None, profile: Any = None) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
-        "id": vif_id or str(uuid.uuid4()), "address": mac(), "plugin": "direct",
+        "id": vif_id or str(uuid.uuid4()),
+        "address": mac(),
+        "plugin": "direct",
         "vif_name": unique("vpm"),
         "network": objects.network.Network(id=str(uuid.uuid4()), label=network),
     }
@@ -49,10 +51,16 @@ def macvtap_of(name: str) -> tuple[str, str] | None:
         return parent, MACVLAN_MODE.get(mode, str(mode))
 
 
-def make_engine(ovs: sandbox.OvsSandbox, state: Path, bridge: str,
-                defs: dict[str, networks.NetworkDef], owner: str) -> engine.Engine:
-    settings = settings_for(ovs.remote, state, bridge=bridge, link_group=0x5A5A0000 +
-                            (hash(owner) & 0xFFFF))
+def make_engine(
+    ovs: sandbox.OvsSandbox,
+    state: Path,
+    bridge: str,
+    defs: dict[str, networks.NetworkDef],
+    owner: str,
+) -> engine.Engine:
+    settings = settings_for(
+        ovs.remote, state, bridge=bridge, link_group=0x5A5A0000 + (hash(owner) & 0xFFFF)
+    )
     return engine.Engine(settings, owner=owner, network_defs=defs).start()
 
 
@@ -80,8 +88,9 @@ def make(ovs: sandbox.OvsSandbox, tmp_path: Path) -> Iterator[Any]:
 
 
 def pool(name: str, devices: list[str], mode: str, **kw: Any) -> dict[str, networks.NetworkDef]:
-    return {name: networks.NetworkDef(name=name, type="direct", devices=tuple(devices),
-                                      mode=mode, **kw)}
+    return {
+        name: networks.NetworkDef(name=name, type="direct", devices=tuple(devices), mode=mode, **kw)
+    }
 
 
 def test_passthrough_pool_is_exclusive_and_exhausts_cleanly(make: Any, nics: list[str]) -> None:
@@ -150,13 +159,13 @@ def kernel_polices_ingress(dev: str) -> bool:
 
 
 def test_portgroup_outbound_bandwidth_on_macvtap_is_shaped_with_tc(
-        make: Any, nics: list[str]) -> None:
+    make: Any, nics: list[str]
+) -> None:
     from vifplug import netdev
 
     bw = Bandwidth(outbound_average=500, outbound_burst=128)
     pg = networks.Portgroup(name="gold", bandwidth=bw)
-    e = make(pool("bwnet", nics[:1], "vepa", portgroups={"gold": pg},
-                  default_portgroup="gold"))
+    e = make(pool("bwnet", nics[:1], "vepa", portgroups={"gold": pg}, default_portgroup="gold"))
     r = e.service.plug(plug_request(direct_vif("bwnet"))).record
     assert r.allocation.portgroup == "gold"
     limits = netdev.get_bandwidth(r.allocation.device)
@@ -176,8 +185,7 @@ def test_portgroup_inbound_bandwidth_on_macvtap(make: Any, nics: list[str]) -> N
 
     bw = Bandwidth(inbound_average=1000, inbound_burst=256)
     pg = networks.Portgroup(name="gold", bandwidth=bw)
-    e = make(pool("bwnet", nics[:1], "vepa", portgroups={"gold": pg},
-                  default_portgroup="gold"))
+    e = make(pool("bwnet", nics[:1], "vepa", portgroups={"gold": pg}, default_portgroup="gold"))
     v = direct_vif("bwnet")
     if kernel_polices_ingress(nics[2]):
         r = e.service.plug(plug_request(v)).record
@@ -191,14 +199,21 @@ def test_portgroup_inbound_bandwidth_on_macvtap(make: Any, nics: list[str]) -> N
 
 
 def test_portgroup_bandwidth_on_ovs_port_sets_ingress_policing(
-        make: Any, ovs: sandbox.OvsSandbox) -> None:
+    make: Any, ovs: sandbox.OvsSandbox
+) -> None:
     net_bridge = unique("vpbn")
     bw = Bandwidth(outbound_average=1000, outbound_burst=100)
-    defs = {"tenant": networks.NetworkDef(
-        name="tenant", type="ovs", bridge=net_bridge, bridge_id="tenant-net-1",
-        hwaddr="02:00:00:aa:bb:cc", portgroups={"silver": networks.Portgroup("silver",
-                                                                             bandwidth=bw)},
-        default_portgroup="silver")}
+    defs = {
+        "tenant": networks.NetworkDef(
+            name="tenant",
+            type="ovs",
+            bridge=net_bridge,
+            bridge_id="tenant-net-1",
+            hwaddr="02:00:00:aa:bb:cc",
+            portgroups={"silver": networks.Portgroup("silver", bandwidth=bw)},
+            default_portgroup="silver",
+        )
+    }
     e = make(defs)
     try:
         name = unique("vpt")
@@ -209,10 +224,14 @@ def test_portgroup_bandwidth_on_ovs_port_sets_ingress_policing(
         assert name in ports_of(ovs, net_bridge)
         assert ovs.vsctl("get", "Interface", name, "ingress_policing_rate").strip() == "8000"
         assert ovs.vsctl("get", "Interface", name, "ingress_policing_burst").strip() == "800"
-        assert ovs.vsctl("get", "Bridge", net_bridge,
-                         "external_ids:bridge-id").strip().strip('"') == "tenant-net-1"
-        assert ovs.vsctl("get", "Bridge", net_bridge,
-                         "other_config:hwaddr").strip().strip('"') == "02:00:00:aa:bb:cc"
+        assert (
+            ovs.vsctl("get", "Bridge", net_bridge, "external_ids:bridge-id").strip().strip('"')
+            == "tenant-net-1"
+        )
+        assert (
+            ovs.vsctl("get", "Bridge", net_bridge, "other_config:hwaddr").strip().strip('"')
+            == "02:00:00:aa:bb:cc"
+        )
         e.service.unplug(r.vif_id)
         assert name not in ports_of(ovs, net_bridge)
     finally:

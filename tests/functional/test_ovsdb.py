@@ -26,7 +26,8 @@ def bridge_op(name: str) -> ops.Op:
 
 
 def test_writes_announced_with_expecting_share_one_transaction(
-        conn: connection.Connection, ovs: sandbox.OvsSandbox) -> None:
+    conn: connection.Connection, ovs: sandbox.OvsSandbox
+) -> None:
     a, b = unique("vpga"), unique("vpgb")
     try:
         entered, release = threading.Event(), threading.Event()
@@ -53,11 +54,13 @@ def test_writes_announced_with_expecting_share_one_transaction(
         ovs.vsctl("--if-exists", "del-br", a, "--", "--if-exists", "del-br", b)
 
 
-def test_gathering_is_bounded_by_gather_max(conn: connection.Connection,
-                                            ovs: sandbox.OvsSandbox) -> None:
+def test_gathering_is_bounded_by_gather_max(
+    conn: connection.Connection, ovs: sandbox.OvsSandbox
+) -> None:
     a = unique("vpgc")
     done = threading.Event()
     try:
+
         def laggard() -> None:
             with conn.expecting():
                 done.wait(20)
@@ -74,8 +77,7 @@ def test_gathering_is_bounded_by_gather_max(conn: connection.Connection,
         ovs.vsctl("--if-exists", "del-br", a)
 
 
-def test_a_lone_write_is_not_held(conn: connection.Connection,
-                                  ovs: sandbox.OvsSandbox) -> None:
+def test_a_lone_write_is_not_held(conn: connection.Connection, ovs: sandbox.OvsSandbox) -> None:
     a = unique("vpgd")
     try:
         started = time.monotonic()
@@ -85,8 +87,9 @@ def test_a_lone_write_is_not_held(conn: connection.Connection,
         ovs.vsctl("--if-exists", "del-br", a)
 
 
-def test_a_wait_ends_when_its_interface_is_removed(conn: connection.Connection,
-                                                   ovs: sandbox.OvsSandbox) -> None:
+def test_a_wait_ends_when_its_interface_is_removed(
+    conn: connection.Connection, ovs: sandbox.OvsSandbox
+) -> None:
     from vifplug import exceptions
 
     br, port = unique("vpge"), unique("vpgp")

@@ -21,8 +21,9 @@ from pyroute2 import IPRoute
 from test_engine import link, ports_of
 
 from helpers import unique
-from vifplug import conf, engine
+from vifplug import conf
 from vifplug.ovsdb import sandbox
+from vifplug.plugging import engine
 from vifplug.records import Allocation, Lifecycle
 
 
@@ -39,8 +40,11 @@ class Host:
 @pytest.fixture
 def host(ovs: sandbox.OvsSandbox, tmp_path: Path) -> Iterator[Host]:
     br = unique("vpbr")
-    h = Host(settings_for(ovs.remote, tmp_path / "state", bridge=br),
-             owner=f"test-{uuid.uuid4().hex[:8]}", bridge=br)
+    h = Host(
+        settings_for(ovs.remote, tmp_path / "state", bridge=br),
+        owner=f"test-{uuid.uuid4().hex[:8]}",
+        bridge=br,
+    )
     try:
         yield h
     finally:
@@ -86,7 +90,8 @@ def test_plugged_vifs_survive_restart_untouched(host: Host, ovs: sandbox.OvsSand
 
 
 def test_missing_tap_and_port_of_a_plugged_vif_are_recreated(
-        host: Host, ovs: sandbox.OvsSandbox) -> None:
+    host: Host, ovs: sandbox.OvsSandbox
+) -> None:
     ids = plug_some(host, 2)
     e = host.engine()
     assert e.service is not None
@@ -113,7 +118,8 @@ def test_missing_tap_and_port_of_a_plugged_vif_are_recreated(
 
 
 def test_interrupted_plug_is_rolled_back_and_interrupted_unplug_finished(
-        host: Host, ovs: sandbox.OvsSandbox) -> None:
+    host: Host, ovs: sandbox.OvsSandbox
+) -> None:
     ids = plug_some(host, 2)
     e = host.engine()
     assert e.service is not None and e.store is not None
@@ -142,8 +148,7 @@ def test_interrupted_plug_is_rolled_back_and_interrupted_unplug_finished(
         e.stop()
 
 
-def test_leaks_are_removed_and_nothing_else_is_touched(host: Host,
-                                                        ovs: sandbox.OvsSandbox) -> None:
+def test_leaks_are_removed_and_nothing_else_is_touched(host: Host, ovs: sandbox.OvsSandbox) -> None:
     ids = plug_some(host, 1)
     group = host.settings.netdev.link_group
     leaked_tap, foreign_tap, foreign_group_tap = unique("vpl"), unique("vpf"), unique("vpg")
@@ -153,15 +158,42 @@ def test_leaks_are_removed_and_nothing_else_is_touched(host: Host,
             ipr.link("add", ifname=name, kind="tuntap", mode="tap")
             ipr.link("set", ifname=name, group=g)
     leaked_port, foreign_port = unique("vpl"), unique("vpo")
-    ovs.vsctl("add-port", host.bridge, leaked_port, "--", "set", "Interface", leaked_port,
-              "type=internal", f"external_ids:vifplug-owner={host.owner}",
-              "external_ids:vifplug-vif-id=gone")
-    ovs.vsctl("add-port", host.bridge, foreign_port, "--", "set", "Interface", foreign_port,
-              "type=internal", "external_ids:iface-id=someone-elses")
+    ovs.vsctl(
+        "add-port",
+        host.bridge,
+        leaked_port,
+        "--",
+        "set",
+        "Interface",
+        leaked_port,
+        "type=internal",
+        f"external_ids:vifplug-owner={host.owner}",
+        "external_ids:vifplug-vif-id=gone",
+    )
+    ovs.vsctl(
+        "add-port",
+        host.bridge,
+        foreign_port,
+        "--",
+        "set",
+        "Interface",
+        foreign_port,
+        "type=internal",
+        "external_ids:iface-id=someone-elses",
+    )
     # A port of another vifplug daemon on the same OVS is not ours either.
     other_daemon_port = unique("vpd")
-    ovs.vsctl("add-port", host.bridge, other_daemon_port, "--", "set", "Interface",
-              other_daemon_port, "type=internal", "external_ids:vifplug-owner=another-daemon")
+    ovs.vsctl(
+        "add-port",
+        host.bridge,
+        other_daemon_port,
+        "--",
+        "set",
+        "Interface",
+        other_daemon_port,
+        "type=internal",
+        "external_ids:vifplug-owner=another-daemon",
+    )
     try:
         e = host.engine()
         try:
@@ -184,8 +216,9 @@ def test_leaks_are_removed_and_nothing_else_is_touched(host: Host,
             ovs.vsctl("--if-exists", "del-port", port)
 
 
-def test_ovsdb_server_restart_during_churn_loses_nothing(host: Host,
-                                                         ovs: sandbox.OvsSandbox) -> None:
+def test_ovsdb_server_restart_during_churn_loses_nothing(
+    host: Host, ovs: sandbox.OvsSandbox
+) -> None:
     """Plugs keep coming while ovsdb-server restarts; afterwards every plugged
     VIF has its port with an ofport and nothing is leaked."""
     import threading
@@ -232,15 +265,16 @@ def test_ovsdb_server_restart_during_churn_loses_nothing(host: Host,
             assert time.monotonic() < deadline
             time.sleep(0.05)
         ours = {p for p in ports if p.startswith("vpc")}
-        assert ours == {r.allocation.port for r in listed.values()  # type: ignore[union-attr]
-                        }, "a port was leaked"
+        assert ours == {
+            r.allocation.port
+            for r in listed.values()  # type: ignore[union-attr]
+        }, "a port was leaked"
         print(f"{len(done)} plugs acknowledged, {len(errors)} refused during the restart")
     finally:
         e.stop()
 
 
-def test_ovs_vswitchd_restart_brings_every_port_back(host: Host,
-                                                     ovs: sandbox.OvsSandbox) -> None:
+def test_ovs_vswitchd_restart_brings_every_port_back(host: Host, ovs: sandbox.OvsSandbox) -> None:
     ids = plug_some(host, 5)
     e = host.engine()
     try:
@@ -257,8 +291,9 @@ def test_ovs_vswitchd_restart_brings_every_port_back(host: Host,
         e.stop()
 
 
-def test_device_lost_across_vswitchd_restart_is_recreated(host: Host,
-                                                          ovs: sandbox.OvsSandbox) -> None:
+def test_device_lost_across_vswitchd_restart_is_recreated(
+    host: Host, ovs: sandbox.OvsSandbox
+) -> None:
     """ovs-vswitchd goes away, a VIF's tap disappears meanwhile; when the switch
     comes back it reports the interface broken, and the daemon (running all
     along) recreates the tap, so the port gets its ofport again."""
@@ -286,8 +321,14 @@ def test_device_lost_across_vswitchd_restart_is_recreated(host: Host,
 
 
 def test_allocation_record_format_is_what_reconciliation_reads() -> None:
-    alloc = Allocation(plugin="ovs", device="tapx", bridge="br", port="tapx",
-                       created_devices=("tapx",), created_port=True)
+    alloc = Allocation(
+        plugin="ovs",
+        device="tapx",
+        bridge="br",
+        port="tapx",
+        created_devices=("tapx",),
+        created_port=True,
+    )
     assert Allocation.from_dict(alloc.to_dict()) == alloc
 
 
@@ -300,8 +341,13 @@ def test_shared_linux_bridge_survives_restart_while_in_use(host: Host) -> None:
 
     lb = unique("vplb")
     vif = objects.vif.VIFBridge(
-        id=str(_uuid.uuid4()), address=mac(), plugin="linux_bridge", bridge_name=lb,
-        vif_name=unique("vpt"), network=objects.network.Network(id=str(_uuid.uuid4())))
+        id=str(_uuid.uuid4()),
+        address=mac(),
+        plugin="linux_bridge",
+        bridge_name=lb,
+        vif_name=unique("vpt"),
+        network=objects.network.Network(id=str(_uuid.uuid4())),
+    )
     e = host.engine()
     assert e.service is not None
     rec = e.service.plug(plug_request(vif.obj_to_primitive(), instance())).record
@@ -316,8 +362,9 @@ def test_shared_linux_bridge_survives_restart_while_in_use(host: Host) -> None:
         e.stop()
 
 
-def test_many_lost_ports_are_repaired_in_shared_transactions(host: Host,
-                                                             ovs: sandbox.OvsSandbox) -> None:
+def test_many_lost_ports_are_repaired_in_shared_transactions(
+    host: Host, ovs: sandbox.OvsSandbox
+) -> None:
     """As after ovsdb-server lost its database: every port is gone, the taps
     remain.  Repairs run concurrently and share OVSDB transactions."""
     ids = plug_some(host, 30)

@@ -14,7 +14,7 @@ from typing import Any
 import osvif_samples
 import pytest
 
-from vifplug import negotiation
+from vifplug.negotiation import hostinfo, refusal
 from vifplug.objects import base as obj_base
 from vifplug.objects import host_info as hi
 from vifplug.objects import vif as vifs
@@ -24,21 +24,21 @@ OsVif = Callable[..., dict[str, Any]]
 
 def _host_info() -> hi.HostInfo:
     """A HostInfo like the daemon's: three plugins, port profiles declared."""
-    ovs = negotiation.describe_plugin(
+    ovs = hostinfo.describe_plugin(
         "ovs",
         [
-            negotiation.describe_vif(
+            hostinfo.describe_vif(
                 vifs.VIFOpenVSwitch,
                 port_profiles=[vifs.VIFPortProfileOpenVSwitch, vifs.VIFPortProfileOVSRepresentor],
             ),
-            negotiation.describe_vif(
+            hostinfo.describe_vif(
                 vifs.VIFVHostUser, port_profiles=[vifs.VIFPortProfileFPOpenVSwitch]
             ),
         ],
     )
-    bridge = negotiation.describe_plugin("linux_bridge", [negotiation.describe_vif(vifs.VIFBridge)])
-    noop = negotiation.describe_plugin("noop", [negotiation.describe_vif(vifs.VIFGeneric)])
-    return negotiation.build_host_info([ovs, bridge, noop])
+    bridge = hostinfo.describe_plugin("linux_bridge", [hostinfo.describe_vif(vifs.VIFBridge)])
+    noop = hostinfo.describe_plugin("noop", [hostinfo.describe_vif(vifs.VIFGeneric)])
+    return hostinfo.build_host_info([ovs, bridge, noop])
 
 
 def _names_and_versions(primitive: Any) -> set[tuple[str, str]]:
@@ -69,7 +69,7 @@ REQUESTS = [
 def test_every_host_info_vifplug_serves_loads_in_osvif(
     osvif: OsVif, request_args: dict[str, str]
 ) -> None:
-    served = negotiation.backlevel(_host_info(), **request_args)
+    served = hostinfo.backlevel(_host_info(), **request_args)
     (result,) = osvif("load", primitives=[served])["results"]
     assert "error" not in result, result.get("error")
     assert osvif_samples.field_differences(served, result["primitive"]) == []
@@ -79,13 +79,13 @@ def test_every_host_info_vifplug_serves_loads_in_osvif(
 def test_every_host_info_vifplug_serves_loads_in_an_older_osvif_when_asked(
     osvif: OsVif, request_args: dict[str, str]
 ) -> None:
-    served = negotiation.backlevel(_host_info(), **request_args)
+    served = hostinfo.backlevel(_host_info(), **request_args)
     (result,) = osvif("load", primitives=[served], old=True)["results"]
     if ("HostVIFInfo", "1.1") in _names_and_versions(served):
         # Not asked to backlevel HostVIFInfo: the older peer refuses, in
         # words the client side of the negotiation understands.
         assert "IncompatibleObjectVersion" in result["error"]
-        assert negotiation.manifest_from_error(result["error"]) == {"HostVIFInfo": "1.0"}
+        assert refusal.manifest_from_error(result["error"]) == {"HostVIFInfo": "1.0"}
     else:
         assert "error" not in result, result.get("error")
         assert osvif_samples.field_differences(served, result["primitive"]) == []
@@ -94,18 +94,18 @@ def test_every_host_info_vifplug_serves_loads_in_an_older_osvif_when_asked(
 def test_older_peer_refusal_then_retry_with_its_manifest(osvif: OsVif) -> None:
     """The negotiation of seed 004, driven by the peer's own error message."""
     host_info = _host_info()
-    first = negotiation.backlevel(host_info)
+    first = hostinfo.backlevel(host_info)
     (refusal,) = osvif("load", primitives=[first], old=True)["results"]
     error = {"error": {"code": "bad_request", "message": refusal["error"]}}
 
     # The refusal is about HostVIFInfo, so it does not ask for another HostInfo...
-    assert negotiation.max_version_from_error(error) is None
-    assert negotiation.backlevel_version_from_error(error, sent="1.0") is None
+    assert refusal.max_version_from_error(error) is None
+    assert refusal.backlevel_version_from_error(error, sent="1.0") is None
     # ...but for a manifest, which the retry uses.
-    manifest = negotiation.manifest_from_error(error)
+    manifest = refusal.manifest_from_error(error)
     assert manifest == {"HostVIFInfo": "1.0"}
 
-    retry = negotiation.backlevel(host_info, manifest=manifest)
+    retry = hostinfo.backlevel(host_info, manifest=manifest)
     (accepted,) = osvif("load", primitives=[retry], old=True)["results"]
     assert "error" not in accepted, accepted.get("error")
     assert osvif_samples.field_differences(retry, accepted["primitive"]) == []
@@ -136,9 +136,9 @@ def test_manifest_backlevel_equals_osvif_given_the_completed_manifest(
     obj_to_primitive makes with the manifest vifplug hands to oslo (the
     peer's entries, completed with this host's versions)."""
     host_info = _host_info()
-    ours = negotiation.backlevel(host_info, manifest=manifest)
+    ours = hostinfo.backlevel(host_info, manifest=manifest)
     completed = {name: cls.VERSION for name, cls in obj_base.classes().items()}
-    completed.update(negotiation.parse_manifest(manifest))
+    completed.update(hostinfo.parse_manifest(manifest))
     item = {"primitive": host_info.obj_to_primitive(), "manifest": completed}
     (theirs,) = osvif("backlevel", items=[item])["results"]
     if "error" in theirs:

@@ -20,9 +20,9 @@ from typing import Any
 import osvif_samples
 import pytest
 
-from vifplug import negotiation
 from vifplug.objects import base as obj_base
 from vifplug.objects import instance_info as ii
+from vifplug.objects import loading
 from vifplug.objects import vif as vifs
 
 CLASSES = obj_base.classes()
@@ -122,11 +122,11 @@ def test_osvif_primitive_passes_vifplug_validation(
     cls = CLASSES[name]
     for item in _osvif_items(osvif_made, name, version):
         theirs = item["primitive"]
-        assert negotiation.primitive_identity(theirs) == (name, version)
+        assert loading.primitive_identity(theirs) == (name, version)
         if issubclass(cls, vifs.VIFBase):
-            loaded: obj_base.VersionedObject = negotiation.load_vif(theirs)
+            loaded: obj_base.VersionedObject = loading.load_vif(theirs)
         elif issubclass(cls, ii.InstanceInfo):
-            loaded = negotiation.load_instance(theirs)
+            loaded = loading.load_instance(theirs)
         else:
             continue
         assert osvif_samples.canonical(loaded.obj_to_primitive()) == osvif_samples.canonical(theirs)

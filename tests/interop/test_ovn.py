@@ -43,9 +43,10 @@ from engine_fixture import (
 
 import ovn_fixture
 from ovn_fixture import unique
-from vifplug import engine as engine_mod
-from vifplug import exceptions, service
+from vifplug import exceptions
 from vifplug.ovsdb import sandbox
+from vifplug.plugging import engine as engine_mod
+from vifplug.plugging import service
 from vifplug.records import Lifecycle
 
 pytestmark = [

@@ -14,21 +14,37 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from vifplug import exceptions, negotiation
+from vifplug import exceptions
 from vifplug.api import app as api_app
 from vifplug.api import metrics
+from vifplug.negotiation import hostinfo
+from vifplug.plugging.service import PlugRequest, PlugResult
 from vifplug.records import Allocation, Lifecycle, VifRecord
-from vifplug.service import PlugRequest, PlugResult
 
 
 def record(vif_id: str = "v1") -> VifRecord:
     return VifRecord(
-        vif_id=vif_id, plugin="ovs", obj_name="VIFOpenVSwitch", obj_version="1.0",
-        instance_uuid="i1", instance_name="vm", request={}, request_digest="d",
-        lifecycle=Lifecycle.PLUGGED, iface_id=vif_id, iface_status="active",
+        vif_id=vif_id,
+        plugin="ovs",
+        obj_name="VIFOpenVSwitch",
+        obj_version="1.0",
+        instance_uuid="i1",
+        instance_name="vm",
+        request={},
+        request_digest="d",
+        lifecycle=Lifecycle.PLUGGED,
+        iface_id=vif_id,
+        iface_status="active",
         mac="fa:16:3e:00:00:01",
-        allocation=Allocation(plugin="ovs", device="tap1", bridge="br-int", port="tap1",
-                              created_devices=("tap1",), created_port=True))
+        allocation=Allocation(
+            plugin="ovs",
+            device="tap1",
+            bridge="br-int",
+            port="tap1",
+            created_devices=("tap1",),
+            created_port=True,
+        ),
+    )
 
 
 class FakeService:
@@ -38,7 +54,7 @@ class FakeService:
         self.threads: set[str] = set()
 
     def host_info(self) -> Any:
-        return negotiation.build_host_info([])
+        return hostinfo.build_host_info([])
 
     def plug(self, request: PlugRequest) -> PlugResult:
         self.threads.add(threading.current_thread().name)
@@ -78,10 +94,14 @@ def service() -> FakeService:
 
 
 def make_client(service: FakeService, **kwargs: Any) -> TestClient:
-    rt = api_app.Runtime(executor=ThreadPoolExecutor(4, thread_name_prefix="api-worker"),
-                         metrics=metrics.Metrics(), max_body_bytes=4096)
-    return TestClient(api_app.create_app(service, runtime=rt, **kwargs),
-                      raise_server_exceptions=False)
+    rt = api_app.Runtime(
+        executor=ThreadPoolExecutor(4, thread_name_prefix="api-worker"),
+        metrics=metrics.Metrics(),
+        max_body_bytes=4096,
+    )
+    return TestClient(
+        api_app.create_app(service, runtime=rt, **kwargs), raise_server_exceptions=False
+    )
 
 
 def body(vif_id: str = "v1") -> dict[str, Any]:
@@ -105,8 +125,9 @@ def test_plug_201_then_200_and_work_runs_in_the_api_pool(service: FakeService) -
 
 
 def test_plug_timeout_is_504_with_the_envelope(service: FakeService) -> None:
-    service.raise_on_plug = exceptions.PlugTimeout(vif_id="v1", device="tap1",
-                                                   condition="an ofport", timeout=1.0)
+    service.raise_on_plug = exceptions.PlugTimeout(
+        vif_id="v1", device="tap1", condition="an ofport", timeout=1.0
+    )
     error = envelope(make_client(service).post("/v1/vifs", json=body()), 504, "plug_timeout")
     assert error["details"]["vif_id"] == "v1"
 
@@ -116,24 +137,31 @@ def test_unexpected_exception_is_500_with_the_envelope(service: FakeService) -> 
     envelope(make_client(service).post("/v1/vifs", json=body()), 500, "internal_error")
 
 
-@pytest.mark.parametrize("method,path,status,code", [
-    ("GET", "/nope", 404, "not_found"),
-    ("PATCH", "/v1/vifs", 405, "method_not_allowed"),
-    ("GET", "/v1/vifs/unknown", 404, "vif_not_found"),
-    ("DELETE", "/v1/vifs/unknown", 404, "vif_not_found"),
-    ("GET", "/v1/host-info?version=2.0", 406, "version_not_available"),
-    ("GET", "/v1/host-info?version=x", 400, "invalid_request"),
-    ("POST", "/v1/vifs?wait=later", 400, "invalid_request"),
-])
-def test_errors_use_the_envelope(service: FakeService, method: str, path: str, status: int,
-                                 code: str) -> None:
+@pytest.mark.parametrize(
+    "method,path,status,code",
+    [
+        ("GET", "/nope", 404, "not_found"),
+        ("PATCH", "/v1/vifs", 405, "method_not_allowed"),
+        ("GET", "/v1/vifs/unknown", 404, "vif_not_found"),
+        ("DELETE", "/v1/vifs/unknown", 404, "vif_not_found"),
+        ("GET", "/v1/host-info?version=2.0", 406, "version_not_available"),
+        ("GET", "/v1/host-info?version=x", 400, "invalid_request"),
+        ("POST", "/v1/vifs?wait=later", 400, "invalid_request"),
+    ],
+)
+def test_errors_use_the_envelope(
+    service: FakeService, method: str, path: str, status: int, code: str
+) -> None:
     envelope(make_client(service).request(method, path, json=body()), status, code)
 
 
 def test_malformed_json_and_unknown_fields(service: FakeService) -> None:
     c = make_client(service)
-    envelope(c.post("/v1/vifs", content=b"{", headers={"content-type": "application/json"}),
-             400, "malformed_json")
+    envelope(
+        c.post("/v1/vifs", content=b"{", headers={"content-type": "application/json"}),
+        400,
+        "malformed_json",
+    )
     error = envelope(c.post("/v1/vifs", json={**body(), "extra": 1}), 400, "invalid_request")
     assert error["details"]["problems"][0]["loc"] == ["body", "extra"]
     assert service.records == {}
@@ -141,11 +169,17 @@ def test_malformed_json_and_unknown_fields(service: FakeService) -> None:
 
 def test_media_type(service: FakeService) -> None:
     c = make_client(service)
-    envelope(c.post("/v1/vifs", content=b"{}", headers={"content-type": "text/plain"}),
-             415, "unsupported_media_type")
+    envelope(
+        c.post("/v1/vifs", content=b"{}", headers={"content-type": "text/plain"}),
+        415,
+        "unsupported_media_type",
+    )
     envelope(c.post("/v1/vifs", content=b"{}"), 415, "unsupported_media_type")
-    ok = c.post("/v1/vifs", content=b'{"vif": {"versioned_object.data": {"id": "x"}}, '
-                b'"instance": {}}', headers={"content-type": "application/json; charset=utf-8"})
+    ok = c.post(
+        "/v1/vifs",
+        content=b'{"vif": {"versioned_object.data": {"id": "x"}}, "instance": {}}',
+        headers={"content-type": "application/json; charset=utf-8"},
+    )
     assert ok.status_code == 201
     assert c.delete("/v1/vifs/x").status_code == 204
 
@@ -173,8 +207,11 @@ def test_networks_and_metrics(service: FakeService) -> None:
 
 
 def test_readiness_reports_why(service: FakeService) -> None:
-    rt = api_app.Runtime(executor=ThreadPoolExecutor(2), metrics=metrics.Metrics(),
-                         readiness=lambda: (False, {"reason": "OVSDB is not connected"}))
+    rt = api_app.Runtime(
+        executor=ThreadPoolExecutor(2),
+        metrics=metrics.Metrics(),
+        readiness=lambda: (False, {"reason": "OVSDB is not connected"}),
+    )
     c = TestClient(api_app.create_app(service, runtime=rt))
     error = envelope(c.get("/readyz"), 503, "not_ready")
     assert "OVSDB is not connected" in error["message"]

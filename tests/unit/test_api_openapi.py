@@ -1,6 +1,6 @@
 """docs/openapi.json is the API's document; regenerate it when the API changes:
 
-    python -m vifplug.api > docs/openapi.json
+python -m vifplug.api > docs/openapi.json
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ def test_docs_openapi_json_is_up_to_date() -> None:
     current = app.openapi_document()
     kept = json.loads(DOC.read_text())
     assert kept == json.loads(json.dumps(current)), (
-        "docs/openapi.json is stale: run `python -m vifplug.api > docs/openapi.json`")
+        "docs/openapi.json is stale: run `python -m vifplug.api > docs/openapi.json`"
+    )
 
 
 def test_document_answers_400_not_422() -> None:

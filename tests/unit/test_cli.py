@@ -36,50 +36,123 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "vif-ovs.json"
 
 
 def _ovo(name: str, version: str, data: dict[str, Any]) -> dict[str, Any]:
-    return {"versioned_object.namespace": "os_vif", "versioned_object.name": name,
-            "versioned_object.version": version, "versioned_object.data": data}
-
-
-HOST_INFO = _ovo("HostInfo", "1.0", {"plugin_info": [
-    _ovo("HostPluginInfo", "1.0", {"plugin_name": "ovs", "vif_info": [
-        _ovo("HostVIFInfo", "1.1", {
-            "vif_object_name": "VIFOpenVSwitch", "min_version": "1.0", "max_version": "1.0",
-            "supported_port_profiles": [
-                _ovo("HostPortProfileInfo", "1.0", {
-                    "profile_object_name": "VIFPortProfileOpenVSwitch",
-                    "min_version": "1.0", "max_version": "1.4"}),
-            ]}),
-    ]}),
-    _ovo("HostPluginInfo", "1.0", {"plugin_name": "noop", "vif_info": [
-        _ovo("HostVIFInfo", "1.1", {
-            "vif_object_name": "VIFVHostUser", "min_version": "1.0", "max_version": "1.1",
-            "supported_port_profiles": []}),
-    ]}),
-]})
-
-
-def _vif(vif_id: str, *, name: str, device: str, ofport: int | None,
-         status: str = "active") -> dict[str, Any]:
     return {
-        "vif_id": vif_id, "instance": {"uuid": INSTANCE_UUID, "name": name},
-        "plugin": "ovs", "vif_object": {"name": "VIFOpenVSwitch", "version": "1.0"},
-        "lifecycle": "plugged", "device": device, "bridge": "br-int", "port": device,
-        "ofport": ofport, "iface_id": vif_id, "iface_status": status,
-        "mac": "fa:16:3e:11:22:33", "network": None, "pool_device": None, "mode": None,
-        "portgroup": None, "teaming_peer": None,
-        "created_at": 1700000000.0, "updated_at": 1700000001.0,
+        "versioned_object.namespace": "os_vif",
+        "versioned_object.name": name,
+        "versioned_object.version": version,
+        "versioned_object.data": data,
     }
 
 
-NETWORKS = {"networks": [
-    {"name": "tenant", "type": "ovs", "bridge": "br-tenant", "mode": "vepa",
-     "bridge_id": "tenant", "devices": [], "portgroups": []},
-    {"name": "uplink", "type": "direct", "bridge": None, "mode": "vepa", "bridge_id": "uplink",
-     "devices": [{"device": "ens1f0", "vifs": [VIF_ID]}, {"device": "ens1f1", "vifs": []}],
-     "portgroups": [{"name": "web", "default": True, "virtualport": None, "bandwidth": None},
-                    {"name": "backup", "default": False, "virtualport": None,
-                     "bandwidth": None}]},
-]}
+HOST_INFO = _ovo(
+    "HostInfo",
+    "1.0",
+    {
+        "plugin_info": [
+            _ovo(
+                "HostPluginInfo",
+                "1.0",
+                {
+                    "plugin_name": "ovs",
+                    "vif_info": [
+                        _ovo(
+                            "HostVIFInfo",
+                            "1.1",
+                            {
+                                "vif_object_name": "VIFOpenVSwitch",
+                                "min_version": "1.0",
+                                "max_version": "1.0",
+                                "supported_port_profiles": [
+                                    _ovo(
+                                        "HostPortProfileInfo",
+                                        "1.0",
+                                        {
+                                            "profile_object_name": "VIFPortProfileOpenVSwitch",
+                                            "min_version": "1.0",
+                                            "max_version": "1.4",
+                                        },
+                                    ),
+                                ],
+                            },
+                        ),
+                    ],
+                },
+            ),
+            _ovo(
+                "HostPluginInfo",
+                "1.0",
+                {
+                    "plugin_name": "noop",
+                    "vif_info": [
+                        _ovo(
+                            "HostVIFInfo",
+                            "1.1",
+                            {
+                                "vif_object_name": "VIFVHostUser",
+                                "min_version": "1.0",
+                                "max_version": "1.1",
+                                "supported_port_profiles": [],
+                            },
+                        ),
+                    ],
+                },
+            ),
+        ]
+    },
+)
+
+
+def _vif(
+    vif_id: str, *, name: str, device: str, ofport: int | None, status: str = "active"
+) -> dict[str, Any]:
+    return {
+        "vif_id": vif_id,
+        "instance": {"uuid": INSTANCE_UUID, "name": name},
+        "plugin": "ovs",
+        "vif_object": {"name": "VIFOpenVSwitch", "version": "1.0"},
+        "lifecycle": "plugged",
+        "device": device,
+        "bridge": "br-int",
+        "port": device,
+        "ofport": ofport,
+        "iface_id": vif_id,
+        "iface_status": status,
+        "mac": "fa:16:3e:11:22:33",
+        "network": None,
+        "pool_device": None,
+        "mode": None,
+        "portgroup": None,
+        "teaming_peer": None,
+        "created_at": 1700000000.0,
+        "updated_at": 1700000001.0,
+    }
+
+
+NETWORKS = {
+    "networks": [
+        {
+            "name": "tenant",
+            "type": "ovs",
+            "bridge": "br-tenant",
+            "mode": "vepa",
+            "bridge_id": "tenant",
+            "devices": [],
+            "portgroups": [],
+        },
+        {
+            "name": "uplink",
+            "type": "direct",
+            "bridge": None,
+            "mode": "vepa",
+            "bridge_id": "uplink",
+            "devices": [{"device": "ens1f0", "vifs": [VIF_ID]}, {"device": "ens1f1", "vifs": []}],
+            "portgroups": [
+                {"name": "web", "default": True, "virtualport": None, "bandwidth": None},
+                {"name": "backup", "default": False, "virtualport": None, "bandwidth": None},
+            ],
+        },
+    ]
+}
 
 
 def _error(code: str, message: str, **details: Any) -> dict[str, Any]:
@@ -105,8 +178,9 @@ class StubDaemon:
         self.requests: list[Seen] = []
         self.vifs: dict[str, dict[str, Any]] = {
             VIF_ID: _vif(VIF_ID, name="demo-vm", device="tap6f1c3a52-8d", ofport=7),
-            OTHER_ID: _vif(OTHER_ID, name="other-vm", device="tap0d2e4f60-1a", ofport=None,
-                           status="inactive"),
+            OTHER_ID: _vif(
+                OTHER_ID, name="other-vm", device="tap0d2e4f60-1a", ofport=None, status="inactive"
+            ),
         }
         self.plug_bodies: dict[str, Any] = {}
         self.errors: list[BaseException | None] = []
@@ -118,10 +192,13 @@ class StubDaemon:
         if route == ("GET", "/v1/host-info"):
             version = seen.query.get("version", ["1.0"])[0]
             if version not in ("1.0",):
-                return 406, _error("version_not_available",
-                                   f"HostInfo cannot be produced at version {version}; "
-                                   "this host serves 1.0 to 1.0.",
-                                   max_version="1.0", min_version="1.0")
+                return 406, _error(
+                    "version_not_available",
+                    f"HostInfo cannot be produced at version {version}; "
+                    "this host serves 1.0 to 1.0.",
+                    max_version="1.0",
+                    min_version="1.0",
+                )
             return 200, HOST_INFO
         if route == ("GET", "/v1/vifs"):
             return 200, {"vifs": list(self.vifs.values())}
@@ -132,9 +209,11 @@ class StubDaemon:
         if len(parts) in (4, 5) and parts[:3] == ["", "v1", "vifs"]:
             vif_id = urllib.parse.unquote(parts[3])
             if vif_id not in self.vifs:
-                return 404, _error("vif_not_found",
-                                   f"No VIF with id {vif_id} is plugged on this host.",
-                                   vif_id=vif_id)
+                return 404, _error(
+                    "vif_not_found",
+                    f"No VIF with id {vif_id} is plugged on this host.",
+                    vif_id=vif_id,
+                )
             if len(parts) == 4 and seen.method == "GET":
                 return 200, self.vifs[vif_id]
             if len(parts) == 4 and seen.method == "DELETE":
@@ -149,12 +228,16 @@ class StubDaemon:
         try:
             vif_id = body["vif"]["versioned_object.data"]["id"]
         except (KeyError, TypeError):
-            return 400, _error("invalid_object", "The vif is not a valid os_vif object: "
-                               "it has no id.", what="vif")
+            return 400, _error(
+                "invalid_object", "The vif is not a valid os_vif object: it has no id.", what="vif"
+            )
         if vif_id in self.plug_bodies:
             if self.plug_bodies[vif_id] != body:
-                return 409, _error("vif_conflict", f"VIF {vif_id} is already plugged with "
-                                   "different content (address).", vif_id=vif_id)
+                return 409, _error(
+                    "vif_conflict",
+                    f"VIF {vif_id} is already plugged with different content (address).",
+                    vif_id=vif_id,
+                )
             return 200, self.vifs[vif_id]
         self.plug_bodies[vif_id] = copy.deepcopy(body)
         self.vifs[vif_id] = _vif(vif_id, name="demo-vm", device="tap" + vif_id[:11], ofport=9)
@@ -170,9 +253,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         body = json.loads(raw) if raw else None
-        seen = Seen(method=self.command, path=url.path,
-                    query=urllib.parse.parse_qs(url.query),
-                    headers={k.lower(): v for k, v in self.headers.items()}, body=body)
+        seen = Seen(
+            method=self.command,
+            path=url.path,
+            query=urllib.parse.parse_qs(url.query),
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=body,
+        )
         status, answer = self.server.stub.handle(seen)
         data = b"" if answer is None else json.dumps(answer).encode()
         self.send_response(status)
@@ -212,8 +299,9 @@ def daemon(short_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StubDae
     path = str(short_tmp / "vifplug.sock")
     stub = StubDaemon()
     server = _UnixHTTPServer(path, stub)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              name="stub-vifplugd")
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="stub-vifplugd"
+    )
     thread.start()
     monkeypatch.setenv(cli.SOCKET_ENV, path)
     try:
@@ -233,8 +321,10 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 # --- host-info ---------------------------------------------------------------------
 
+
 def test_host_info_table_lists_plugins_vif_objects_and_profiles(
-        daemon: StubDaemon, capsys: pytest.CaptureFixture[str]) -> None:
+    daemon: StubDaemon, capsys: pytest.CaptureFixture[str]
+) -> None:
     status, out, err = run(capsys, "host-info")
     assert (status, err) == (0, "")
     [seen] = daemon.requests
@@ -242,23 +332,29 @@ def test_host_info_table_lists_plugins_vif_objects_and_profiles(
     lines = out.splitlines()
     assert lines[0] == "HostInfo 1.0"
     assert lines[2].split() == ["PLUGIN", "VIF", "OBJECT", "VERSIONS", "PORT", "PROFILES"]
-    assert lines[3].split() == ["ovs", "VIFOpenVSwitch", "1.0", "VIFPortProfileOpenVSwitch",
-                                "1.0-1.4"]
+    assert lines[3].split() == [
+        "ovs",
+        "VIFOpenVSwitch",
+        "1.0",
+        "VIFPortProfileOpenVSwitch",
+        "1.0-1.4",
+    ]
     assert lines[4].split() == ["noop", "VIFVHostUser", "1.0-1.1", "-"]
 
 
 def test_host_info_sends_version_and_manifest_and_json_is_the_primitive(
-        daemon: StubDaemon, capsys: pytest.CaptureFixture[str]) -> None:
+    daemon: StubDaemon, capsys: pytest.CaptureFixture[str]
+) -> None:
     manifest = "HostInfo:1.0,HostPluginInfo:1.0,HostVIFInfo:1.0"
-    status, out, _ = run(capsys, "--json", "host-info", "--version", "1.0",
-                         "--manifest", manifest)
+    status, out, _ = run(capsys, "--json", "host-info", "--version", "1.0", "--manifest", manifest)
     assert status == 0
     assert daemon.requests[0].query == {"version": ["1.0"], "manifest": [manifest]}
     assert json.loads(out) == HOST_INFO
 
 
 def test_host_info_406_exits_1_with_message_and_json_envelope_on_stdout(
-        daemon: StubDaemon, capsys: pytest.CaptureFixture[str]) -> None:
+    daemon: StubDaemon, capsys: pytest.CaptureFixture[str]
+) -> None:
     status, out, err = run(capsys, "host-info", "--version", "2.0", "--json")
     assert status == cli.EXIT_API_ERROR
     assert "HostInfo cannot be produced at version 2.0" in err
@@ -266,13 +362,17 @@ def test_host_info_406_exits_1_with_message_and_json_envelope_on_stdout(
     assert json.loads(out)["error"]["details"] == {"max_version": "1.0", "min_version": "1.0"}
 
 
-@pytest.mark.parametrize("argv", [
-    ["host-info", "--version", "one"],
-    ["host-info", "--manifest", "HostInfo"],
-    ["host-info", "--manifest", ""],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["host-info", "--version", "one"],
+        ["host-info", "--manifest", "HostInfo"],
+        ["host-info", "--manifest", ""],
+    ],
+)
 def test_host_info_bad_versions_are_usage_errors_and_send_nothing(
-        daemon: StubDaemon, capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    daemon: StubDaemon, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
     status, _, err = run(capsys, *argv)
     assert status == cli.EXIT_USAGE
     assert "usage:" in err
@@ -281,38 +381,65 @@ def test_host_info_bad_versions_are_usage_errors_and_send_nothing(
 
 # --- list and show -----------------------------------------------------------------
 
+
 def test_list_prints_a_table_with_whole_vif_ids(
-        daemon: StubDaemon, capsys: pytest.CaptureFixture[str]) -> None:
+    daemon: StubDaemon, capsys: pytest.CaptureFixture[str]
+) -> None:
     status, out, err = run(capsys, "list")
     assert (status, err) == (0, "")
     assert [(r.method, r.path) for r in daemon.requests] == [("GET", "/v1/vifs")]
     lines = out.splitlines()
-    assert lines[0].split() == ["VIF", "ID", "INSTANCE", "PLUGIN", "DEVICE", "BRIDGE",
-                                "OFPORT", "IFACE-STATUS", "STATE"]
-    assert lines[1].split() == [VIF_ID, "demo-vm", "ovs", "tap6f1c3a52-8d", "br-int", "7",
-                                "active", "plugged"]
-    assert lines[2].split() == [OTHER_ID, "other-vm", "ovs", "tap0d2e4f60-1a", "br-int", "-",
-                                "inactive", "plugged"]
+    assert lines[0].split() == [
+        "VIF",
+        "ID",
+        "INSTANCE",
+        "PLUGIN",
+        "DEVICE",
+        "BRIDGE",
+        "OFPORT",
+        "IFACE-STATUS",
+        "STATE",
+    ]
+    assert lines[1].split() == [
+        VIF_ID,
+        "demo-vm",
+        "ovs",
+        "tap6f1c3a52-8d",
+        "br-int",
+        "7",
+        "active",
+        "plugged",
+    ]
+    assert lines[2].split() == [
+        OTHER_ID,
+        "other-vm",
+        "ovs",
+        "tap0d2e4f60-1a",
+        "br-int",
+        "-",
+        "inactive",
+        "plugged",
+    ]
 
 
-def test_list_json_is_the_api_body(daemon: StubDaemon,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_list_json_is_the_api_body(daemon: StubDaemon, capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = run(capsys, "list", "--json")
     assert status == 0
     assert json.loads(out) == {"vifs": list(daemon.vifs.values())}
 
 
 def test_list_of_nothing_prints_only_the_header(
-        daemon: StubDaemon, capsys: pytest.CaptureFixture[str]) -> None:
+    daemon: StubDaemon, capsys: pytest.CaptureFixture[str]
+) -> None:
     daemon.vifs.clear()
     status, out, _ = run(capsys, "list")
     assert status == 0
-    assert out.splitlines() == ["VIF ID  INSTANCE  PLUGIN  DEVICE  BRIDGE  OFPORT  "
-                                "IFACE-STATUS  STATE"]
+    assert out.splitlines() == [
+        "VIF ID  INSTANCE  PLUGIN  DEVICE  BRIDGE  OFPORT  IFACE-STATUS  STATE"
+    ]
 
 
-def test_show_prints_every_field(daemon: StubDaemon,
-                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_show_prints_every_field(daemon: StubDaemon, capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = run(capsys, "show", VIF_ID)
     assert status == 0
     assert daemon.requests[0].path == f"/v1/vifs/{VIF_ID}"
@@ -328,16 +455,19 @@ def test_show_prints_every_field(daemon: StubDaemon,
 
 
 def test_show_of_unknown_vif_exits_1_with_the_envelope_message(
-        daemon: StubDaemon, capsys: pytest.CaptureFixture[str]) -> None:
+    daemon: StubDaemon, capsys: pytest.CaptureFixture[str]
+) -> None:
     status, out, err = run(capsys, "show", "no-such-vif")
     assert status == cli.EXIT_API_ERROR
     assert out == ""
-    assert err == ("vifplug: error: No VIF with id no-such-vif is plugged on this host. "
-                   "[vif_not_found]\n")
+    assert err == (
+        "vifplug: error: No VIF with id no-such-vif is plugged on this host. [vif_not_found]\n"
+    )
 
 
 def test_vif_ids_are_sent_as_one_path_segment(
-        daemon: StubDaemon, capsys: pytest.CaptureFixture[str]) -> None:
+    daemon: StubDaemon, capsys: pytest.CaptureFixture[str]
+) -> None:
     status, _, err = run(capsys, "show", "../host-info")
     assert status == cli.EXIT_API_ERROR
     assert daemon.requests[0].path == "/v1/vifs/..%2Fhost-info"
@@ -346,11 +476,14 @@ def test_vif_ids_are_sent_as_one_path_segment(
 
 # --- plug --------------------------------------------------------------------------
 
+
 def test_plug_posts_the_file_with_wait_and_timeout(
-        daemon: StubDaemon, capsys: pytest.CaptureFixture[str]) -> None:
+    daemon: StubDaemon, capsys: pytest.CaptureFixture[str]
+) -> None:
     body = json.loads(EXAMPLE.read_text())
-    status, out, err = run(capsys, "plug", str(EXAMPLE), "--wait", "ovn-installed",
-                           "--timeout", "45")
+    status, out, err = run(
+        capsys, "plug", str(EXAMPLE), "--wait", "ovn-installed", "--timeout", "45"
+    )
     assert (status, err) == (0, "")
     [seen] = daemon.requests
     assert (seen.method, seen.path) == ("POST", "/v1/vifs")
@@ -361,23 +494,27 @@ def test_plug_posts_the_file_with_wait_and_timeout(
 
 
 def test_plug_without_options_leaves_wait_to_the_daemon(
-        daemon: StubDaemon, capsys: pytest.CaptureFixture[str]) -> None:
+    daemon: StubDaemon, capsys: pytest.CaptureFixture[str]
+) -> None:
     status, _, _ = run(capsys, "plug", str(EXAMPLE))
     assert status == 0
     assert daemon.requests[0].query == {}
 
 
 def test_second_plug_with_same_body_reports_nothing_changed(
-        daemon: StubDaemon, capsys: pytest.CaptureFixture[str]) -> None:
+    daemon: StubDaemon, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert run(capsys, "plug", str(EXAMPLE))[0] == 0
     status, out, _ = run(capsys, "plug", str(EXAMPLE))
     assert status == 0
-    assert out.splitlines()[0] == (f"VIF {VIF_ID} was already plugged with this request; "
-                                   "nothing changed.")
+    assert out.splitlines()[0] == (
+        f"VIF {VIF_ID} was already plugged with this request; nothing changed."
+    )
 
 
-def test_plug_conflict_exits_1(daemon: StubDaemon, capsys: pytest.CaptureFixture[str],
-                               tmp_path: Path) -> None:
+def test_plug_conflict_exits_1(
+    daemon: StubDaemon, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     body = json.loads(EXAMPLE.read_text())
     assert run(capsys, "plug", str(EXAMPLE))[0] == 0
     body["vif"]["versioned_object.data"]["address"] = "fa:16:3e:99:99:99"
@@ -388,9 +525,11 @@ def test_plug_conflict_exits_1(daemon: StubDaemon, capsys: pytest.CaptureFixture
     assert "[vif_conflict]" in err
 
 
-def test_plug_from_stdin(daemon: StubDaemon, capsys: pytest.CaptureFixture[str],
-                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plug_from_stdin(
+    daemon: StubDaemon, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import io
+
     monkeypatch.setattr(sys, "stdin", io.StringIO(EXAMPLE.read_text()))
     status, out, _ = run(capsys, "--json", "plug", "-", "--wait", "none")
     assert status == 0
@@ -401,8 +540,8 @@ def test_plug_from_stdin(daemon: StubDaemon, capsys: pytest.CaptureFixture[str],
 
 @pytest.mark.parametrize("content", [b"{not json", b"[1, 2]", b"", b"\xff\xfe{}"])
 def test_plug_of_a_bad_file_is_a_usage_error_and_sends_nothing(
-        daemon: StubDaemon, capsys: pytest.CaptureFixture[str], tmp_path: Path,
-        content: bytes) -> None:
+    daemon: StubDaemon, capsys: pytest.CaptureFixture[str], tmp_path: Path, content: bytes
+) -> None:
     bad = tmp_path / "bad.json"
     bad.write_bytes(content)
     status, _, err = run(capsys, "plug", str(bad))
@@ -412,7 +551,8 @@ def test_plug_of_a_bad_file_is_a_usage_error_and_sends_nothing(
 
 
 def test_plug_of_a_missing_file_is_a_usage_error(
-        daemon: StubDaemon, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    daemon: StubDaemon, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     status, _, err = run(capsys, "plug", str(tmp_path / "nope.json"))
     assert status == cli.EXIT_USAGE
     assert "No such file" in err
@@ -420,7 +560,8 @@ def test_plug_of_a_missing_file_is_a_usage_error(
 
 
 def test_plug_rejected_by_the_daemon_exits_1(
-        daemon: StubDaemon, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    daemon: StubDaemon, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     f = tmp_path / "novif.json"
     f.write_text('{"instance": {}}')
     status, _, err = run(capsys, "plug", str(f))
@@ -430,41 +571,49 @@ def test_plug_rejected_by_the_daemon_exits_1(
 
 # --- unplug, set-status, networks -----------------------------------------------------
 
+
 def test_unplug_sends_delete_and_a_second_one_is_404(
-        daemon: StubDaemon, capsys: pytest.CaptureFixture[str]) -> None:
+    daemon: StubDaemon, capsys: pytest.CaptureFixture[str]
+) -> None:
     status, out, _ = run(capsys, "unplug", VIF_ID)
     assert status == 0
     assert out == f"Unplugged VIF {VIF_ID}.\n"
-    assert (daemon.requests[0].method, daemon.requests[0].path) == \
-        ("DELETE", f"/v1/vifs/{VIF_ID}")
+    assert (daemon.requests[0].method, daemon.requests[0].path) == ("DELETE", f"/v1/vifs/{VIF_ID}")
     status, _, err = run(capsys, "unplug", VIF_ID)
     assert status == cli.EXIT_API_ERROR
     assert "[vif_not_found]" in err
 
 
 def test_unplug_json_prints_nothing_for_204(
-        daemon: StubDaemon, capsys: pytest.CaptureFixture[str]) -> None:
+    daemon: StubDaemon, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert run(capsys, "--json", "unplug", VIF_ID) == (0, "", "")
 
 
 def test_set_status_puts_the_status_body(
-        daemon: StubDaemon, capsys: pytest.CaptureFixture[str]) -> None:
+    daemon: StubDaemon, capsys: pytest.CaptureFixture[str]
+) -> None:
     status, out, _ = run(capsys, "set-status", OTHER_ID, "active")
     assert status == 0
     [seen] = daemon.requests
-    assert (seen.method, seen.path, seen.body) == \
-        ("PUT", f"/v1/vifs/{OTHER_ID}/status", {"iface_status": "active"})
+    assert (seen.method, seen.path, seen.body) == (
+        "PUT",
+        f"/v1/vifs/{OTHER_ID}/status",
+        {"iface_status": "active"},
+    )
     assert out == f"VIF {OTHER_ID} iface-status is active.\n"
 
 
 def test_set_status_can_allow_dual_active(
-        daemon: StubDaemon, capsys: pytest.CaptureFixture[str]) -> None:
+    daemon: StubDaemon, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert run(capsys, "set-status", OTHER_ID, "active", "--allow-dual-active")[0] == 0
     assert daemon.requests[0].body == {"iface_status": "active", "allow_dual_active": True}
 
 
 def test_set_status_refuses_other_values_before_sending(
-        daemon: StubDaemon, capsys: pytest.CaptureFixture[str]) -> None:
+    daemon: StubDaemon, capsys: pytest.CaptureFixture[str]
+) -> None:
     status, _, err = run(capsys, "set-status", VIF_ID, "up")
     assert status == cli.EXIT_USAGE
     assert "invalid choice" in err
@@ -472,15 +621,15 @@ def test_set_status_refuses_other_values_before_sending(
 
 
 def test_networks_table_shows_pools_and_holders(
-        daemon: StubDaemon, capsys: pytest.CaptureFixture[str]) -> None:
+    daemon: StubDaemon, capsys: pytest.CaptureFixture[str]
+) -> None:
     status, out, _ = run(capsys, "networks")
     assert status == 0
     assert daemon.requests[0].path == "/v1/networks"
     lines = out.splitlines()
     assert lines[0].split() == ["NETWORK", "TYPE", "BRIDGE", "MODE", "DEVICES", "PORTGROUPS"]
     assert lines[1].split() == ["tenant", "ovs", "br-tenant", "-", "-", "-"]
-    assert lines[2].split() == ["uplink", "direct", "-", "vepa", "ens1f0,ens1f1",
-                                "web*,backup"]
+    assert lines[2].split() == ["uplink", "direct", "-", "vepa", "ens1f0,ens1f1", "web*,backup"]
     assert ["uplink", "ens1f0", VIF_ID] in [line.split() for line in lines]
     assert ["uplink", "ens1f1", "-"] in [line.split() for line in lines]
 
@@ -492,8 +641,10 @@ def test_networks_json(daemon: StubDaemon, capsys: pytest.CaptureFixture[str]) -
 
 # --- connection, usage -------------------------------------------------------------
 
+
 def test_unreachable_socket_exits_3_naming_the_socket(
-        short_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    short_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = str(short_tmp / "nobody.sock")
     status, out, err = run(capsys, "--socket", path, "list")
     assert status == cli.EXIT_UNREACHABLE
@@ -501,8 +652,9 @@ def test_unreachable_socket_exits_3_naming_the_socket(
     assert f"cannot reach vifplugd at unix socket {path}" in err
 
 
-def test_socket_without_listener_exits_3(short_tmp: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_socket_without_listener_exits_3(
+    short_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = str(short_tmp / "dead.sock")
     sock = socket.socket(socket.AF_UNIX)
     sock.bind(path)  # bound, never listening: connect() is refused
@@ -515,7 +667,8 @@ def test_socket_without_listener_exits_3(short_tmp: Path,
 
 
 def test_socket_option_wins_over_the_environment(
-        daemon: StubDaemon, short_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    daemon: StubDaemon, short_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     status, _, err = run(capsys, "--socket", str(short_tmp / "other.sock"), "list")
     assert status == cli.EXIT_UNREACHABLE
     assert "other.sock" in err
@@ -531,27 +684,32 @@ def test_default_socket_is_the_daemons_default(monkeypatch: pytest.MonkeyPatch) 
     assert cli.endpoint_from(args, {}).socket_path == cli.DEFAULT_SOCKET
 
 
-def test_token_is_sent_as_bearer(daemon: StubDaemon, capsys: pytest.CaptureFixture[str],
-                                 tmp_path: Path) -> None:
+def test_token_is_sent_as_bearer(
+    daemon: StubDaemon, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     token = tmp_path / "token"
     token.write_text("s3cret\n")
     assert run(capsys, "--token-file", str(token), "list")[0] == 0
     assert daemon.requests[0].headers["authorization"] == "Bearer s3cret"
 
 
-@pytest.mark.parametrize("argv", [
-    [],
-    ["frobnicate"],
-    ["show"],
-    ["--socket", "/a", "--url", "https://h:1", "list"],
-    ["--token", "x", "--token-file", "/dev/null", "list"],
-    ["--url", "ftp://h", "list"],
-    ["--ca-file", "/etc/ssl/ca.pem", "list"],
-    ["plug", "x.json", "--wait", "forever"],
-    ["plug", "x.json", "--timeout", "-1"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["frobnicate"],
+        ["show"],
+        ["--socket", "/a", "--url", "https://h:1", "list"],
+        ["--token", "x", "--token-file", "/dev/null", "list"],
+        ["--url", "ftp://h", "list"],
+        ["--ca-file", "/etc/ssl/ca.pem", "list"],
+        ["plug", "x.json", "--wait", "forever"],
+        ["plug", "x.json", "--timeout", "-1"],
+    ],
+)
 def test_bad_usage_exits_2_and_sends_nothing(
-        daemon: StubDaemon, capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    daemon: StubDaemon, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
     status, out, err = run(capsys, *argv)
     assert status == cli.EXIT_USAGE
     assert out == ""
@@ -565,10 +723,12 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert "set-status" in out
 
 
-def test_a_non_envelope_error_still_exits_1(capsys: pytest.CaptureFixture[str],
-                                            daemon: StubDaemon) -> None:
+def test_a_non_envelope_error_still_exits_1(
+    capsys: pytest.CaptureFixture[str], daemon: StubDaemon
+) -> None:
     def teapot(seen: Seen) -> tuple[int, Any]:
         return 502, None
+
     daemon.handle = teapot  # type: ignore[method-assign]
     status, _, err = run(capsys, "list")
     assert status == cli.EXIT_API_ERROR
@@ -577,16 +737,24 @@ def test_a_non_envelope_error_still_exits_1(capsys: pytest.CaptureFixture[str],
 
 # --- the installed entry point -------------------------------------------------------
 
-def test_console_script_plugs_from_stdin_and_exits_with_the_status(
-        daemon: StubDaemon) -> None:
+
+def test_console_script_plugs_from_stdin_and_exits_with_the_status(daemon: StubDaemon) -> None:
     env = dict(os.environ)
     cmd = [sys.executable, "-m", "vifplug.cli"]
-    done = subprocess.run([*cmd, "plug", "-"], input=EXAMPLE.read_text(), env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [*cmd, "plug", "-"],
+        input=EXAMPLE.read_text(),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert f"Plugged VIF {VIF_ID}." in done.stdout
     assert daemon.requests[0].body == json.loads(EXAMPLE.read_text())
-    done = subprocess.run([*cmd, "show", "nope"], env=env, capture_output=True, text=True,
-                          timeout=60, check=False)
+    done = subprocess.run(
+        [*cmd, "show", "nope"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 1
     assert "No VIF with id nope" in done.stderr

@@ -20,32 +20,40 @@ import pytest
 from oslo_config import cfg, generator
 
 from vifplug import conf as vconf
-from vifplug import networks
+from vifplug.plugging import networks
 
 ETC = Path(__file__).resolve().parents[2] / "etc" / "vifplug"
 SAMPLE = ETC / "vifplug.conf.sample"
 GENERATOR_CONF = ETC / "oslo-config-generator.conf"
 EXAMPLE = ETC / "vifplug.conf.example"
 
-REGENERATE = ("regenerate it from the repository's top directory with:\n"
-              "    oslo-config-generator --config-file etc/vifplug/oslo-config-generator.conf\n"
-              "(after 'pip install -e .', which declares the 'vifplug' namespace)")
+REGENERATE = (
+    "regenerate it from the repository's top directory with:\n"
+    "    oslo-config-generator --config-file etc/vifplug/oslo-config-generator.conf\n"
+    "(after 'pip install -e .', which declares the 'vifplug' namespace)"
+)
 
 
 def _generate(output: Path) -> str:
     """What ``oslo-config-generator --config-file GENERATOR_CONF`` writes."""
     conf = cfg.ConfigOpts()
     generator.register_cli_opts(conf)
-    conf(["--config-file", str(GENERATOR_CONF), "--output-file", str(output)],
-         project="vifplug", default_config_files=[], default_config_dirs=[])
+    conf(
+        ["--config-file", str(GENERATOR_CONF), "--output-file", str(output)],
+        project="vifplug",
+        default_config_files=[],
+        default_config_dirs=[],
+    )
     generator.generate(conf)
     return output.read_text()
 
 
 def test_namespace_entry_point_is_installed() -> None:
     found = importlib.metadata.entry_points(group="oslo.config.opts", name="vifplug")
-    assert found, "the oslo.config.opts entry point 'vifplug' is missing; " \
-                  "run 'pip install -e .' so that the generator finds the options"
+    assert found, (
+        "the oslo.config.opts entry point 'vifplug' is missing; "
+        "run 'pip install -e .' so that the generator finds the options"
+    )
     assert [ep.value for ep in found] == ["vifplug.conf:list_opts"]
 
 
@@ -53,9 +61,14 @@ def test_committed_sample_is_what_the_generator_makes(tmp_path: Path) -> None:
     fresh = _generate(tmp_path / "vifplug.conf.sample")
     committed = SAMPLE.read_text()
     if fresh != committed:
-        diff = "".join(difflib.unified_diff(
-            committed.splitlines(keepends=True), fresh.splitlines(keepends=True),
-            "etc/vifplug/vifplug.conf.sample (committed)", "generated now"))
+        diff = "".join(
+            difflib.unified_diff(
+                committed.splitlines(keepends=True),
+                fresh.splitlines(keepends=True),
+                "etc/vifplug/vifplug.conf.sample (committed)",
+                "generated now",
+            )
+        )
         pytest.fail(f"etc/vifplug/vifplug.conf.sample is stale; {REGENERATE}\n\n{diff}")
 
 
@@ -63,8 +76,9 @@ def test_sample_documents_every_option() -> None:
     text = SAMPLE.read_text()
     for group, opts in vconf.list_opts():
         for opt in opts:
-            assert re.search(rf"^#{re.escape(opt.dest)} =", text, re.MULTILINE), \
+            assert re.search(rf"^#{re.escape(opt.dest)} =", text, re.MULTILINE), (
                 f"[{group}] {opt.dest} is missing from the sample"
+            )
 
 
 def _known_options(section: str) -> set[str] | None:

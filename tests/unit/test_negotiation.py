@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from vifplug import exceptions, negotiation
-from vifplug.objects import base
+from vifplug import exceptions
+from vifplug.negotiation import hostinfo, refusal
+from vifplug.objects import base, loading
 from vifplug.objects import host_info as hi
 from vifplug.objects import vif as vifs
 
@@ -22,17 +23,17 @@ INSTANCE_ID = "9a8b7c6d-5e4f-4a3b-2c1d-0e9f8a7b6c5d"
 
 
 def _host_info() -> hi.HostInfo:
-    ovs = negotiation.describe_plugin(
+    ovs = hostinfo.describe_plugin(
         "ovs",
         [
-            negotiation.describe_vif(
+            hostinfo.describe_vif(
                 vifs.VIFOpenVSwitch, port_profiles=[vifs.VIFPortProfileOpenVSwitch]
             ),
-            negotiation.describe_vif(vifs.VIFVHostUser, min_version="1.1"),
+            hostinfo.describe_vif(vifs.VIFVHostUser, min_version="1.1"),
         ],
     )
-    bridge = negotiation.describe_plugin("linux_bridge", [negotiation.describe_vif(vifs.VIFBridge)])
-    return negotiation.build_host_info([ovs, bridge])
+    bridge = hostinfo.describe_plugin("linux_bridge", [hostinfo.describe_vif(vifs.VIFBridge)])
+    return hostinfo.build_host_info([ovs, bridge])
 
 
 def _vif_infos(primitive: dict[str, Any]) -> list[dict[str, Any]]:
@@ -83,9 +84,9 @@ def test_build_host_info_sorts_plugins_by_name() -> None:
 
 
 def test_build_host_info_refuses_two_plugins_with_one_name() -> None:
-    twice = [negotiation.describe_plugin("ovs", []), negotiation.describe_plugin("ovs", [])]
+    twice = [hostinfo.describe_plugin("ovs", []), hostinfo.describe_plugin("ovs", [])]
     with pytest.raises(ValueError, match="ovs"):
-        negotiation.build_host_info(twice)
+        hostinfo.build_host_info(twice)
 
 
 @pytest.mark.parametrize(
@@ -112,7 +113,7 @@ def test_build_host_info_refuses_two_plugins_with_one_name() -> None:
             "VIFVHostUser 0.1 to 1.0",
         ),
         (
-            negotiation.describe_vif(vifs.VIFDirect, port_profiles=[vifs.VIFDirect]),  # type: ignore[list-item]
+            hostinfo.describe_vif(vifs.VIFDirect, port_profiles=[vifs.VIFDirect]),  # type: ignore[list-item]
             "VIFDirect, which is not a VIFPortProfileBase",
         ),
     ],
@@ -121,11 +122,11 @@ def test_build_host_info_refuses_declarations_vifplug_cannot_honour(
     vif_info: hi.HostVIFInfo, says: str
 ) -> None:
     with pytest.raises(ValueError, match=re.escape(says)):
-        negotiation.build_host_info([negotiation.describe_plugin("ovs", [vif_info])])
+        hostinfo.build_host_info([hostinfo.describe_plugin("ovs", [vif_info])])
 
 
 def test_describe_vif_defaults_to_every_version_vifplug_reads() -> None:
-    info = negotiation.describe_vif(
+    info = hostinfo.describe_vif(
         vifs.VIFVHostUser, port_profiles=[vifs.VIFPortProfileFPOpenVSwitch]
     )
     assert (info.vif_object_name, info.min_version, info.max_version) == (
@@ -145,7 +146,7 @@ def test_describe_vif_defaults_to_every_version_vifplug_reads() -> None:
 
 
 def test_parse_manifest_reads_entries_and_tolerates_spaces() -> None:
-    assert negotiation.parse_manifest(" HostInfo:1.0, HostPluginInfo : 1.0 ,HostVIFInfo:1.0") == {
+    assert hostinfo.parse_manifest(" HostInfo:1.0, HostPluginInfo : 1.0 ,HostVIFInfo:1.0") == {
         "HostInfo": "1.0",
         "HostPluginInfo": "1.0",
         "HostVIFInfo": "1.0",
@@ -153,7 +154,7 @@ def test_parse_manifest_reads_entries_and_tolerates_spaces() -> None:
 
 
 def test_parse_manifest_accepts_a_repeated_entry_with_the_same_version() -> None:
-    assert negotiation.parse_manifest("HostVIFInfo:1.0,HostVIFInfo:1.0") == {"HostVIFInfo": "1.0"}
+    assert hostinfo.parse_manifest("HostVIFInfo:1.0,HostVIFInfo:1.0") == {"HostVIFInfo": "1.0"}
 
 
 @pytest.mark.parametrize(
@@ -175,7 +176,7 @@ def test_parse_manifest_accepts_a_repeated_entry_with_the_same_version() -> None
 )
 def test_parse_manifest_explains_what_is_wrong(text: str, says: str) -> None:
     with pytest.raises(exceptions.InvalidRequest) as caught:
-        negotiation.parse_manifest(text)
+        hostinfo.parse_manifest(text)
     assert says in str(caught.value)
     assert caught.value.code == "invalid_request"
     assert "\n" not in str(caught.value)
@@ -183,9 +184,9 @@ def test_parse_manifest_explains_what_is_wrong(text: str, says: str) -> None:
 
 def test_parse_manifest_refuses_non_strings_and_huge_input() -> None:
     with pytest.raises(exceptions.InvalidRequest, match="must be a string"):
-        negotiation.parse_manifest(["HostInfo:1.0"])
+        hostinfo.parse_manifest(["HostInfo:1.0"])
     with pytest.raises(exceptions.InvalidRequest, match="longer than"):
-        negotiation.parse_manifest("HostInfo:1.0," * 5000)
+        hostinfo.parse_manifest("HostInfo:1.0," * 5000)
 
 
 # --- backlevel ------------------------------------------------------------------------
@@ -193,12 +194,12 @@ def test_parse_manifest_refuses_non_strings_and_huge_input() -> None:
 
 def test_backlevel_without_arguments_is_the_newest_primitive() -> None:
     host = _host_info()
-    assert negotiation.backlevel(host) == host.obj_to_primitive()
-    assert {v[VERSION] for v in _vif_infos(negotiation.backlevel(host))} == {"1.1"}
+    assert hostinfo.backlevel(host) == host.obj_to_primitive()
+    assert {v[VERSION] for v in _vif_infos(hostinfo.backlevel(host))} == {"1.1"}
 
 
 def test_backlevel_to_version_1_0_is_host_info_1_0() -> None:
-    primitive = negotiation.backlevel(_host_info(), version="1.0")
+    primitive = hostinfo.backlevel(_host_info(), version="1.0")
     assert primitive[VERSION] == "1.0"
     # HostInfo 1.0 has always been 1.0: what is inside keeps its version.
     assert {v[VERSION] for v in _vif_infos(primitive)} == {"1.1"}
@@ -207,7 +208,7 @@ def test_backlevel_to_version_1_0_is_host_info_1_0() -> None:
 @pytest.mark.parametrize("version", ["2.0", "0.9", "1.1", "1.10"])
 def test_backlevel_refuses_versions_it_cannot_produce_naming_the_range(version: str) -> None:
     with pytest.raises(exceptions.VersionNotAvailable) as caught:
-        negotiation.backlevel(_host_info(), version=version)
+        hostinfo.backlevel(_host_info(), version=version)
     assert caught.value.details() == {
         "obj_name": "HostInfo",
         "version": version,
@@ -220,11 +221,11 @@ def test_backlevel_refuses_versions_it_cannot_produce_naming_the_range(version: 
 @pytest.mark.parametrize("version", ["abc", "1", "1.0.0", "", " 1.0", "v1.0", "1.0\n"])
 def test_backlevel_refuses_malformed_versions_as_invalid_requests(version: str) -> None:
     with pytest.raises(exceptions.InvalidRequest, match=r"MAJOR\.MINOR"):
-        negotiation.backlevel(_host_info(), version=version)
+        hostinfo.backlevel(_host_info(), version=version)
 
 
 def test_backlevel_with_an_old_full_manifest_makes_host_vif_info_1_0() -> None:
-    primitive = negotiation.backlevel(
+    primitive = hostinfo.backlevel(
         _host_info(), manifest="HostInfo:1.0,HostPluginInfo:1.0,HostVIFInfo:1.0"
     )
     infos = _vif_infos(primitive)
@@ -239,25 +240,25 @@ def test_backlevel_with_an_old_full_manifest_makes_host_vif_info_1_0() -> None:
 
 def test_backlevel_reaches_a_nested_object_even_when_its_parent_is_unnamed() -> None:
     # oslo alone stops at HostPluginInfo, which this manifest does not name.
-    primitive = negotiation.backlevel(_host_info(), manifest="HostVIFInfo:1.0")
+    primitive = hostinfo.backlevel(_host_info(), manifest="HostVIFInfo:1.0")
     assert {v[VERSION] for v in _vif_infos(primitive)} == {"1.0"}
     assert {p[VERSION] for p in primitive[DATA]["plugin_info"]} == {"1.0"}
 
 
 def test_backlevel_leaves_objects_the_manifest_does_not_name() -> None:
-    primitive = negotiation.backlevel(_host_info(), manifest="HostPluginInfo:1.0")
+    primitive = hostinfo.backlevel(_host_info(), manifest="HostPluginInfo:1.0")
     assert {v[VERSION] for v in _vif_infos(primitive)} == {"1.1"}
     assert all("supported_port_profiles" in v[DATA] for v in _vif_infos(primitive))
 
 
 def test_backlevel_answers_a_newer_peer_with_our_versions() -> None:
-    primitive = negotiation.backlevel(_host_info(), manifest="HostInfo:1.3,HostVIFInfo:1.9")
+    primitive = hostinfo.backlevel(_host_info(), manifest="HostInfo:1.3,HostVIFInfo:1.9")
     assert primitive[VERSION] == "1.0"
     assert {v[VERSION] for v in _vif_infos(primitive)} == {"1.1"}
 
 
 def test_backlevel_ignores_manifest_entries_for_objects_outside_host_info() -> None:
-    primitive = negotiation.backlevel(
+    primitive = hostinfo.backlevel(
         _host_info(), manifest="VIFOpenVSwitch:9.0,Flavor:1.2,Instance:2.7,HostVIFInfo:1.0"
     )
     assert {v[VERSION] for v in _vif_infos(primitive)} == {"1.0"}
@@ -276,7 +277,7 @@ def test_backlevel_refuses_a_manifest_it_cannot_satisfy(
     manifest: str, obj_name: str, low: str, high: str
 ) -> None:
     with pytest.raises(exceptions.VersionNotAvailable) as caught:
-        negotiation.backlevel(_host_info(), manifest=manifest)
+        hostinfo.backlevel(_host_info(), manifest=manifest)
     details = caught.value.details()
     assert (details["obj_name"], details["min_version"], details["max_version"]) == (
         obj_name,
@@ -286,38 +287,36 @@ def test_backlevel_refuses_a_manifest_it_cannot_satisfy(
 
 
 def test_backlevel_accepts_a_manifest_as_a_mapping_and_validates_it() -> None:
-    primitive = negotiation.backlevel(_host_info(), manifest={"HostVIFInfo": "1.0"})
+    primitive = hostinfo.backlevel(_host_info(), manifest={"HostVIFInfo": "1.0"})
     assert {v[VERSION] for v in _vif_infos(primitive)} == {"1.0"}
     with pytest.raises(exceptions.InvalidRequest):
-        negotiation.backlevel(_host_info(), manifest={"HostVIFInfo": "one"})
+        hostinfo.backlevel(_host_info(), manifest={"HostVIFInfo": "one"})
     with pytest.raises(exceptions.InvalidRequest):
-        negotiation.backlevel(_host_info(), manifest={"bad name": "1.0"})
+        hostinfo.backlevel(_host_info(), manifest={"bad name": "1.0"})
 
 
 def test_backlevel_version_wins_over_the_manifests_host_info_entry() -> None:
     with pytest.raises(exceptions.VersionNotAvailable):
-        negotiation.backlevel(_host_info(), version="1.1", manifest="HostInfo:1.0")
-    primitive = negotiation.backlevel(_host_info(), version="1.0", manifest="HostVIFInfo:1.0")
+        hostinfo.backlevel(_host_info(), version="1.1", manifest="HostInfo:1.0")
+    primitive = hostinfo.backlevel(_host_info(), version="1.0", manifest="HostVIFInfo:1.0")
     assert primitive[VERSION] == "1.0"
     assert {v[VERSION] for v in _vif_infos(primitive)} == {"1.0"}
 
 
 def test_backlevel_with_manifest_naming_port_profiles_drops_them_with_host_vif_info_1_0() -> None:
-    primitive = negotiation.backlevel(
-        _host_info(), manifest="HostVIFInfo:1.0,HostPortProfileInfo:1.0"
-    )
+    primitive = hostinfo.backlevel(_host_info(), manifest="HostVIFInfo:1.0,HostPortProfileInfo:1.0")
     assert all("supported_port_profiles" not in v[DATA] for v in _vif_infos(primitive))
 
 
 def test_backlevel_does_not_change_the_host_info() -> None:
     host = _host_info()
     before = base.to_json(host)
-    negotiation.backlevel(host, manifest="HostVIFInfo:1.0")
+    hostinfo.backlevel(host, manifest="HostVIFInfo:1.0")
     assert base.to_json(host) == before
 
 
 def test_backlevel_output_is_json_serialisable() -> None:
-    primitive = negotiation.backlevel(_host_info(), manifest="HostVIFInfo:1.0")
+    primitive = hostinfo.backlevel(_host_info(), manifest="HostVIFInfo:1.0")
     assert json.loads(json.dumps(primitive)) == primitive
 
 
@@ -326,13 +325,13 @@ def test_backlevel_output_is_json_serialisable() -> None:
 
 @pytest.mark.parametrize("version", ["1.0", "1.3", "1.4"])
 def test_check_version_accepts_the_range_inclusive(version: str) -> None:
-    negotiation.check_version("VIFPortProfileOpenVSwitch", version, "1.0", "1.4", plugin="ovs")
+    hostinfo.check_version("VIFPortProfileOpenVSwitch", version, "1.0", "1.4", plugin="ovs")
 
 
 @pytest.mark.parametrize("version", ["0.9", "1.5", "2.0", "1.10"])
 def test_check_version_rejects_outside_the_range_naming_it(version: str) -> None:
     with pytest.raises(exceptions.UnsupportedVersion) as caught:
-        negotiation.check_version("VIFVHostUser", version, "1.1", "1.4", plugin="ovs")
+        hostinfo.check_version("VIFVHostUser", version, "1.1", "1.4", plugin="ovs")
     assert str(caught.value) == (
         f"VIFVHostUser version {version} is outside the range 1.1 to 1.4 that plugin ovs accepts."
     )
@@ -343,94 +342,7 @@ def test_check_version_rejects_outside_the_range_naming_it(version: str) -> None
 
 def test_check_version_calls_a_malformed_version_invalid() -> None:
     with pytest.raises(exceptions.InvalidObject, match=r"not of the form X\.Y"):
-        negotiation.check_version("VIFVHostUser", "1", "1.0", "1.1", plugin="ovs")
-
-
-def _loaded_vif(**data: Any) -> vifs.VIFBase:
-    return negotiation.load_vif(_vif_primitive(**data))
-
-
-def test_check_vif_returns_the_matching_host_vif_info() -> None:
-    info = negotiation.check_vif(_loaded_vif(), _host_info())
-    assert info.vif_object_name == "VIFOpenVSwitch"
-
-
-def test_check_vif_names_a_plugin_that_is_not_installed() -> None:
-    with pytest.raises(exceptions.NoMatchingPlugin, match="sriov"):
-        negotiation.check_vif(_loaded_vif(plugin="sriov"), _host_info())
-
-
-def test_check_vif_refuses_a_vif_object_the_plugin_does_not_consume() -> None:
-    with pytest.raises(exceptions.UnsupportedVIFType) as caught:
-        negotiation.check_vif(_loaded_vif(plugin="linux_bridge"), _host_info())
-    assert caught.value.details() == {"plugin": "linux_bridge", "obj_name": "VIFOpenVSwitch"}
-
-
-def test_check_vif_refuses_a_port_profile_the_plugin_does_not_declare() -> None:
-    profile = vifs.VIFPortProfile8021Qbh(profile_id="gold").obj_to_primitive()
-    with pytest.raises(exceptions.UnsupportedPortProfile, match="VIFPortProfile8021Qbh"):
-        negotiation.check_vif(_loaded_vif(port_profile=profile), _host_info())
-
-
-def test_check_vif_refuses_a_port_profile_version_outside_the_declared_range() -> None:
-    host = negotiation.build_host_info(
-        [
-            negotiation.describe_plugin(
-                "ovs",
-                [
-                    hi.HostVIFInfo(
-                        vif_object_name="VIFOpenVSwitch",
-                        min_version="1.0",
-                        max_version="1.0",
-                        supported_port_profiles=[
-                            hi.HostPortProfileInfo(
-                                profile_object_name="VIFPortProfileOpenVSwitch",
-                                min_version="1.3",
-                                max_version="1.4",
-                            )
-                        ],
-                    )
-                ],
-            )
-        ]
-    )
-    old_profile = vifs.VIFPortProfileOpenVSwitch(
-        interface_id=PORT_ID, profile_id=""
-    ).obj_to_primitive(target_version="1.1")
-    with pytest.raises(exceptions.UnsupportedVersion) as caught:
-        negotiation.check_vif(_loaded_vif(port_profile=old_profile), host)
-    assert caught.value.details()["obj_name"] == "VIFPortProfileOpenVSwitch"
-    assert caught.value.details()["version"] == "1.1"
-
-
-def test_check_vif_accepts_any_profile_when_the_plugin_declares_none() -> None:
-    host = negotiation.build_host_info(
-        [
-            negotiation.describe_plugin(
-                "ovs",
-                [
-                    hi.HostVIFInfo(
-                        vif_object_name="VIFOpenVSwitch", min_version="1.0", max_version="1.0"
-                    )
-                ],
-            )
-        ]
-    )
-    profile = vifs.VIFPortProfile8021Qbh(profile_id="gold").obj_to_primitive()
-    negotiation.check_vif(_loaded_vif(port_profile=profile), host)
-
-
-def test_check_vif_refuses_a_vif_version_below_the_plugins_minimum() -> None:
-    vhu = negotiation.load_vif(
-        {
-            base.KEY_NAME: "VIFVHostUser",
-            base.KEY_NAMESPACE: "os_vif",
-            VERSION: "1.0",
-            DATA: {"id": PORT_ID, "plugin": "ovs", "path": "/run/vhu0", "mode": "client"},
-        }
-    )
-    with pytest.raises(exceptions.UnsupportedVersion, match=r"range 1\.1 to 1\.1"):
-        negotiation.check_vif(vhu, _host_info())
+        hostinfo.check_version("VIFVHostUser", "1", "1.0", "1.1", plugin="ovs")
 
 
 # --- reading a peer's refusal ------------------------------------------------------------
@@ -457,7 +369,7 @@ def test_check_vif_refuses_a_vif_version_below_the_plugins_minimum() -> None:
     ],
 )
 def test_max_version_from_error_understands_the_usual_shapes(body: Any) -> None:
-    assert negotiation.max_version_from_error(body) == "1.0"
+    assert refusal.max_version_from_error(body) == "1.0"
 
 
 @pytest.mark.parametrize(
@@ -476,23 +388,23 @@ def test_max_version_from_error_understands_the_usual_shapes(body: Any) -> None:
     ],
 )
 def test_max_version_from_error_finds_nothing_where_nothing_is_said(body: Any) -> None:
-    assert negotiation.max_version_from_error(body) is None
+    assert refusal.max_version_from_error(body) is None
 
 
 def test_backlevel_version_from_error_gives_the_version_to_retry_with() -> None:
     body = {"error": {"details": {"max_version": "1.0"}}}
-    assert negotiation.backlevel_version_from_error(body) == "1.0"
+    assert refusal.backlevel_version_from_error(body) == "1.0"
     # Already sent 1.0: retrying with 1.0 would loop.
-    assert negotiation.backlevel_version_from_error(body, sent="1.0") is None
+    assert refusal.backlevel_version_from_error(body, sent="1.0") is None
     # A peer newer than us reads ours.
-    assert negotiation.backlevel_version_from_error("maximum version 1.7") == "1.0"
-    assert negotiation.backlevel_version_from_error("no version here") is None
+    assert refusal.backlevel_version_from_error("maximum version 1.7") == "1.0"
+    assert refusal.backlevel_version_from_error("no version here") is None
 
 
 @pytest.mark.parametrize("peer", ["0.9", "2.0"])
 def test_backlevel_version_from_error_cannot_go_where_we_cannot_produce(peer: str) -> None:
     with pytest.raises(exceptions.VersionNotAvailable):
-        negotiation.backlevel_version_from_error({"max_version": peer})
+        refusal.backlevel_version_from_error({"max_version": peer})
 
 
 def test_manifest_from_error_collects_per_object_limits() -> None:
@@ -502,9 +414,9 @@ def test_manifest_from_error_collects_per_object_limits() -> None:
             "details": {"obj_name": "HostPortProfileInfo", "max_version": "1.0"},
         }
     }
-    manifest = negotiation.manifest_from_error(body)
+    manifest = refusal.manifest_from_error(body)
     assert manifest == {"HostVIFInfo": "1.0", "HostPortProfileInfo": "1.0"}
-    primitive = negotiation.backlevel(_host_info(), manifest=manifest)
+    primitive = hostinfo.backlevel(_host_info(), manifest=manifest)
     assert {v[VERSION] for v in _vif_infos(primitive)} == {"1.0"}
 
 
@@ -512,17 +424,17 @@ def test_vifplugs_own_406_envelope_reads_back() -> None:
     """The envelope the API makes of VersionNotAvailable is understood by the
     client side of the negotiation."""
     with pytest.raises(exceptions.VersionNotAvailable) as caught:
-        negotiation.backlevel(_host_info(), version="1.1")
+        hostinfo.backlevel(_host_info(), version="1.1")
     error = caught.value
     envelope = {"error": {"code": error.code, "message": error.message, "details": error.details()}}
-    assert negotiation.max_version_from_error(json.dumps(envelope)) == "1.0"
+    assert refusal.max_version_from_error(json.dumps(envelope)) == "1.0"
 
 
 # --- validating primitives ------------------------------------------------------------------
 
 
 def test_load_vif_loads_an_os_vif_primitive() -> None:
-    vif = negotiation.load_vif(_vif_primitive())
+    vif = loading.load_vif(_vif_primitive())
     assert isinstance(vif, vifs.VIFOpenVSwitch)
     assert (vif.id, vif.plugin, vif.vif_name) == (PORT_ID, "ovs", "tap3c1e2b1a-4f")
     assert isinstance(vif.port_profile, vifs.VIFPortProfileOpenVSwitch)
@@ -531,7 +443,7 @@ def test_load_vif_loads_an_os_vif_primitive() -> None:
 def test_primitive_identity_names_the_object_without_judging_its_version() -> None:
     newer = _vif_primitive()
     newer[VERSION] = "1.7"
-    assert negotiation.primitive_identity(newer, what="vif") == ("VIFOpenVSwitch", "1.7")
+    assert loading.primitive_identity(newer, what="vif") == ("VIFOpenVSwitch", "1.7")
 
 
 def _broken(change: Any) -> Any:
@@ -588,7 +500,7 @@ def _broken(change: Any) -> Any:
 def test_load_vif_explains_in_one_sentence_what_is_wrong(make: Any, says: str) -> None:
     primitive = _broken(make)
     with pytest.raises(exceptions.InvalidObject) as caught:
-        negotiation.load_vif(primitive)
+        loading.load_vif(primitive)
     message = str(caught.value)
     assert says in message
     assert message.startswith("The VIF is not a valid os_vif object: ")
@@ -599,60 +511,32 @@ def test_load_vif_explains_in_one_sentence_what_is_wrong(make: Any, says: str) -
 
 def test_load_vif_ignores_data_keys_its_version_does_not_have_as_os_vif_does() -> None:
     primitive = _vif_primitive(vif_name="tap0", future_field={"x": 1})
-    vif = negotiation.load_vif(primitive)
+    vif = loading.load_vif(primitive)
     assert isinstance(vif, vifs.VIFOpenVSwitch)
     assert vif.vif_name == "tap0"
     assert "future_field" not in vif.obj_to_primitive()[DATA]
 
 
-def test_load_vif_with_host_info_reports_a_newer_version_as_outside_the_plugins_range() -> None:
-    newer = _vif_primitive()
-    newer[VERSION] = "1.1"
-    with pytest.raises(exceptions.UnsupportedVersion) as caught:
-        negotiation.load_vif(newer, host_info=_host_info())
-    assert str(caught.value) == (
-        "VIFOpenVSwitch version 1.1 is outside the range 1.0 to 1.0 that plugin ovs accepts."
-    )
-
-
-def test_load_vif_with_host_info_checks_the_port_profile_before_loading() -> None:
-    primitive = _vif_primitive()
-    primitive[DATA]["port_profile"][VERSION] = "1.5"  # newer than vifplug has
-    with pytest.raises(exceptions.UnsupportedVersion) as caught:
-        negotiation.load_vif(primitive, host_info=_host_info())
-    assert caught.value.details()["obj_name"] == "VIFPortProfileOpenVSwitch"
-    assert caught.value.details()["max_version"] == "1.4"
-
-
-def test_load_vif_with_host_info_checks_plugin_and_type() -> None:
-    with pytest.raises(exceptions.NoMatchingPlugin):
-        negotiation.load_vif(_vif_primitive(plugin="sriov"), host_info=_host_info())
-    with pytest.raises(exceptions.UnsupportedVIFType):
-        negotiation.load_vif(_vif_primitive(plugin="linux_bridge"), host_info=_host_info())
-    vif = negotiation.load_vif(_vif_primitive(), host_info=_host_info())
-    assert isinstance(vif, vifs.VIFOpenVSwitch)
-
-
 def test_load_vif_accepts_a_vif_with_only_id_and_plugin() -> None:
     primitive = _vif_primitive()
     primitive[DATA] = {"id": PORT_ID, "plugin": "ovs"}
-    vif = negotiation.load_vif(primitive)
+    vif = loading.load_vif(primitive)
     assert not vif.obj_attr_is_set("vif_name")
 
 
 def test_load_vif_does_not_modify_its_input() -> None:
     primitive = _vif_primitive()
     before = copy.deepcopy(primitive)
-    negotiation.load_vif(primitive, host_info=_host_info())
+    loading.load_vif(primitive)
     assert primitive == before
 
 
 def test_load_instance_loads_and_checks_the_uuid() -> None:
-    instance = negotiation.load_instance(_instance_primitive())
+    instance = loading.load_instance(_instance_primitive())
     assert (instance.uuid, instance.name) == (INSTANCE_ID, "instance-0000002a")
     with pytest.raises(exceptions.InvalidObject, match="The instance is not a valid os_vif"):
-        negotiation.load_instance(_instance_primitive(uuid="vm-1"))
+        loading.load_instance(_instance_primitive(uuid="vm-1"))
     with pytest.raises(
         exceptions.InvalidObject, match="it is a VIFOpenVSwitch, not a InstanceInfo"
     ):
-        negotiation.load_instance(_vif_primitive())
+        loading.load_instance(_vif_primitive())

@@ -41,8 +41,12 @@ def copy_fixture(name: str, tmp_path: Path) -> Path:
 def schema_of(path: Path) -> dict[str, str]:
     conn = sqlite3.connect(path)
     try:
-        return {name: sql for name, sql in conn.execute(
-            "SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name")}
+        return {
+            name: sql
+            for name, sql in conn.execute(
+                "SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name"
+            )
+        }
     finally:
         conn.close()
 
@@ -50,8 +54,9 @@ def schema_of(path: Path) -> dict[str, str]:
 def version_of(path: Path) -> str:
     conn = sqlite3.connect(path)
     try:
-        return str(conn.execute(
-            "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+        return str(
+            conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+        )
     finally:
         conn.close()
 
@@ -66,9 +71,11 @@ def dump(path: Path) -> list[str]:
 
 # --- the steps themselves ------------------------------------------------------------
 
+
 def test_steps_are_numbered_from_one_without_gaps() -> None:
     assert [m.version for m in migrations.MIGRATIONS] == list(
-        range(1, migrations.SCHEMA_VERSION + 1))
+        range(1, migrations.SCHEMA_VERSION + 1)
+    )
     assert migrations.SCHEMA_VERSION >= 2
 
 
@@ -93,6 +100,7 @@ def test_fixture_is_what_its_script_writes(tmp_path: Path) -> None:
 
 
 # --- opening old databases -------------------------------------------------------------
+
 
 @pytest.mark.parametrize("fixture", sorted(p.name for p in FIXTURES.glob("schema-*.sqlite")))
 def test_each_released_fixture_opens_with_every_record(fixture: str, tmp_path: Path) -> None:
@@ -120,11 +128,20 @@ def test_schema_1_fixture_reads_every_record_through_the_migration(tmp_path: Pat
             r = records[row["vif_id"]]
             assert r.lifecycle.value == row["lifecycle"]
             assert (r.plugin, r.obj_name, r.obj_version) == (
-                row["plugin"], row["obj_name"], row["obj_version"])
+                row["plugin"],
+                row["obj_name"],
+                row["obj_version"],
+            )
             assert (r.instance_uuid, r.instance_name) == (
-                row["instance_uuid"], row["instance_name"])
+                row["instance_uuid"],
+                row["instance_name"],
+            )
             assert (r.iface_id, r.iface_status, r.mac, r.teaming_peer) == (
-                row["iface_id"], row["iface_status"], row["mac"], row["teaming_peer"])
+                row["iface_id"],
+                row["iface_status"],
+                row["mac"],
+                row["teaming_peer"],
+            )
             assert r.request_digest == row["request_digest"]
             assert r.request["vif"]["versioned_object.data"]["id"] == row["vif_id"]
             assert (r.created_at, r.updated_at) == (row["created_at"], row["updated_at"])
@@ -138,33 +155,50 @@ def test_schema_1_fixture_reads_every_record_through_the_migration(tmp_path: Pat
 
         direct = records["22222222-bbbb-4bbb-8bbb-000000000001"]
         assert direct.allocation is not None
-        assert (direct.allocation.network, direct.allocation.pool_device,
-                direct.allocation.mode, direct.allocation.portgroup) == (
-                    "test", "eth10", "vepa", "engineering")
+        assert (
+            direct.allocation.network,
+            direct.allocation.pool_device,
+            direct.allocation.mode,
+            direct.allocation.portgroup,
+        ) == ("test", "eth10", "vepa", "engineering")
         assert direct.allocation.bandwidth == Bandwidth(
-            inbound_average=1000, inbound_burst=2048, outbound_average=500)
+            inbound_average=1000, inbound_burst=2048, outbound_average=500
+        )
         assert direct.allocation.virtualport == {
-            "type": "802.1Qbg", "managerid": 33, "typeid": 89, "typeidversion": 3,
-            "instanceid": None}
+            "type": "802.1Qbg",
+            "managerid": 33,
+            "typeid": 89,
+            "typeidversion": 3,
+            "instanceid": None,
+        }
 
         hybrid = records["33333333-cccc-4ccc-8ccc-000000000001"]
         assert hybrid.allocation is not None
         assert hybrid.allocation.created_devices == (
-            "qbr33333333-cc", "qvb33333333-cc", "qvo33333333-cc")
+            "qbr33333333-cc",
+            "qvb33333333-cc",
+            "qvo33333333-cc",
+        )
 
         assert records["44444444-dddd-4ddd-8ddd-000000000001"].allocation is None
         assert records["55555555-eeee-4eee-8eee-000000000001"].teaming_peer == (
-            "22222222-bbbb-4bbb-8bbb-000000000001")
+            "22222222-bbbb-4bbb-8bbb-000000000001"
+        )
 
         # The indexes are rebuilt from what schema 1 stored.
         assert s.pool_holders("test") == {
             "eth10": ["22222222-bbbb-4bbb-8bbb-000000000001"],
-            "eth12": ["22222222-bbbb-4bbb-8bbb-000000000002"]}
+            "eth12": ["22222222-bbbb-4bbb-8bbb-000000000002"],
+        }
         assert [r.vif_id for r in s.by_iface_id("5f2c3d4e-0000-4000-8000-00000000aaaa")] == [
-            "11111111-aaaa-4aaa-8aaa-000000000001", "11111111-aaaa-4aaa-8aaa-000000000002"]
+            "11111111-aaaa-4aaa-8aaa-000000000001",
+            "11111111-aaaa-4aaa-8aaa-000000000002",
+        ]
         assert {r.vif_id for r in s.in_flight()} == {
-            "22222222-bbbb-4bbb-8bbb-000000000002", "33333333-cccc-4ccc-8ccc-000000000001",
-            "44444444-dddd-4ddd-8ddd-000000000001"}
+            "22222222-bbbb-4bbb-8bbb-000000000002",
+            "33333333-cccc-4ccc-8ccc-000000000001",
+            "44444444-dddd-4ddd-8ddd-000000000001",
+        }
 
         # And the migrated database keeps working: an interrupted unplug finishes.
         s.finish_unplug("33333333-cccc-4ccc-8ccc-000000000001")
@@ -191,6 +225,7 @@ def test_the_committed_fixture_is_left_alone(tmp_path: Path) -> None:
 
 # --- refusing what cannot be read safely ---------------------------------------------------
 
+
 def test_a_schema_newer_than_the_code_is_refused_untouched(tmp_path: Path) -> None:
     path = tmp_path / "vifplug.sqlite"
     state_store.Store(str(path)).close()
@@ -210,8 +245,9 @@ def test_a_schema_newer_than_the_code_is_refused_untouched(tmp_path: Path) -> No
     assert path.read_bytes() == before  # not even switched to WAL
     # The refusal released the lock: fixing the file makes it usable again.
     conn = sqlite3.connect(path)
-    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
-                 (str(migrations.SCHEMA_VERSION),))
+    conn.execute(
+        "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(migrations.SCHEMA_VERSION),)
+    )
     conn.commit()
     conn.close()
     state_store.Store(str(path)).close()
@@ -229,11 +265,14 @@ def test_missing_schema_version_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_failing_step_leaves_the_previous_version_intact(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = copy_fixture("schema-1.sqlite", tmp_path)
     broken = migrations.Migration(
-        version=migrations.SCHEMA_VERSION + 1, name="broken",
-        sql="CREATE TABLE half_done (x);\nINSERT INTO no_such_table VALUES (1);\n")
+        version=migrations.SCHEMA_VERSION + 1,
+        name="broken",
+        sql="CREATE TABLE half_done (x);\nINSERT INTO no_such_table VALUES (1);\n",
+    )
     monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS, broken))
     monkeypatch.setattr(migrations, "SCHEMA_VERSION", broken.version)
     with pytest.raises(exceptions.StateUnavailable, match="broken"):

@@ -27,28 +27,56 @@ from vifplug.state import codec, migrations
 from vifplug.state import store as state_store
 
 
-def make_record(vif_id: str, *, iface_id: str | None = None,
-                allocation: Allocation | None = None, **changes: Any) -> VifRecord:
-    request = {"vif": {"versioned_object.name": "VIFOpenVSwitch",
-                       "versioned_object.namespace": "os_vif",
-                       "versioned_object.version": "1.2",
-                       "versioned_object.data": {"id": vif_id, "address": "fa:16:3e:00:00:01",
-                                                 "plugin": "ovs", "nested": [1, {"a": None}]}},
-               "instance": {"versioned_object.name": "InstanceInfo",
-                            "versioned_object.data": {"uuid": "inst-1", "name": "vm1"}}}
+def make_record(
+    vif_id: str,
+    *,
+    iface_id: str | None = None,
+    allocation: Allocation | None = None,
+    **changes: Any,
+) -> VifRecord:
+    request = {
+        "vif": {
+            "versioned_object.name": "VIFOpenVSwitch",
+            "versioned_object.namespace": "os_vif",
+            "versioned_object.version": "1.2",
+            "versioned_object.data": {
+                "id": vif_id,
+                "address": "fa:16:3e:00:00:01",
+                "plugin": "ovs",
+                "nested": [1, {"a": None}],
+            },
+        },
+        "instance": {
+            "versioned_object.name": "InstanceInfo",
+            "versioned_object.data": {"uuid": "inst-1", "name": "vm1"},
+        },
+    }
     record = VifRecord(
-        vif_id=vif_id, plugin="ovs", obj_name="VIFOpenVSwitch", obj_version="1.2",
-        instance_uuid="inst-1", instance_name="vm1", request=request,
+        vif_id=vif_id,
+        plugin="ovs",
+        obj_name="VIFOpenVSwitch",
+        obj_version="1.2",
+        instance_uuid="inst-1",
+        instance_name="vm1",
+        request=request,
         request_digest=hashlib.sha256(codec.dumps(request).encode()).hexdigest(),
-        lifecycle=Lifecycle.PLUGGING, iface_id=iface_id, mac="fa:16:3e:00:00:01",
-        allocation=allocation)
+        lifecycle=Lifecycle.PLUGGING,
+        iface_id=iface_id,
+        mac="fa:16:3e:00:00:01",
+        allocation=allocation,
+    )
     return record.with_changes(**changes)
 
 
 def pool_alloc(device: str, mode: str = "vepa", network: str = "test") -> Allocation:
     # Each VIF has a macvtap of its own on the pool device.
-    return Allocation(plugin="direct", device=f"mvt{uuid.uuid4().hex[:12]}", network=network,
-                      pool_device=device, mode=mode)
+    return Allocation(
+        plugin="direct",
+        device=f"mvt{uuid.uuid4().hex[:12]}",
+        network=network,
+        pool_device=device,
+        mode=mode,
+    )
 
 
 @pytest.fixture
@@ -71,6 +99,7 @@ def reopen(s: state_store.Store) -> state_store.Store:
 
 
 # --- opening ------------------------------------------------------------------------
+
 
 def test_new_database_is_private_and_at_current_schema(tmp_path: Path) -> None:
     path = tmp_path / "a" / "b" / "vifplug.sqlite"
@@ -142,6 +171,7 @@ def test_allocation_format_newer_than_the_code_is_refused(store: state_store.Sto
 
 # --- lifecycle ------------------------------------------------------------------------
 
+
 def test_begin_plug_records_the_request_durably(store: state_store.Store) -> None:
     record = make_record("v1", iface_id="port-1")
     store.begin_plug(record)
@@ -161,12 +191,19 @@ def test_begin_plug_records_the_request_durably(store: state_store.Store) -> Non
 def test_full_plug_and_unplug(store: state_store.Store) -> None:
     store.begin_plug(make_record("v1", iface_id="port-1"))
     partial = store.update_allocation(
-        "v1", Allocation(plugin="ovs", device="tap1", created_devices=("tap1",)))
+        "v1", Allocation(plugin="ovs", device="tap1", created_devices=("tap1",))
+    )
     assert partial.lifecycle is Lifecycle.PLUGGING
-    alloc = Allocation(plugin="ovs", device="tap1", bridge="br-int", port="tap1",
-                       created_devices=("tap1",), created_port=True,
-                       bandwidth=Bandwidth(inbound_average=10),
-                       virtualport={"type": "openvswitch", "profileid": "x"})
+    alloc = Allocation(
+        plugin="ovs",
+        device="tap1",
+        bridge="br-int",
+        port="tap1",
+        created_devices=("tap1",),
+        created_port=True,
+        bandwidth=Bandwidth(inbound_average=10),
+        virtualport={"type": "openvswitch", "profileid": "x"},
+    )
     plugged = store.finish_plug("v1", alloc, iface_status="active")
     assert plugged.lifecycle is Lifecycle.PLUGGED and plugged.allocation == alloc
     assert plugged.iface_status == "active"
@@ -189,8 +226,7 @@ def test_full_plug_and_unplug(store: state_store.Store) -> None:
         store.close()
 
 
-def test_in_flight_lists_every_unfinished_operation_after_restart(
-        store: state_store.Store) -> None:
+def test_in_flight_lists_every_unfinished_operation_after_restart(store: state_store.Store) -> None:
     for vif_id in ("a", "b", "c"):
         store.begin_plug(make_record(vif_id))
     store.finish_plug("a", Allocation(plugin="ovs", device="tapa"), iface_status=None)
@@ -199,18 +235,24 @@ def test_in_flight_lists_every_unfinished_operation_after_restart(
     store = reopen(store)
     try:
         assert {(r.vif_id, r.lifecycle) for r in store.in_flight()} == {
-            ("b", Lifecycle.PLUGGING), ("c", Lifecycle.UNPLUGGING)}
+            ("b", Lifecycle.PLUGGING),
+            ("c", Lifecycle.UNPLUGGING),
+        }
     finally:
         store.close()
 
 
-@pytest.mark.parametrize("call", [
-    lambda s: s.finish_plug("nope", Allocation(plugin="ovs", device="t"), iface_status=None),
-    lambda s: s.update_allocation("nope", Allocation(plugin="ovs", device="t")),
-    lambda s: s.begin_unplug("nope"),
-    lambda s: s.finish_unplug("nope"),
-    lambda s: s.set_status({"nope": "active"}),
-], ids=["finish_plug", "update_allocation", "begin_unplug", "finish_unplug", "set_status"])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda s: s.finish_plug("nope", Allocation(plugin="ovs", device="t"), iface_status=None),
+        lambda s: s.update_allocation("nope", Allocation(plugin="ovs", device="t")),
+        lambda s: s.begin_unplug("nope"),
+        lambda s: s.finish_unplug("nope"),
+        lambda s: s.set_status({"nope": "active"}),
+    ],
+    ids=["finish_plug", "update_allocation", "begin_unplug", "finish_unplug", "set_status"],
+)
 def test_unknown_vif_raises_vif_not_found(store: state_store.Store, call: Any) -> None:
     with pytest.raises(exceptions.VIFNotFound) as err:
         call(store)
@@ -233,8 +275,7 @@ def test_finish_unplug_needs_the_intent_recorded_first(store: state_store.Store)
     assert store.get("v1") is not None
 
 
-def test_an_unplug_in_flight_cannot_be_turned_back_into_a_plug(
-        store: state_store.Store) -> None:
+def test_an_unplug_in_flight_cannot_be_turned_back_into_a_plug(store: state_store.Store) -> None:
     store.begin_plug(make_record("v1"))
     store.begin_unplug("v1")
     with pytest.raises(exceptions.VIFLifecycleError):
@@ -253,6 +294,7 @@ def test_begin_unplug_is_idempotent(store: state_store.Store) -> None:
 
 # --- set_status and iface-id index -----------------------------------------------------
 
+
 def test_set_status_changes_several_vifs_in_one_transaction(store: state_store.Store) -> None:
     for vif_id in ("a", "b", "c"):
         store.begin_plug(make_record(vif_id, iface_id="port-1"))
@@ -260,11 +302,17 @@ def test_set_status_changes_several_vifs_in_one_transaction(store: state_store.S
     store.set_status({"a": "active", "b": "inactive", "c": "inactive"})
     assert store.transactions == before + 1
     assert [r.iface_status for r in store.by_iface_id("port-1")] == [
-        "active", "inactive", "inactive"]
+        "active",
+        "inactive",
+        "inactive",
+    ]
     store = reopen(store)
     try:
         assert {r.vif_id: r.iface_status for r in store.all()} == {
-            "a": "active", "b": "inactive", "c": "inactive"}
+            "a": "active",
+            "b": "inactive",
+            "c": "inactive",
+        }
     finally:
         store.close()
 
@@ -297,6 +345,7 @@ def test_by_iface_id_follows_every_change(store: state_store.Store) -> None:
 
 
 # --- pools ------------------------------------------------------------------------------
+
 
 def test_pool_holders_are_derived_from_allocations(store: state_store.Store) -> None:
     store.begin_plug(make_record("a", allocation=pool_alloc("eth10")))
@@ -337,7 +386,8 @@ def test_a_passthrough_device_serves_one_vif_alone(store: state_store.Store) -> 
 
 
 def test_concurrent_claims_of_one_passthrough_device_let_exactly_one_win(
-        store: state_store.Store) -> None:
+    store: state_store.Store,
+) -> None:
     barrier = threading.Barrier(32)
     outcomes: dict[str, str] = {}
 
@@ -361,6 +411,7 @@ def test_concurrent_claims_of_one_passthrough_device_let_exactly_one_win(
 
 # --- meta -------------------------------------------------------------------------------
 
+
 def test_meta_survives_a_restart(store: state_store.Store) -> None:
     assert store.meta_get("system-id") is None
     store.meta_set("system-id", "abc")
@@ -378,6 +429,7 @@ def test_schema_version_cannot_be_set_by_hand(store: state_store.Store) -> None:
 
 
 # --- reads and writes ---------------------------------------------------------------------
+
 
 class _Unusable:
     """Stands in for the SQLite connection to prove nobody touches it."""
@@ -417,8 +469,7 @@ class _FailingCommit:
         return self.real.execute(sql, *args)
 
 
-def test_a_failed_commit_is_reported_and_nothing_is_published(
-        store: state_store.Store) -> None:
+def test_a_failed_commit_is_reported_and_nothing_is_published(store: state_store.Store) -> None:
     store.begin_plug(make_record("a", iface_id="p1"))
     real, store._conn = store._conn, _FailingCommit(store._conn)  # type: ignore[assignment]
     try:
@@ -453,7 +504,8 @@ class _CommitThenFail(_FailingCommit):
 
 
 def test_after_a_commit_of_unknown_outcome_the_index_follows_the_disk(
-        store: state_store.Store) -> None:
+    store: state_store.Store,
+) -> None:
     real, store._conn = store._conn, _CommitThenFail(store._conn)  # type: ignore[assignment]
     try:
         with pytest.raises(exceptions.StateWriteFailed):
@@ -505,8 +557,10 @@ def test_a_change_sqlite_refuses_fails_alone(store: state_store.Store) -> None:
     assert paused.entered.wait(10)
     # NULL in a NOT NULL column: only SQLite notices.
     bad = make_record("bad", instance_name=None)
-    others = [threading.Thread(target=plug, args=(r,))
-              for r in (make_record("good1"), bad, make_record("good2"))]
+    others = [
+        threading.Thread(target=plug, args=(r,))
+        for r in (make_record("good1"), bad, make_record("good2"))
+    ]
     for t in others:
         t.start()
     deadline = time.monotonic() + 10
@@ -547,6 +601,7 @@ def test_close_commits_then_refuses_writes(db_path: str) -> None:
 
 
 # --- group commit ---------------------------------------------------------------------
+
 
 def test_200_concurrent_plugs_share_few_transactions(store: state_store.Store) -> None:
     n = 200
@@ -597,8 +652,11 @@ def test_1000_vifs_from_256_threads_plug_and_unplug(store: state_store.Store) ->
                     return
                 store.begin_plug(make_record(vif_id, iface_id=vif_id))
                 store.update_allocation(vif_id, Allocation(plugin="ovs", device=vif_id[:15]))
-                store.finish_plug(vif_id, Allocation(plugin="ovs", device=vif_id[:15],
-                                                     bridge="br-int"), iface_status="active")
+                store.finish_plug(
+                    vif_id,
+                    Allocation(plugin="ovs", device=vif_id[:15], bridge="br-int"),
+                    iface_status="active",
+                )
         except BaseException as exc:
             errors.append(exc)
 
@@ -660,14 +718,20 @@ _CHILD = textwrap.dedent("""
 """)
 
 # Each acknowledged state, and the one an operation in flight may have reached.
-_NEXT = {None: "plugging", "plugging": "plugged", "plugged": "unplugging",
-         "unplugging": "gone", "gone": "gone"}
+_NEXT = {
+    None: "plugging",
+    "plugging": "plugged",
+    "plugged": "unplugging",
+    "unplugging": "gone",
+    "gone": "gone",
+}
 
 
 def _run_child_and_kill(path: str, script: Path, start: int, min_acks: int) -> list[str]:
     """Run the writer, SIGKILL it after ``min_acks`` acknowledgements, return all it printed."""
-    proc = subprocess.Popen([sys.executable, str(script), path, str(start), "8"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), path, str(start), "8"], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
 
@@ -744,17 +808,25 @@ def test_request_is_stored_as_canonical_json(store: state_store.Store) -> None:
 
 
 def test_two_vifs_never_share_a_device_or_port(store: state_store.Store) -> None:
-    ovs = Allocation(plugin="ovs", device="tapshared", bridge="br-int", port="tapshared",
-                     created_devices=("tapshared",), created_port=True)
+    ovs = Allocation(
+        plugin="ovs",
+        device="tapshared",
+        bridge="br-int",
+        port="tapshared",
+        created_devices=("tapshared",),
+        created_port=True,
+    )
     store.begin_plug(make_record("a", allocation=ovs))
     with pytest.raises(exceptions.DeviceInUse):
         store.begin_plug(make_record("b", allocation=ovs))
     assert store.get("b") is None
     # A linux bridge VIFs sit on is shared, not owned: it does not conflict.
-    lb1 = Allocation(plugin="linux_bridge", device="tapone", port="brshared",
-                     created_devices=("tapone",))
-    lb2 = Allocation(plugin="linux_bridge", device="taptwo", port="brshared",
-                     created_devices=("taptwo",))
+    lb1 = Allocation(
+        plugin="linux_bridge", device="tapone", port="brshared", created_devices=("tapone",)
+    )
+    lb2 = Allocation(
+        plugin="linux_bridge", device="taptwo", port="brshared", created_devices=("taptwo",)
+    )
     store.begin_plug(make_record("c", allocation=lb1))
     store.begin_plug(make_record("d", allocation=lb2))
     # Once the first VIF is gone, its names are free again.
@@ -764,8 +836,14 @@ def test_two_vifs_never_share_a_device_or_port(store: state_store.Store) -> None
 
 
 def test_private_mode_with_8021qbh_holds_its_device_alone(store: state_store.Store) -> None:
-    qbh = Allocation(plugin="direct", device="mvtqbh0", network="test", pool_device="eth10",
-                     mode="private", virtualport={"type": "802.1Qbh", "profile_id": "p"})
+    qbh = Allocation(
+        plugin="direct",
+        device="mvtqbh0",
+        network="test",
+        pool_device="eth10",
+        mode="private",
+        virtualport={"type": "802.1Qbh", "profile_id": "p"},
+    )
     store.begin_plug(make_record("q", allocation=qbh))
     with pytest.raises(exceptions.PoolDeviceTaken):
         store.begin_plug(make_record("r", allocation=pool_alloc("eth10", mode="private")))

@@ -52,18 +52,23 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
     assert EXEC_START in text
     unit = tmp_path / "vifplugd.service"
     unit.write_text(text.replace("/usr/bin/vifplugd", str(stand_in)))
-    done = subprocess.run([analyze, "verify", "--man=no", str(unit)],
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [analyze, "verify", "--man=no", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     if done.returncode != 0 and "Failed to initialize manager" in done.stderr:
         pytest.skip(f"systemd-analyze cannot run here: {done.stderr.strip()}")
     # Messages about other units (a broken unit elsewhere on the host) are not ours.
-    ours = [line for line in (done.stdout + done.stderr).splitlines()
-            if "vifplugd" in line]
+    ours = [line for line in (done.stdout + done.stderr).splitlines() if "vifplugd" in line]
     assert done.returncode == 0 and ours == [], done.stdout + done.stderr
 
 
 def test_unit_is_type_notify_and_starts_the_daemon_with_its_config(
-        settings: dict[str, list[str]]) -> None:
+    settings: dict[str, list[str]],
+) -> None:
     assert settings["Type"] == ["notify"]
     assert settings["ExecStart"] == [EXEC_START]
     assert settings["KillSignal"] == ["SIGTERM"]
@@ -88,8 +93,7 @@ def test_unit_keeps_netlink_ovsdb_and_tun_reachable(settings: dict[str, list[str
         assert settings.get(key, ["no"]) == ["no"], key
 
 
-def test_unit_provides_the_socket_and_state_directories(
-        settings: dict[str, list[str]]) -> None:
+def test_unit_provides_the_socket_and_state_directories(settings: dict[str, list[str]]) -> None:
     assert settings["RuntimeDirectory"] == ["vifplug"]
     assert settings["RuntimeDirectoryMode"] == ["0750"]
     assert settings["StateDirectory"] == ["vifplug"]

@@ -35,10 +35,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import vifplug
-from vifplug import exceptions, negotiation
-from vifplug import service as service_mod
+from vifplug import exceptions
 from vifplug.api import errors, models
 from vifplug.api import metrics as metrics_mod
+from vifplug.negotiation import hostinfo
+from vifplug.plugging import service as service_mod
 
 LOG = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class Runtime:
 
 # --- pure ASGI middleware ----------------------------------------------------------
 
+
 class _Guard:
     """Bearer token, media type and body size, checked before anything is parsed.
 
@@ -84,8 +86,14 @@ class _Guard:
     crosses the limit (the route's body parsing sees an HTTP 413).
     """
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, token: str | None,
-                 on_error: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        token: str | None,
+        on_error: Callable[[str], None],
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.token = token.encode() if token is not None else None
@@ -105,8 +113,8 @@ class _Guard:
         if self._has_body(headers) and not self._is_json(headers.get(b"content-type")):
             self.on_error(errors.UNSUPPORTED_MEDIA_TYPE)
             await errors.error_response(
-                errors.UNSUPPORTED_MEDIA_TYPE, "The request body must be JSON "
-                "(Content-Type: application/json).",
+                errors.UNSUPPORTED_MEDIA_TYPE,
+                "The request body must be JSON (Content-Type: application/json).",
                 {"content_type": (headers.get(b"content-type") or b"").decode("latin-1")},
             )(scope, receive, send)
             return
@@ -114,7 +122,7 @@ class _Guard:
             try:
                 too_big = int(length) > self.max_body_bytes
             except ValueError:
-                too_big = False    # h11 refuses a malformed Content-Length itself
+                too_big = False  # h11 refuses a malformed Content-Length itself
             if too_big:
                 await self._too_large(scope, receive, send)
                 return
@@ -145,23 +153,24 @@ class _Guard:
         if content_type is None:
             return False
         media = content_type.split(b";", 1)[0].strip().lower()
-        return media == b"application/json" or (media.startswith(b"application/")
-                                                and media.endswith(b"+json"))
+        return media == b"application/json" or (
+            media.startswith(b"application/") and media.endswith(b"+json")
+        )
 
     def _authorized(self, header: bytes | None) -> bool:
         assert self.token is not None
         if header is None:
             return False
         scheme, _, credentials = header.partition(b" ")
-        return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(),
-                                                                  self.token)
+        return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), self.token)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.on_error(errors.REQUEST_TOO_LARGE)
         response = errors.error_response(
             errors.REQUEST_TOO_LARGE,
             f"The request body is larger than the {self.max_body_bytes} bytes accepted.",
-            {"max_body_bytes": self.max_body_bytes})
+            {"max_body_bytes": self.max_body_bytes},
+        )
         # The body is not read: close the connection instead of draining it.
         response.headers["connection"] = "close"
         await response(scope, receive, send)
@@ -194,40 +203,58 @@ class _AccessLog:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(method=scope["method"], route=template,
-                                         status=str(status)).inc()
+            self.metrics.requests.labels(
+                method=scope["method"], route=template, status=str(status)
+            ).inc()
             if template not in ("/healthz", "/readyz", "/metrics"):
                 state = scope.get("state") or {}
                 vif_id = state.get("vif_id") or (scope.get("path_params") or {}).get("vif_id")
-                LOG.info("%s %s %s -> %d in %.3fs%s", self.listener, scope["method"],
-                         scope["path"], status, time.monotonic() - started,
-                         f" (VIF {vif_id})" if vif_id else "")
+                LOG.info(
+                    "%s %s %s -> %d in %.3fs%s",
+                    self.listener,
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    time.monotonic() - started,
+                    f" (VIF {vif_id})" if vif_id else "",
+                )
 
 
 # --- the application -----------------------------------------------------------------
 
-def create_app(service: Any, *, runtime: Runtime | None = None, token: str | None = None,
-               listener: str = "unix") -> FastAPI:
-    """The API v1 application around ``service`` (a ``vifplug.service.Service``).
+
+def create_app(
+    service: Any,
+    *,
+    runtime: Runtime | None = None,
+    token: str | None = None,
+    listener: str = "unix",
+) -> FastAPI:
+    """The API v1 application around ``service`` (a ``vifplug.plugging.service.Service``).
 
     ``token``: when set, every request must carry ``Authorization: Bearer
     <token>`` (the TCP listener).  ``runtime`` defaults to a small private
     pool, for documentation generation and tests.
     """
-    rt = runtime or Runtime(executor=ThreadPoolExecutor(max_workers=4),
-                            metrics=metrics_mod.Metrics())
+    rt = runtime or Runtime(
+        executor=ThreadPoolExecutor(max_workers=4), metrics=metrics_mod.Metrics()
+    )
     app = FastAPI(
-        title="vifplug", version=vifplug.__version__,
+        title="vifplug",
+        version=vifplug.__version__,
         summary="Host-side VIF plugging daemon: os-vif compatible objects, Open vSwitch "
-                "through the OVSDB IDL, devices through netlink.",
-        docs_url=None, redoc_url=None, openapi_url="/openapi.json",
+        "through the OVSDB IDL, devices through netlink.",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
         redirect_slashes=False,
     )
     app.state.service = service
     app.state.runtime = rt
     errors.install(app, on_error=rt.metrics.count_error)
-    app.add_middleware(_Guard, max_body_bytes=rt.max_body_bytes, token=token,
-                       on_error=rt.metrics.count_error)
+    app.add_middleware(
+        _Guard, max_body_bytes=rt.max_body_bytes, token=token, on_error=rt.metrics.count_error
+    )
     app.add_middleware(_AccessLog, metrics=rt.metrics, listener=listener)
 
     async def call(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -238,52 +265,85 @@ def create_app(service: Any, *, runtime: Runtime | None = None, token: str | Non
         return models.Vif.from_record(record, ofport=service.ofport(record))
 
     # -- negotiation --------------------------------------------------------------
-    @app.get("/v1/host-info", tags=["negotiation"],
-             responses={**_ERROR_RESPONSES,
-                        406: {"model": models.ErrorEnvelope,
-                              "description": "that version cannot be produced; details "
-                                             "carry max_version and min_version"}})
+    @app.get(
+        "/v1/host-info",
+        tags=["negotiation"],
+        responses={
+            **_ERROR_RESPONSES,
+            406: {
+                "model": models.ErrorEnvelope,
+                "description": "that version cannot be produced; details "
+                "carry max_version and min_version",
+            },
+        },
+    )
     async def host_info(
-        version: Annotated[str | None, Query(
-            description="HostInfo version to backlevel to, e.g. 1.0")] = None,
-        manifest: Annotated[str | None, Query(
-            description="oslo.versionedobjects version manifest of the peer, e.g. "
-                        "HostInfo:1.0,HostPluginInfo:1.0,HostVIFInfo:1.0")] = None,
+        version: Annotated[
+            str | None, Query(description="HostInfo version to backlevel to, e.g. 1.0")
+        ] = None,
+        manifest: Annotated[
+            str | None,
+            Query(
+                description="oslo.versionedobjects version manifest of the peer, e.g. "
+                "HostInfo:1.0,HostPluginInfo:1.0,HostVIFInfo:1.0"
+            ),
+        ] = None,
     ) -> dict[str, Any]:
         """This host's HostInfo primitive (os_vif namespace)."""
+
         def work() -> dict[str, Any]:
             info = service.host_info()
-            result: dict[str, Any] = negotiation.backlevel(
-                info, version=version, manifest=manifest)
+            result: dict[str, Any] = hostinfo.backlevel(info, version=version, manifest=manifest)
             return result
+
         return await call(work)
 
     # -- VIFs ----------------------------------------------------------------------
-    @app.post("/v1/vifs", tags=["vifs"], status_code=201,
-              responses={**_ERROR_RESPONSES,
-                         200: {"model": models.Vif,
-                               "description": "the same request again: nothing changed"},
-                         409: {"model": models.ErrorEnvelope,
-                               "description": "the VIF id is plugged with other content"},
-                         504: {"model": models.ErrorEnvelope,
-                               "description": "the wait condition did not happen in time; "
-                                              "the VIF stays plugged and listed"}})
+    @app.post(
+        "/v1/vifs",
+        tags=["vifs"],
+        status_code=201,
+        responses={
+            **_ERROR_RESPONSES,
+            200: {"model": models.Vif, "description": "the same request again: nothing changed"},
+            409: {
+                "model": models.ErrorEnvelope,
+                "description": "the VIF id is plugged with other content",
+            },
+            504: {
+                "model": models.ErrorEnvelope,
+                "description": "the wait condition did not happen in time; "
+                "the VIF stays plugged and listed",
+            },
+        },
+    )
     async def plug(
-        request: Request, response: Response, body: models.PlugBody,
-        wait: Annotated[models.WaitMode, Query(
-            description="what the answer waits for")] = "ofport",
-        timeout: Annotated[float | None, Query(
-            ge=0, le=MAX_PLUG_TIMEOUT,
-            description="seconds to wait; default [api] default_timeout")] = None,
+        request: Request,
+        response: Response,
+        body: models.PlugBody,
+        wait: Annotated[models.WaitMode, Query(description="what the answer waits for")] = "ofport",
+        timeout: Annotated[
+            float | None,
+            Query(
+                ge=0,
+                le=MAX_PLUG_TIMEOUT,
+                description="seconds to wait; default [api] default_timeout",
+            ),
+        ] = None,
     ) -> models.Vif:
         """Plug a VIF (idempotent): 201 the first time, 200 for the same request."""
         data = body.vif.get("versioned_object.data")
         if isinstance(data, dict) and isinstance(data.get("id"), str):
             request.state.vif_id = data["id"]
         req = service_mod.PlugRequest(
-            vif=body.vif, instance=body.instance, wait=wait, timeout=timeout,
-            iface_status=body.iface_status, allow_dual_active=body.allow_dual_active,
-            portgroup=body.portgroup)
+            vif=body.vif,
+            instance=body.instance,
+            wait=wait,
+            timeout=timeout,
+            iface_status=body.iface_status,
+            allow_dual_active=body.allow_dual_active,
+            portgroup=body.portgroup,
+        )
         started = time.monotonic()
         named = data.get("plugin") if isinstance(data, dict) else None
         plugin = named if isinstance(named, str) and named in service.plugins else "unknown"
@@ -297,29 +357,40 @@ def create_app(service: Any, *, runtime: Runtime | None = None, token: str | Non
             raise
         finally:
             rt.metrics.plug_seconds.labels(plugin=plugin, outcome=outcome).observe(
-                time.monotonic() - started)
+                time.monotonic() - started
+            )
         response.status_code = 201 if result.created else 200
         return await call(render, result.record)
 
     @app.get("/v1/vifs", tags=["vifs"])
     async def list_vifs() -> models.VifList:
         """Every VIF this host knows, plugged or in flight."""
+
         def work() -> models.VifList:
             return models.VifList(vifs=[render(r) for r in service.list()])
+
         return await call(work)
 
     not_found: dict[int | str, dict[str, Any]] = {
-        404: {"model": models.ErrorEnvelope, "description": "unknown VIF id"}}
+        404: {"model": models.ErrorEnvelope, "description": "unknown VIF id"}
+    }
 
     @app.get("/v1/vifs/{vif_id}", tags=["vifs"], responses=not_found)
     async def show_vif(vif_id: VifId) -> models.Vif:
         """One VIF."""
+
         def work() -> models.Vif:
             return render(service.get(vif_id))
+
         return await call(work)
 
-    @app.delete("/v1/vifs/{vif_id}", tags=["vifs"], status_code=204, responses=not_found,
-                response_class=Response)
+    @app.delete(
+        "/v1/vifs/{vif_id}",
+        tags=["vifs"],
+        status_code=204,
+        responses=not_found,
+        response_class=Response,
+    )
     async def unplug(vif_id: VifId) -> Response:
         """Unplug: remove the OVS port and the host devices vifplug made."""
         started = time.monotonic()
@@ -331,27 +402,30 @@ def create_app(service: Any, *, runtime: Runtime | None = None, token: str | Non
             outcome = exc.code
             raise
         finally:
-            rt.metrics.unplug_seconds.labels(outcome=outcome).observe(
-                time.monotonic() - started)
+            rt.metrics.unplug_seconds.labels(outcome=outcome).observe(time.monotonic() - started)
         return Response(status_code=204)
 
-    @app.put("/v1/vifs/{vif_id}/status", tags=["vifs"],
-             responses={**_ERROR_RESPONSES, **not_found})
+    @app.put("/v1/vifs/{vif_id}/status", tags=["vifs"], responses={**_ERROR_RESPONSES, **not_found})
     async def set_status(vif_id: VifId, body: models.StatusBody) -> models.Vif:
         """Set iface-status; activating makes the other interfaces with the same
         iface-id inactive in the same OVSDB transaction."""
+
         def work() -> models.Vif:
-            record = service.set_status(vif_id, body.iface_status,
-                                        allow_dual_active=body.allow_dual_active)
+            record = service.set_status(
+                vif_id, body.iface_status, allow_dual_active=body.allow_dual_active
+            )
             return render(record)
+
         return await call(work)
 
     # -- networks ------------------------------------------------------------------
     @app.get("/v1/networks", tags=["networks"])
     async def networks() -> models.NetworkList:
         """The configured networks, their device pools and which VIF holds which."""
+
         def work() -> models.NetworkList:
             return models.NetworkList(networks=service.networks_view())
+
         return await call(work)
 
     # -- operations ----------------------------------------------------------------
@@ -360,9 +434,14 @@ def create_app(service: Any, *, runtime: Runtime | None = None, token: str | Non
         """Liveness: the event loop answers."""
         return models.Health(status="ok")
 
-    @app.get("/readyz", tags=["operations"], response_model=models.Readiness,
-             responses={503: {"model": models.ErrorEnvelope,
-                              "description": "not ready; details say why"}})
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        response_model=models.Readiness,
+        responses={
+            503: {"model": models.ErrorEnvelope, "description": "not ready; details say why"}
+        },
+    )
     async def readyz() -> Any:
         """Readiness: OVSDB connected and the state reconciled."""
         # Inline (cheap attribute reads): a pool saturated by plugs waiting for
@@ -373,9 +452,17 @@ def create_app(service: Any, *, runtime: Runtime | None = None, token: str | Non
             return errors.error_response(exc.code, exc.message, details)
         return models.Readiness(status="ready", details=details)
 
-    @app.get("/metrics", tags=["operations"], response_class=Response,
-             responses={200: {"content": {metrics_mod.CONTENT_TYPE: {}},
-                              "description": "Prometheus text format"}})
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        response_class=Response,
+        responses={
+            200: {
+                "content": {metrics_mod.CONTENT_TYPE: {}},
+                "description": "Prometheus text format",
+            }
+        },
+    )
     async def metrics() -> Response:
         """Prometheus metrics."""
         # Not in the API pool: a scrape must work when plugs saturate it.
@@ -391,16 +478,19 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     what this API really answers: 400 with the error envelope."""
     if app.openapi_schema is not None:
         return app.openapi_schema
-    doc = get_openapi(title=app.title, version=app.version, summary=app.summary,
-                      routes=app.routes)
+    doc = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
     for path in doc.get("paths", {}).values():
         for operation in path.values():
             answers = operation.get("responses", {})
             if answers.pop("422", None) is not None and "400" not in answers:
                 answers["400"] = {
                     "description": "the request is invalid (code says how)",
-                    "content": {"application/json": {"schema": {
-                        "$ref": "#/components/schemas/ErrorEnvelope"}}}}
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/ErrorEnvelope"}
+                        }
+                    },
+                }
     schemas = doc.get("components", {}).get("schemas", {})
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)

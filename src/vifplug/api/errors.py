@@ -60,7 +60,7 @@ STATUS: Mapping[str, int] = {
     REQUEST_TOO_LARGE: 413,
     UNSUPPORTED_MEDIA_TYPE: 415,
     # --- the host did not do what was asked -------------------------------------
-    exceptions.VifplugError.code: 500,             # internal_error
+    exceptions.VifplugError.code: 500,  # internal_error
     exceptions.NetdevError.code: 500,
     exceptions.StateWriteFailed.code: 500,
     exceptions.OvsdbTransactionFailed.code: 502,
@@ -83,20 +83,26 @@ def status_for(code: str) -> int:
     return STATUS.get(code, 500)
 
 
-def envelope(code: str, message: str, details: Mapping[str, Any] | None = None
-             ) -> dict[str, Any]:
+def envelope(code: str, message: str, details: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": dict(details or {})}}
 
 
-def error_response(code: str, message: str, details: Mapping[str, Any] | None = None,
-                   *, headers: Mapping[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(envelope(code, message, details), status_code=status_for(code),
-                        headers=dict(headers) if headers else None)
+def error_response(
+    code: str,
+    message: str,
+    details: Mapping[str, Any] | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        envelope(code, message, details),
+        status_code=status_for(code),
+        headers=dict(headers) if headers else None,
+    )
 
 
 def from_exception(exc: exceptions.VifplugError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, exceptions.Unauthorized) \
-        else None
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, exceptions.Unauthorized) else None
     return error_response(exc.code, exc.message, exc.details(), headers=headers)
 
 
@@ -115,9 +121,13 @@ def _validation_problems(exc: RequestValidationError) -> list[dict[str, Any]]:
     a megabyte of JSON) and with JSON-safe locations."""
     problems = []
     for err in exc.errors():
-        problems.append({"loc": [_json_safe(p) for p in err.get("loc", ())],
-                         "type": str(err.get("type", "")),
-                         "msg": str(err.get("msg", ""))})
+        problems.append(
+            {
+                "loc": [_json_safe(p) for p in err.get("loc", ())],
+                "type": str(err.get("type", "")),
+                "msg": str(err.get("msg", "")),
+            }
+        )
     return problems
 
 
@@ -182,14 +192,13 @@ def install(app: FastAPI, *, on_error: Any = None) -> None:
         code, message = _http_error(exc)
         count(code)
         response = error_response(code, message, headers=exc.headers)
-        response.status_code = exc.status_code   # the router's status stands (e.g. 405)
+        response.status_code = exc.status_code  # the router's status stands (e.g. 405)
         return response
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         count(INTERNAL_ERROR)
         LOG.exception("%s %s failed unexpectedly", request.method, request.url.path)
-        return error_response(INTERNAL_ERROR, f"An internal error occurred: "
-                                              f"{type(exc).__name__}.")
+        return error_response(INTERNAL_ERROR, f"An internal error occurred: {type(exc).__name__}.")
 
     app.add_exception_handler(exceptions.VifplugError, vifplug_error)
     app.add_exception_handler(RequestValidationError, validation_error)

@@ -20,8 +20,7 @@ from prometheus_client.registry import Collector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-                    60.0)
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
 
 
@@ -29,38 +28,47 @@ class _StateCollector(Collector):
     """VIFs by plugin and iface-status, OVSDB connectivity and the connection's
     own transaction counters, read at scrape."""
 
-    def __init__(self, records: Callable[[], Iterable[Any]],
-                 connected: Callable[[], bool] | None,
-                 ovsdb_counts: Callable[[], tuple[int, int]] | None) -> None:
+    def __init__(
+        self,
+        records: Callable[[], Iterable[Any]],
+        connected: Callable[[], bool] | None,
+        ovsdb_counts: Callable[[], tuple[int, int]] | None,
+    ) -> None:
         self._records = records
         self._connected = connected
         self._ovsdb_counts = ovsdb_counts
 
     def collect(self) -> Iterator[Metric]:
-        vifs = GaugeMetricFamily("vifplug_vifs", "VIFs known to this host, by plugin, "
-                                 "iface-status and lifecycle",
-                                 labels=["plugin", "status", "lifecycle"])
+        vifs = GaugeMetricFamily(
+            "vifplug_vifs",
+            "VIFs known to this host, by plugin, iface-status and lifecycle",
+            labels=["plugin", "status", "lifecycle"],
+        )
         counts: collections.Counter[tuple[str, str, str]] = collections.Counter()
         for record in self._records():
             lifecycle = getattr(record.lifecycle, "value", record.lifecycle)
-            counts[(str(record.plugin), str(record.iface_status or "none"),
-                    str(lifecycle))] += 1
+            counts[(str(record.plugin), str(record.iface_status or "none"), str(lifecycle))] += 1
         for labels, n in sorted(counts.items()):
             vifs.add_metric(list(labels), n)
         yield vifs
         if self._connected is not None:
-            up = GaugeMetricFamily("vifplug_ovsdb_connected",
-                                   "1 when the OVSDB connection is up and synchronized")
+            up = GaugeMetricFamily(
+                "vifplug_ovsdb_connected", "1 when the OVSDB connection is up and synchronized"
+            )
             up.add_metric([], 1.0 if self._connected() else 0.0)
             yield up
         if self._ovsdb_counts is not None:
             transactions, operations = self._ovsdb_counts()
             yield CounterMetricFamily(
-                "vifplug_ovsdb_transactions", "OVSDB transactions committed since start",
-                value=transactions)
+                "vifplug_ovsdb_transactions",
+                "OVSDB transactions committed since start",
+                value=transactions,
+            )
             yield CounterMetricFamily(
-                "vifplug_ovsdb_operations", "Write operations committed to OVSDB since "
-                "start (several share one transaction)", value=operations)
+                "vifplug_ovsdb_operations",
+                "Write operations committed to OVSDB since start (several share one transaction)",
+                value=operations,
+            )
 
 
 class Metrics:
@@ -70,30 +78,52 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.plug_seconds = Histogram(
-            "vifplug_plug_duration_seconds", "Time to answer a plug request, by plugin and "
-            "outcome (created, unchanged, or the error code)", ["plugin", "outcome"],
-            buckets=_LATENCY_BUCKETS, registry=r)
+            "vifplug_plug_duration_seconds",
+            "Time to answer a plug request, by plugin and "
+            "outcome (created, unchanged, or the error code)",
+            ["plugin", "outcome"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.unplug_seconds = Histogram(
-            "vifplug_unplug_duration_seconds", "Time to answer an unplug request, by outcome",
-            ["outcome"], buckets=_LATENCY_BUCKETS, registry=r)
+            "vifplug_unplug_duration_seconds",
+            "Time to answer an unplug request, by outcome",
+            ["outcome"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.ovsdb_batch = Histogram(
-            "vifplug_ovsdb_transaction_operations", "Operations coalesced per OVSDB "
-            "transaction", buckets=_BATCH_BUCKETS, registry=r)
+            "vifplug_ovsdb_transaction_operations",
+            "Operations coalesced per OVSDB transaction",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
         self.ovsdb_commit_seconds = Histogram(
-            "vifplug_ovsdb_transaction_duration_seconds", "Time from sending an OVSDB "
-            "transaction to its acknowledgement", buckets=_LATENCY_BUCKETS, registry=r)
-        self.errors = Counter(
-            "vifplug_errors", "Error answers by error code", ["code"], registry=r)
+            "vifplug_ovsdb_transaction_duration_seconds",
+            "Time from sending an OVSDB transaction to its acknowledgement",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.errors = Counter("vifplug_errors", "Error answers by error code", ["code"], registry=r)
         self.requests = Counter(
-            "vifplug_http_requests", "HTTP requests answered, by method, route and status",
-            ["method", "route", "status"], registry=r)
+            "vifplug_http_requests",
+            "HTTP requests answered, by method, route and status",
+            ["method", "route", "status"],
+            registry=r,
+        )
         self.netmgr_pushes = Counter(
-            "vifplug_network_manager_pushes", "HostInfo pushes to the network manager, by "
-            "result", ["result"], registry=r)
+            "vifplug_network_manager_pushes",
+            "HostInfo pushes to the network manager, by result",
+            ["result"],
+            registry=r,
+        )
 
-    def watch_state(self, records: Callable[[], Iterable[Any]],
-                    connected: Callable[[], bool] | None = None,
-                    ovsdb_counts: Callable[[], tuple[int, int]] | None = None) -> None:
+    def watch_state(
+        self,
+        records: Callable[[], Iterable[Any]],
+        connected: Callable[[], bool] | None = None,
+        ovsdb_counts: Callable[[], tuple[int, int]] | None = None,
+    ) -> None:
         """Compute the state metrics at every scrape: VIFs from ``records()``,
         ``connected()``, and ``ovsdb_counts()`` -> (transactions, operations)
         from the OVSDB connection's own counters (which include what was

@@ -27,6 +27,7 @@ class _Strict(BaseModel):
 
 # --- errors ------------------------------------------------------------------------
 
+
 class ErrorBody(BaseModel):
     code: str = Field(description="snake_case identifier of the failure; stable")
     message: str = Field(description="one sentence a person understands")
@@ -39,25 +40,31 @@ class ErrorEnvelope(BaseModel):
 
 # --- requests ----------------------------------------------------------------------
 
+
 class PlugBody(_Strict):
     """The body of ``POST /v1/vifs``."""
 
     vif: dict[str, Any] = Field(
         description="an os_vif VIF primitive (VIFOpenVSwitch, VIFBridge, VIFDirect, "
-                    "VIFHostDevice, VIFVHostUser) as os-vif's obj_to_primitive() makes it")
+        "VIFHostDevice, VIFVHostUser) as os-vif's obj_to_primitive() makes it"
+    )
     instance: dict[str, Any] = Field(description="an os_vif InstanceInfo primitive")
     iface_status: IfaceStatus = Field(
         default="active",
         description="iface-status to give the interface; activating it makes the other "
-                    "interfaces with the same iface-id inactive")
+        "interfaces with the same iface-id inactive",
+    )
     allow_dual_active: StrictBool = Field(
         default=False,
         description="leave other interfaces with the same iface-id active (a migration "
-                    "from this host to itself; must be asked for explicitly)")
+        "from this host to itself; must be asked for explicitly)",
+    )
     portgroup: str | None = Field(
-        default=None, max_length=64,
+        default=None,
+        max_length=64,
         description="portgroup of the VIF's configured network to apply (libvirt's "
-                    "<source portgroup=...>); default: the network's default portgroup")
+        "<source portgroup=...>); default: the network's default portgroup",
+    )
 
 
 class StatusBody(_Strict):
@@ -65,10 +72,12 @@ class StatusBody(_Strict):
 
     iface_status: IfaceStatus
     allow_dual_active: StrictBool = Field(
-        default=False, description="see PlugBody.allow_dual_active")
+        default=False, description="see PlugBody.allow_dual_active"
+    )
 
 
 # --- responses ---------------------------------------------------------------------
+
 
 class InstanceRef(BaseModel):
     uuid: str
@@ -97,7 +106,8 @@ class Vif(BaseModel):
     mac: str | None
     network: str | None = Field(description="the configured network the VIF is in, if any")
     pool_device: str | None = Field(
-        description="the physical device actually allocated (pool networks) or the parent")
+        description="the physical device actually allocated (pool networks) or the parent"
+    )
     mode: str | None = Field(description="forward mode of a direct VIF")
     portgroup: str | None
     teaming_peer: str | None
@@ -136,8 +146,8 @@ class VifList(BaseModel):
 
 class NetworkList(BaseModel):
     networks: list[dict[str, Any]] = Field(
-        description="configured networks, their device pools and which VIF holds which "
-                    "device")
+        description="configured networks, their device pools and which VIF holds which device"
+    )
 
 
 class Health(BaseModel):

@@ -60,6 +60,7 @@ class TcpPlan:
 
 # --- checking the configuration -----------------------------------------------------
 
+
 def parse_listen(listen: str) -> tuple[str, int]:
     """``host:port`` or ``[v6addr]:port`` -> (host, port)."""
     text = listen.strip()
@@ -119,24 +120,39 @@ def plan_tcp(api: conf.ApiSettings) -> TcpPlan | None:
     ca = _readable("ca_file", api.ca_file)
     if (cert is None) != (key is None):
         raise ListenerError("[api] cert_file and key_file go together; one is missing")
-    missing = [name for name, value in (("cert_file", cert), ("key_file", key),
-                                        ("token_file", api.token_file)) if value is None]
+    missing = [
+        name
+        for name, value in (("cert_file", cert), ("key_file", key), ("token_file", api.token_file))
+        if value is None
+    ]
     if missing and not api.insecure:
         raise ListenerError(
             f"the TCP listener {api.listen} needs TLS and a bearer token, but "
             f"[api] {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set; "
-            "set them, or set [api] insecure = true to run it without (tests only)")
+            "set them, or set [api] insecure = true to run it without (tests only)"
+        )
     if ca is not None and cert is None:
         raise ListenerError("[api] ca_file (client certificates) needs cert_file and key_file")
     token = read_token(api.token_file) if api.token_file else None
     if missing:
-        LOG.warning("the TCP listener %s runs WITHOUT %s because [api] insecure = true",
-                    api.listen, " and ".join(missing))
-    return TcpPlan(host=host, port=port, tls=cert is not None, token=token,
-                   cert_file=cert, key_file=key, ca_file=ca)
+        LOG.warning(
+            "the TCP listener %s runs WITHOUT %s because [api] insecure = true",
+            api.listen,
+            " and ".join(missing),
+        )
+    return TcpPlan(
+        host=host,
+        port=port,
+        tls=cert is not None,
+        token=token,
+        cert_file=cert,
+        key_file=key,
+        ca_file=ca,
+    )
 
 
 # --- binding ---------------------------------------------------------------------------
+
 
 def _gid(group: str) -> int:
     try:
@@ -144,8 +160,7 @@ def _gid(group: str) -> int:
     except KeyError:
         if group.isdigit():
             return int(group)
-        raise ListenerError(f"[api] socket_group {group!r} is not a group on this host") \
-            from None
+        raise ListenerError(f"[api] socket_group {group!r} is not a group on this host") from None
 
 
 def _remove_stale(path: str) -> None:
@@ -161,7 +176,7 @@ def _remove_stale(path: str) -> None:
         probe.settimeout(1.0)
         probe.connect(path)
     except OSError:
-        os.unlink(path)      # nobody listens: stale
+        os.unlink(path)  # nobody listens: stale
         return
     finally:
         probe.close()
@@ -199,8 +214,9 @@ def bind_unix(path: str, *, group: str | None) -> socket.socket:
 def bind_tcp(plan: TcpPlan) -> socket.socket:
     """A listening TCP socket for ``plan`` (port 0 picks a free port)."""
     try:
-        infos = socket.getaddrinfo(plan.host, plan.port, type=socket.SOCK_STREAM,
-                                   flags=socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(
+            plan.host, plan.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
     except socket.gaierror as exc:
         raise ListenerError(f"[api] listen: cannot resolve {plan.host}: {exc}") from None
     family, socktype, proto, _, address = infos[0]
@@ -211,8 +227,9 @@ def bind_tcp(plan: TcpPlan) -> socket.socket:
         sock.listen(BACKLOG)
     except OSError as exc:
         sock.close()
-        raise ListenerError(f"[api] listen: cannot listen on {plan.host}:{plan.port}: "
-                            f"{exc.strerror}") from None
+        raise ListenerError(
+            f"[api] listen: cannot listen on {plan.host}:{plan.port}: {exc.strerror}"
+        ) from None
     sock.setblocking(False)
     return sock
 
@@ -226,6 +243,7 @@ def unlink_unix(path: str, inode: int) -> None:
 
 
 # --- serving ---------------------------------------------------------------------------
+
 
 class _Server(uvicorn.Server):
     """A uvicorn server that leaves signals to the daemon."""
@@ -246,8 +264,15 @@ class Listener:
     address: str
 
 
-def make_listener(name: str, app: Any, sock: socket.socket, *, address: str,
-                  shutdown_timeout: float, plan: TcpPlan | None = None) -> Listener:
+def make_listener(
+    name: str,
+    app: Any,
+    sock: socket.socket,
+    *,
+    address: str,
+    shutdown_timeout: float,
+    plan: TcpPlan | None = None,
+) -> Listener:
     """A uvicorn server for ``app`` on ``sock``; TLS when ``plan`` says so.
 
     The configuration is loaded here, so a bad certificate or key fails
@@ -259,9 +284,15 @@ def make_listener(name: str, app: Any, sock: socket.socket, *, address: str,
         if plan.ca_file is not None:
             tls.update(ssl_ca_certs=plan.ca_file, ssl_cert_reqs=ssl.CERT_REQUIRED)
     config = uvicorn.Config(
-        app, http="h11", lifespan="off", log_config=None, access_log=False,
-        server_header=False, timeout_graceful_shutdown=math.ceil(shutdown_timeout),
-        **tls)
+        app,
+        http="h11",
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=math.ceil(shutdown_timeout),
+        **tls,
+    )
     try:
         config.load()
     except (ssl.SSLError, OSError) as exc:
@@ -278,8 +309,7 @@ class Servers:
     async def serve(self) -> None:
         """Serve until ``stop()``; returns once every in-flight request has
         been answered (or ``shutdown_timeout`` passed)."""
-        await asyncio.gather(*(lst.server.serve(sockets=[lst.sock])
-                               for lst in self.listeners))
+        await asyncio.gather(*(lst.server.serve(sockets=[lst.sock]) for lst in self.listeners))
 
     @property
     def started(self) -> bool:

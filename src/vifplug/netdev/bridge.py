@@ -47,8 +47,9 @@ def ensure_bridge(spec: BridgeSpec) -> tuple[links.LinkInfo, bool]:
                 device=spec.name,
                 reason=f"it is a {existing.kind or 'physical'} device, not a linux bridge",
             )
-        return links.fix_up(existing, mtu=spec.mtu, group=spec.link_group,
-                            adopt_foreign=spec.adopt_foreign), False
+        return links.fix_up(
+            existing, mtu=spec.mtu, group=spec.link_group, adopt_foreign=spec.adopt_foreign
+        ), False
 
 
 def _create(spec: BridgeSpec) -> links.LinkInfo | None:

@@ -30,7 +30,7 @@ from typing import Any
 from vifplug import conf, exceptions
 from vifplug.netdev import names, rtnl
 
-log = logging.getLogger(__name__)
+LOG = logging.getLogger(__name__)
 
 _group_locks: dict[int, threading.Lock] = {}
 _group_locks_guard = threading.Lock()
@@ -115,7 +115,7 @@ def delete_batch(
                 sock.link("del", group=delete_group)
         except exceptions.VifplugError as err:
             if not rtnl.caused_by(err, errno.ENODEV):  # ENODEV: all gone meanwhile
-                log.warning(
+                LOG.warning(
                     "group delete of %d devices failed (%s); deleting one by one", len(moved), err
                 )
                 _delete_one_by_one(sock, moved, restore_group, result)
@@ -162,7 +162,7 @@ def _delete_one_by_one(
                 with rtnl.kernel_call("move out of the delete group", name):
                     sock.link("set", ifname=name, group=restore_group)
             except exceptions.VifplugError:
-                log.exception("device %s stays in the delete group", name)
+                LOG.exception("device %s stays in the delete group", name)
         else:
             result.deleted.append(name)
 
@@ -284,7 +284,7 @@ class Deleter:
         try:
             result = delete_batch(union, delete_group=self.delete_group)
         except Exception as err:  # never leave a caller waiting forever
-            log.exception("batch delete of %d devices failed", len(union))
+            LOG.exception("batch delete of %d devices failed", len(union))
             failure = exceptions.NetdevError(
                 operation="batch delete", device=union[0], reason=str(err)
             )

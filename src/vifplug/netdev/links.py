@@ -229,8 +229,7 @@ def require(name: str, operation: str) -> LinkInfo:
     return info
 
 
-def fix_up(info: LinkInfo, *, mtu: int | None, group: int,
-           adopt_foreign: bool = False) -> LinkInfo:
+def fix_up(info: LinkInfo, *, mtu: int | None, group: int, adopt_foreign: bool = False) -> LinkInfo:
     """Bring an existing device to the wanted MTU and group, and up.
 
     Only a device already in ``group`` (this daemon's: it made it) is adopted
@@ -241,8 +240,10 @@ def fix_up(info: LinkInfo, *, mtu: int | None, group: int,
     """
     if info.group != group and not adopt_foreign:
         raise exceptions.DeviceInUse(
-            device=info.name, reason=f"it is a {info.kind or 'device'} that vifplug did not "
-                                     f"create (link group {info.group}, not {group})")
+            device=info.name,
+            reason=f"it is a {info.kind or 'device'} that vifplug did not "
+            f"create (link group {info.group}, not {group})",
+        )
     check_mtu_fits(info, mtu)
     changes: dict[str, Any] = {}
     if mtu is not None and info.mtu != mtu:

@@ -78,8 +78,9 @@ def ensure_macvtap(spec: MacvtapSpec, *, vif_id: str | None = None) -> tuple[lin
             return info, True
         existing = links.require(spec.name, "adopt")
         _check_adoptable(existing, spec, parent, mode, mac)
-        return links.fix_up(existing, mtu=spec.mtu, group=spec.link_group,
-                            adopt_foreign=spec.adopt_foreign), False
+        return links.fix_up(
+            existing, mtu=spec.mtu, group=spec.link_group, adopt_foreign=spec.adopt_foreign
+        ), False
 
 
 def _create(

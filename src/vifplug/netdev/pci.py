@@ -19,8 +19,9 @@ def name_for_pci(address: str, *, sysfs: str = "/sys") -> str | None:
     when that function has no network device here."""
     addr = address.strip().lower()
     if not _PCI.match(addr):
-        raise exceptions.InvalidRequest(reason=f"{address!r} is not a PCI address "
-                                               f"(domain:bus:slot.function)")
+        raise exceptions.InvalidRequest(
+            reason=f"{address!r} is not a PCI address (domain:bus:slot.function)"
+        )
     directory = os.path.join(sysfs, "bus", "pci", "devices", addr, "net")
     try:
         names = sorted(os.listdir(directory))

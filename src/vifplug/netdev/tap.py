@@ -84,8 +84,9 @@ def ensure_tap(spec: TapSpec) -> tuple[links.LinkInfo, bool]:
             return _configure_new(spec, mac), True
         existing = links.require(spec.name, "adopt")
         _check_adoptable(existing, spec, mac)
-        return links.fix_up(existing, mtu=spec.mtu, group=spec.link_group,
-                            adopt_foreign=spec.adopt_foreign), False
+        return links.fix_up(
+            existing, mtu=spec.mtu, group=spec.link_group, adopt_foreign=spec.adopt_foreign
+        ), False
 
 
 def _configure_new(spec: TapSpec, mac: str | None) -> links.LinkInfo:

@@ -50,10 +50,10 @@ def ensure_veth(spec: VethSpec) -> tuple[links.LinkInfo, bool]:
             raise _peer_taken(spec)
         _check_adoptable(existing, spec)
         peer = links.require(spec.peer, "adopt veth peer")
-        links.fix_up(peer, mtu=spec.mtu, group=spec.link_group,
-                     adopt_foreign=spec.adopt_foreign)
-        return links.fix_up(existing, mtu=spec.mtu, group=spec.link_group,
-                            adopt_foreign=spec.adopt_foreign), False
+        links.fix_up(peer, mtu=spec.mtu, group=spec.link_group, adopt_foreign=spec.adopt_foreign)
+        return links.fix_up(
+            existing, mtu=spec.mtu, group=spec.link_group, adopt_foreign=spec.adopt_foreign
+        ), False
 
 
 def _create(spec: VethSpec) -> links.LinkInfo | None:

@@ -201,7 +201,7 @@ def from_primitive(primitive: Mapping[str, Any]) -> VersionedObject:
     """Load any os_vif primitive through the oslo registry.
 
     No validation beyond oslo's own: callers that take primitives from the
-    network use ``vifplug.negotiation.load_vif`` / ``load_instance``, which
+    network use ``vifplug.objects.loading.load_vif`` / ``load_instance``, which
     explain what is wrong in one sentence.  Raises oslo's exceptions,
     ``ValueError``, ``KeyError`` or ``TypeError`` on bad input.
     """

@@ -4,11 +4,11 @@ The host describes itself to the network manager with these objects (one
 HostPluginInfo per plugin, one HostVIFInfo per VIF object the plugin consumes,
 with the range of versions it accepts and its port profiles), so that the
 manager only sends VIFs the host can plug.  A manager with an older os-vif
-may not read the newest versions; ``vifplug.negotiation`` backlevels them.
+may not read the newest versions; ``vifplug.negotiation.hostinfo`` backlevels them.
 
 The look-up helpers mirror os-vif's.  This package imports nothing else of
 vifplug, so they raise ``KeyError`` (unknown name) and ``ValueError`` (no
-common version) instead of vifplug's exceptions; ``vifplug.negotiation``
+common version) instead of vifplug's exceptions; ``vifplug.negotiation.hostinfo``
 turns those into errors a caller understands.
 """
 

@@ -70,14 +70,13 @@ class _Pending:
     future: Future[Any]
     tries: int = 0
     writes: bool = True
-    alone: bool = False   # after a server-side error: retried in a transaction of its own
+    alone: bool = False  # after a server-side error: retried in a transaction of its own
 
 
 class _Idl(ovs.db.idl.Idl):  # type: ignore[misc]
     """An Idl that reports row changes and reconnects to its owner."""
 
-    def __init__(self, owner: Connection, remote: str, helper: Any,
-                 probe_interval: int) -> None:
+    def __init__(self, owner: Connection, remote: str, helper: Any, probe_interval: int) -> None:
         self._owner = owner
         super().__init__(remote, helper, probe_interval=probe_interval)
 
@@ -99,8 +98,7 @@ class _Index:
     """
 
     def __init__(self) -> None:
-        self.names: dict[str, dict[str, uuid.UUID]] = {
-            "Bridge": {}, "Port": {}, "Interface": {}}
+        self.names: dict[str, dict[str, uuid.UUID]] = {"Bridge": {}, "Port": {}, "Interface": {}}
         self.row_names: dict[uuid.UUID, tuple[str, str]] = {}
         self.iface_ids: dict[str, set[str]] = collections.defaultdict(set)
         self.iface_id_of: dict[str, str] = {}
@@ -134,12 +132,18 @@ def _opt_int(value: Any) -> int | None:
 
 def _iface_view(row: Any) -> views.InterfaceView:
     return views.InterfaceView(
-        uuid=str(row.uuid), name=row.name, type=row.type,
-        external_ids=dict(row.external_ids), ofport=_opt_int(row.ofport),
-        error=_opt_str(row.error), mac_in_use=_opt_str(row.mac_in_use),
-        link_state=_opt_str(row.link_state), options=dict(row.options),
+        uuid=str(row.uuid),
+        name=row.name,
+        type=row.type,
+        external_ids=dict(row.external_ids),
+        ofport=_opt_int(row.ofport),
+        error=_opt_str(row.error),
+        mac_in_use=_opt_str(row.mac_in_use),
+        link_state=_opt_str(row.link_state),
+        options=dict(row.options),
         ingress_policing_rate=int(row.ingress_policing_rate),
-        ingress_policing_burst=int(row.ingress_policing_burst))
+        ingress_policing_burst=int(row.ingress_policing_burst),
+    )
 
 
 class _Waiter:
@@ -161,9 +165,16 @@ class Connection:
     connection comes back from a loss, so reconciliation can run there.
     """
 
-    def __init__(self, remote: str, *, timeout: float = 30.0, probe_interval: int = 5000,
-                 max_batch: int = 2000, hold_max: float = 0.2,
-                 gather_max: float = 0.1) -> None:
+    def __init__(
+        self,
+        remote: str,
+        *,
+        timeout: float = 30.0,
+        probe_interval: int = 5000,
+        max_batch: int = 2000,
+        hold_max: float = 0.2,
+        gather_max: float = 0.1,
+    ) -> None:
         self.remote = remote
         self.hold_max = hold_max
         self.gather_max = gather_max
@@ -188,13 +199,13 @@ class Connection:
         self._resync_callbacks: list[Callable[[], None]] = []
         self._iface_watchers: list[Callable[[views.InterfaceView], None]] = []
         self._generation = 0
-        self.transactions = 0          # committed transactions (statistics)
+        self.transactions = 0  # committed transactions (statistics)
         self.ops_committed = 0
         self.batch_sizes: collections.deque[int] = collections.deque(maxlen=1000)
         self.on_commit: Callable[[int, float], None] | None = None
-        self._awaited_cfg: int | None = None   # next_cfg of our last write
+        self._awaited_cfg: int | None = None  # next_cfg of our last write
         self._awaited_since = 0.0
-        self._vswitchd_silent = False           # it missed hold_max: stop holding
+        self._vswitchd_silent = False  # it missed hold_max: stop holding
 
     # -- lifecycle -------------------------------------------------------------
     def start(self, *, wait: float | None = None) -> Connection:
@@ -206,7 +217,8 @@ class Connection:
         while helper is None:
             try:
                 helper = schema.schema_helper(
-                    schema.fetch_schema_json(self.remote, max(0.1, deadline - time.monotonic())))
+                    schema.fetch_schema_json(self.remote, max(0.1, deadline - time.monotonic()))
+                )
             except exceptions.OvsdbUnavailable as exc:
                 last = exc
                 if time.monotonic() > deadline:
@@ -217,8 +229,9 @@ class Connection:
         self._thread = threading.Thread(target=self._loop, name="ovsdb-idl", daemon=True)
         self._thread.start()
         if not self._synced.wait(max(0.0, deadline - time.monotonic())):
-            raise exceptions.OvsdbUnavailable(remote=self.remote,
-                                              reason="no database contents received")
+            raise exceptions.OvsdbUnavailable(
+                remote=self.remote, reason="no database contents received"
+            )
         return self
 
     def stop(self) -> None:
@@ -244,8 +257,12 @@ class Connection:
     @property
     def connected(self) -> bool:
         idl = self._idl
-        return bool(idl is not None and idl._session.is_connected() and self._synced.is_set()
-                    and not self._resync_pending)
+        return bool(
+            idl is not None
+            and idl._session.is_connected()
+            and self._synced.is_set()
+            and not self._resync_pending
+        )
 
     @property
     def generation(self) -> int:
@@ -292,8 +309,9 @@ class Connection:
             if last:
                 self._wake()
 
-    def transact(self, op: Callable[[Txn], T], *, timeout: float | None = None,
-                 writes: bool = True) -> T:
+    def transact(
+        self, op: Callable[[Txn], T], *, timeout: float | None = None, writes: bool = True
+    ) -> T:
         """Run ``op`` in the next transaction and block until it is committed.
 
         Raises the op's own exception, ``OvsdbTransactionFailed``, or
@@ -323,8 +341,9 @@ class Connection:
                 out.append(view)
         return out
 
-    def find_ofport(self, *, iface_id: str | None = None,
-                    attached_mac: str | None = None) -> int | None:
+    def find_ofport(
+        self, *, iface_id: str | None = None, attached_mac: str | None = None
+    ) -> int | None:
         """The ofport of the interface with this iface-id (the active one if
         several) or attached-mac, as the IntegrationGuide describes."""
         if iface_id is not None:
@@ -332,8 +351,11 @@ class Connection:
             candidates.sort(key=lambda v: v.external_ids.get("iface-status") != "active")
         else:
             mac = (attached_mac or "").lower()
-            candidates = [v for v in list(self._ifaces.values())
-                          if v.external_ids.get("attached-mac", "").lower() == mac]
+            candidates = [
+                v
+                for v in list(self._ifaces.values())
+                if v.external_ids.get("attached-mac", "").lower() == mac
+            ]
         for view in candidates:
             if view.has_ofport:
                 return view.ofport
@@ -341,12 +363,15 @@ class Connection:
 
     def read(self, fn: Callable[[Any], T], *, timeout: float | None = None) -> T:
         """Run ``fn(idl)`` in the IDL thread for whole-table reads (reconcile)."""
+
         def op(txn: Txn) -> T:
             return fn(txn.idl)
+
         return self.transact(op, timeout=timeout, writes=False)
 
-    def wait_interface(self, name: str, predicate: Callable[[views.InterfaceView], bool],
-                       timeout: float) -> views.InterfaceView | None:
+    def wait_interface(
+        self, name: str, predicate: Callable[[views.InterfaceView], bool], timeout: float
+    ) -> views.InterfaceView | None:
         """Block until the Interface ``name`` satisfies ``predicate``; return its
         snapshot, or None on timeout.  Driven by row notifications, no polling.
         Raises ``InterfaceGone`` when the interface is deleted meanwhile (an
@@ -432,8 +457,11 @@ class Connection:
             return 0.0
         left = self._awaited_since + self.hold_max - time.monotonic()
         if left <= 0:
-            LOG.debug("ovs-vswitchd has not applied cfg %d within %.2fs; not holding",
-                      self._awaited_cfg, self.hold_max)
+            LOG.debug(
+                "ovs-vswitchd has not applied cfg %d within %.2fs; not holding",
+                self._awaited_cfg,
+                self.hold_max,
+            )
             self._vswitchd_silent = True
             return 0.0
         return left
@@ -450,8 +478,7 @@ class Connection:
                 batch = [self._queue.popleft()]
             else:
                 batch = []
-                while self._queue and len(batch) < self.max_batch \
-                        and not self._queue[0].alone:
+                while self._queue and len(batch) < self.max_batch and not self._queue[0].alone:
                     batch.append(self._queue.popleft())
             self._queued_since = time.monotonic() if self._queue else None
         batch = [p for p in batch if not p.future.done()]
@@ -509,8 +536,9 @@ class Connection:
             for p in batch:
                 p.tries += 1
                 if p.tries > MAX_TRY_AGAIN:
-                    p.future.set_exception(exceptions.OvsdbTransactionFailed(
-                        status=status, reason="retried too often"))
+                    p.future.set_exception(
+                        exceptions.OvsdbTransactionFailed(status=status, reason="retried too often")
+                    )
                 else:
                     retry.append(p)
             with self._lock:
@@ -520,8 +548,9 @@ class Connection:
         if status == ovs.db.idl.Transaction.ERROR and len(batch) > 1:
             # The server refused the batch (a constraint some request broke):
             # retry each in a transaction of its own, so only the culprit fails.
-            LOG.warning("OVSDB refused a batch of %d (%s); retrying them one by one",
-                        len(batch), error)
+            LOG.warning(
+                "OVSDB refused a batch of %d (%s); retrying them one by one", len(batch), error
+            )
             for p in batch:
                 p.alone = True
             with self._lock:
@@ -529,8 +558,9 @@ class Connection:
             return
         for p in batch:
             if not p.future.done():
-                p.future.set_exception(exceptions.OvsdbTransactionFailed(
-                    status=status, reason=error))
+                p.future.set_exception(
+                    exceptions.OvsdbTransactionFailed(status=status, reason=error)
+                )
 
     # -- keeping snapshots and indexes -----------------------------------------
     def _on_row(self, event: str, row: Any) -> None:
@@ -643,8 +673,9 @@ class Connection:
         if not first:
             LOG.info("OVSDB connection to %s re-established; replica reloaded", self.remote)
             for cb in list(self._resync_callbacks):
-                threading.Thread(target=self._run_callback, args=(cb,),
-                                 name="ovsdb-resync", daemon=True).start()
+                threading.Thread(
+                    target=self._run_callback, args=(cb,), name="ovsdb-resync", daemon=True
+                ).start()
 
     @staticmethod
     def _run_callback(cb: Callable[[], None]) -> None:
@@ -658,20 +689,32 @@ class Connection:
         def fn(idl: Any) -> views.HostView | None:
             for row in idl.tables["Open_vSwitch"].rows.values():
                 return views.HostView(
-                    external_ids=dict(row.external_ids), other_config=dict(row.other_config),
+                    external_ids=dict(row.external_ids),
+                    other_config=dict(row.other_config),
                     system_type=_opt_str(row.system_type),
                     system_version=_opt_str(row.system_version),
                     ovs_version=_opt_str(row.ovs_version),
-                    cur_cfg=int(row.cur_cfg), next_cfg=int(row.next_cfg))
+                    cur_cfg=int(row.cur_cfg),
+                    next_cfg=int(row.next_cfg),
+                )
             return None
+
         return self.read(fn)
 
     def bridges(self) -> dict[str, views.BridgeView]:
         def fn(idl: Any) -> dict[str, views.BridgeView]:
-            return {row.name: views.BridgeView(
-                uuid=str(row.uuid), name=row.name, datapath_type=row.datapath_type,
-                external_ids=dict(row.external_ids), other_config=dict(row.other_config),
-                port_count=len(row.ports)) for row in idl.tables["Bridge"].rows.values()}
+            return {
+                row.name: views.BridgeView(
+                    uuid=str(row.uuid),
+                    name=row.name,
+                    datapath_type=row.datapath_type,
+                    external_ids=dict(row.external_ids),
+                    other_config=dict(row.other_config),
+                    port_count=len(row.ports),
+                )
+                for row in idl.tables["Bridge"].rows.values()
+            }
+
         return self.read(fn)
 
     def ports(self) -> dict[str, views.PortView]:
@@ -681,11 +724,14 @@ class Connection:
                 b_uuid = self._index.bridge_of_port(row.uuid)
                 b_row = idl.tables["Bridge"].rows.get(b_uuid) if b_uuid else None
                 out[row.name] = views.PortView(
-                    uuid=str(row.uuid), name=row.name,
+                    uuid=str(row.uuid),
+                    name=row.name,
                     bridge=b_row.name if b_row is not None else None,
                     interfaces=tuple(i.name for i in row.interfaces),
-                    external_ids=dict(row.external_ids))
+                    external_ids=dict(row.external_ids),
+                )
             return out
+
         return self.read(fn)
 
     def interfaces(self) -> list[views.InterfaceView]:
@@ -699,4 +745,5 @@ def flatten(ops: Iterable[Op]) -> Op:
 
     def op(txn: Txn) -> list[Any]:
         return [o(txn) for o in ops]
+
     return op

@@ -91,8 +91,9 @@ def ensure_host_op(spec: HostSpec) -> Op:
         host = t.host()
         if host is None:
             raise exceptions.OvsdbTransactionFailed(
-                status="error", reason="the Open_vSwitch table has no row; "
-                                       "run 'ovs-vsctl init' first")
+                status="error",
+                reason="the Open_vSwitch table has no row; run 'ovs-vsctl init' first",
+            )
         if spec.system_id is not None:
             _set_keys(host, "external_ids", {"system-id": spec.system_id})
         if spec.system_type is not None and host.system_type != [spec.system_type]:
@@ -100,8 +101,11 @@ def ensure_host_op(spec: HostSpec) -> Op:
         if spec.system_version is not None and host.system_version != [spec.system_version]:
             host.system_version = spec.system_version
         if spec.enable_statistics is not None:
-            _set_keys(host, "other_config",
-                      {"enable-statistics": "true" if spec.enable_statistics else "false"})
+            _set_keys(
+                host,
+                "other_config",
+                {"enable-statistics": "true" if spec.enable_statistics else "false"},
+            )
         result: str | None = spec.system_id or host.external_ids.get("system-id")
         return result
 
@@ -128,7 +132,8 @@ def ensure_bridge(t: Txn, spec: BridgeSpec) -> bool:
         host = t.host()
         if host is None:
             raise exceptions.OvsdbTransactionFailed(
-                status="error", reason="the Open_vSwitch table has no row")
+                status="error", reason="the Open_vSwitch table has no row"
+            )
         iface = t.insert("Interface", spec.name)
         iface.type = "internal"
         port = t.insert("Port", spec.name)
@@ -164,15 +169,21 @@ def ensure_port_op(spec: PortSpec, *, bridge: BridgeSpec | None = None) -> Op:
 def ensure_port(t: Txn, spec: PortSpec) -> list[str]:
     br = t.bridge(spec.bridge)
     if br is None:
-        raise exceptions.InterfaceError(device=spec.name, bridge=spec.bridge,
-                                        reason=f"bridge {spec.bridge} does not exist")
+        raise exceptions.InterfaceError(
+            device=spec.name, bridge=spec.bridge, reason=f"bridge {spec.bridge} does not exist"
+        )
     port = t.port(spec.name)
     existing = t.interface(spec.name)
-    if (port is not None or existing is not None) and spec.require_ids and \
-            (existing is None or not _carries(existing, spec.require_ids)):
-        raise exceptions.DeviceInUse(device=spec.name,
-                                     reason="an OVS port or interface of that name exists "
-                                            "and vifplug did not make it for this VIF")
+    if (
+        (port is not None or existing is not None)
+        and spec.require_ids
+        and (existing is None or not _carries(existing, spec.require_ids))
+    ):
+        raise exceptions.DeviceInUse(
+            device=spec.name,
+            reason="an OVS port or interface of that name exists "
+            "and vifplug did not make it for this VIF",
+        )
     if port is None:
         iface = t.insert("Interface", spec.name)
         port = t.insert("Port", spec.name)
@@ -193,11 +204,15 @@ def ensure_port(t: Txn, spec: PortSpec) -> list[str]:
     _set_keys(iface, "external_ids", spec.external_ids)
     t.note_iface_id(iface, spec.external_ids.get("iface-id"))
     _set_keys(iface, "options", spec.options)
-    if spec.ingress_policing_rate is not None and \
-            col(iface, "ingress_policing_rate", 0) != spec.ingress_policing_rate:
+    if (
+        spec.ingress_policing_rate is not None
+        and col(iface, "ingress_policing_rate", 0) != spec.ingress_policing_rate
+    ):
         iface.ingress_policing_rate = spec.ingress_policing_rate
-    if spec.ingress_policing_burst is not None and \
-            col(iface, "ingress_policing_burst", 0) != spec.ingress_policing_burst:
+    if (
+        spec.ingress_policing_burst is not None
+        and col(iface, "ingress_policing_burst", 0) != spec.ingress_policing_burst
+    ):
         iface.ingress_policing_burst = spec.ingress_policing_burst
     if spec.mtu_request is not None and col(iface, "mtu_request", []) != [spec.mtu_request]:
         iface.mtu_request = spec.mtu_request
@@ -226,14 +241,16 @@ def _apply_status(t: Txn, iface: Any, status: str, *, exclusive: bool) -> list[s
 def set_iface_status_op(name: str, status: str, *, exclusive: bool = True) -> Op:
     """Returns the names of the interfaces made inactive by activating ``name``."""
     if status not in (ACTIVE, INACTIVE):
-        raise exceptions.InvalidRequest(reason=f"iface_status must be active or inactive, "
-                                               f"not {status!r}")
+        raise exceptions.InvalidRequest(
+            reason=f"iface_status must be active or inactive, not {status!r}"
+        )
 
     def op(t: Txn) -> list[str]:
         iface = t.interface(name)
         if iface is None:
-            raise exceptions.InterfaceError(device=name, bridge="?",
-                                            reason="the interface is not in OVSDB")
+            raise exceptions.InterfaceError(
+                device=name, bridge="?", reason="the interface is not in OVSDB"
+            )
         return _apply_status(t, iface, status, exclusive=exclusive)
 
     return op

@@ -96,11 +96,12 @@ class OvsSandbox:
     def _run(self, *argv: str, in_netns: bool = False) -> None:
         if in_netns and self.netns:
             argv = ("ip", "netns", "exec", self.netns, *argv)
-        proc = subprocess.run(argv, env=self._env(), capture_output=True, text=True,
-                              check=False)
+        proc = subprocess.run(argv, env=self._env(), capture_output=True, text=True, check=False)
         if proc.returncode != 0:
-            raise SandboxError(f"{argv[0]} failed ({proc.returncode}): "
-                               f"{proc.stderr.strip() or proc.stdout.strip()}")
+            raise SandboxError(
+                f"{argv[0]} failed ({proc.returncode}): "
+                f"{proc.stderr.strip() or proc.stdout.strip()}"
+            )
 
     # -- lifecycle -----------------------------------------------------------
     @property
@@ -129,12 +130,15 @@ class OvsSandbox:
         if pid is not None and _alive(pid):
             return
         self._run(
-            "ovsdb-server", str(self.db_path),
+            "ovsdb-server",
+            str(self.db_path),
             f"--remote=punix:{self.db_sock}",
             f"--pidfile={self._pidfile('ovsdb-server')}",
             f"--unixctl={self.dir / 'ovsdb-server.ctl'}",
             f"--log-file={self.dir / 'ovsdb-server.log'}",
-            "--detach", "--no-chdir", in_netns=True,
+            "--detach",
+            "--no-chdir",
+            in_netns=True,
         )
         self._wait_for_socket()
 
@@ -143,11 +147,14 @@ class OvsSandbox:
         if pid is not None and _alive(pid):
             return
         self._run(
-            "ovs-vswitchd", self.remote,
+            "ovs-vswitchd",
+            self.remote,
             f"--pidfile={self._pidfile('ovs-vswitchd')}",
             f"--unixctl={self.dir / 'ovs-vswitchd.ctl'}",
             f"--log-file={self.dir / 'ovs-vswitchd.log'}",
-            "--detach", "--no-chdir", in_netns=True,
+            "--detach",
+            "--no-chdir",
+            in_netns=True,
         )
 
     def _wait_for_socket(self, timeout: float = 10.0) -> None:
@@ -184,8 +191,13 @@ class OvsSandbox:
 
     def vsctl(self, *args: str) -> str:
         """Run ovs-vsctl against this sandbox (tests and diagnostics only)."""
-        proc = subprocess.run(("ovs-vsctl", f"--db={self.remote}", "--timeout=10", *args),
-                              env=self._env(), capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            ("ovs-vsctl", f"--db={self.remote}", "--timeout=10", *args),
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode != 0:
             raise SandboxError(f"ovs-vsctl {' '.join(args)}: {proc.stderr.strip()}")
         return proc.stdout
@@ -193,8 +205,13 @@ class OvsSandbox:
     def appctl(self, target: str, *args: str) -> str:
         """Run ovs-appctl against one of the sandbox daemons."""
         ctl = self.dir / f"{target}.ctl"
-        proc = subprocess.run(("ovs-appctl", "-t", str(ctl), *args), env=self._env(),
-                              capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            ("ovs-appctl", "-t", str(ctl), *args),
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode != 0:
             raise SandboxError(f"ovs-appctl {' '.join(args)}: {proc.stderr.strip()}")
         return proc.stdout

@@ -15,22 +15,40 @@ from vifplug import exceptions
 DB_NAME = "Open_vSwitch"
 
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "Open_vSwitch": ("bridges", "external_ids", "other_config", "system_type",
-                     "system_version", "cur_cfg", "next_cfg", "ovs_version"),
-    "Bridge": ("name", "ports", "external_ids", "other_config", "datapath_type",
-               "datapath_id"),
+    "Open_vSwitch": (
+        "bridges",
+        "external_ids",
+        "other_config",
+        "system_type",
+        "system_version",
+        "cur_cfg",
+        "next_cfg",
+        "ovs_version",
+    ),
+    "Bridge": ("name", "ports", "external_ids", "other_config", "datapath_type", "datapath_id"),
     "Port": ("name", "interfaces", "external_ids", "tag"),
-    "Interface": ("name", "type", "external_ids", "ofport", "ofport_request",
-                  "options", "error", "mac_in_use", "link_state", "admin_state",
-                  "ingress_policing_rate", "ingress_policing_burst", "mtu_request"),
+    "Interface": (
+        "name",
+        "type",
+        "external_ids",
+        "ofport",
+        "ofport_request",
+        "options",
+        "error",
+        "mac_in_use",
+        "link_state",
+        "admin_state",
+        "ingress_policing_rate",
+        "ingress_policing_burst",
+        "mtu_request",
+    ),
 }
 
 
 def fetch_schema_json(remote: str, timeout: float) -> dict[str, object]:
     """Ask the server for its schema, so we work with whatever OVS version runs."""
     first = remote.split(",")[0].strip()
-    error, stream = ovs.stream.Stream.open_block(ovs.stream.Stream.open(first),
-                                                 int(timeout * 1000))
+    error, stream = ovs.stream.Stream.open_block(ovs.stream.Stream.open(first), int(timeout * 1000))
     if error:
         raise exceptions.OvsdbUnavailable(remote=remote, reason=_strerror(error))
     rpc = ovs.jsonrpc.Connection(stream)

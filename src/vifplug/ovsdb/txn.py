@@ -31,8 +31,7 @@ def is_new(row: Any) -> bool:
 class Txn:
     """A transaction under construction; only ever used in the IDL thread."""
 
-    def __init__(self, idl: ovs.db.idl.Idl, txn: ovs.db.idl.Transaction,
-                 index: Any) -> None:
+    def __init__(self, idl: ovs.db.idl.Idl, txn: ovs.db.idl.Transaction, index: Any) -> None:
         self.idl = idl
         self.txn = txn
         self._index = index

@@ -16,7 +16,7 @@ class InterfaceView:
     name: str
     type: str
     external_ids: Mapping[str, str]
-    ofport: int | None            # None: not assigned yet; -1: ovs-vswitchd failed
+    ofport: int | None  # None: not assigned yet; -1: ovs-vswitchd failed
     error: str | None
     mac_in_use: str | None
     link_state: str | None

@@ -36,7 +36,7 @@ class VersionRange:
 @dataclasses.dataclass(frozen=True)
 class PlugOutcome:
     allocation: Allocation
-    demoted: tuple[str, ...] = ()     # other interfaces made inactive
+    demoted: tuple[str, ...] = ()  # other interfaces made inactive
 
 
 @dataclasses.dataclass
@@ -72,12 +72,20 @@ class PluginBase(abc.ABC):
         host_info = objects.host_info
         vif_info = []
         for r in self.RANGES:
-            profiles = [host_info.HostPortProfileInfo(
-                profile_object_name=name, min_version=lo, max_version=hi)
-                for name, lo, hi in r.port_profiles]
-            vif_info.append(host_info.HostVIFInfo(
-                vif_object_name=r.obj_name, min_version=r.min_version,
-                max_version=r.max_version, supported_port_profiles=profiles))
+            profiles = [
+                host_info.HostPortProfileInfo(
+                    profile_object_name=name, min_version=lo, max_version=hi
+                )
+                for name, lo, hi in r.port_profiles
+            ]
+            vif_info.append(
+                host_info.HostVIFInfo(
+                    vif_object_name=r.obj_name,
+                    min_version=r.min_version,
+                    max_version=r.max_version,
+                    supported_port_profiles=profiles,
+                )
+            )
         return host_info.HostPluginInfo(plugin_name=self.NAME, vif_info=vif_info)
 
     def range_for(self, obj_name: str) -> VersionRange | None:
@@ -92,8 +100,15 @@ class PluginBase(abc.ABC):
         plugged here.  Must not change the system."""
 
     @abc.abstractmethod
-    def plug(self, vif: Any, instance: Any, plan: Allocation, *,
-             iface_status: str | None, exclusive: bool) -> PlugOutcome:
+    def plug(
+        self,
+        vif: Any,
+        instance: Any,
+        plan: Allocation,
+        *,
+        iface_status: str | None,
+        exclusive: bool,
+    ) -> PlugOutcome:
         """Make ``plan`` real.  Idempotent: an existing matching device or port
         is adopted.  On failure, whatever this call created is removed before
         the exception propagates (never a tap without its port, nor a port
@@ -136,8 +151,9 @@ class PluginBase(abc.ABC):
         if view is None:
             return False
         if view.failed and ours:
-            raise exceptions.InterfaceError(device=port, bridge=allocation.bridge,
-                                            reason=view.error or "ofport is -1")
+            raise exceptions.InterfaceError(
+                device=port, bridge=allocation.bridge, reason=view.error or "ofport is -1"
+            )
         return True
 
     def set_status(self, allocation: Allocation, status: str, *, exclusive: bool) -> list[str]:
@@ -147,7 +163,8 @@ class PluginBase(abc.ABC):
         if port is None:
             return []
         result: list[str] = self.ctx.ovsdb.transact(
-            ops.set_iface_status_op(port, status, exclusive=exclusive))
+            ops.set_iface_status_op(port, status, exclusive=exclusive)
+        )
         return result
 
     def ofport(self, allocation: Allocation) -> int | None:
@@ -194,4 +211,5 @@ class PluginBase(abc.ABC):
         first = int(mac.split(":")[0], 16)
         if first & 1 or mac.replace(":", "").strip("0") == "":
             raise exceptions.InvalidRequest(
-                reason=f"VIF {vif.id} has MAC {mac}, which is not a unicast address")
+                reason=f"VIF {vif.id} has MAC {mac}, which is not a unicast address"
+            )

@@ -18,10 +18,15 @@ from vifplug.records import Allocation
 class DirectPlugin(base.PluginBase):
     NAME = "direct"
     RANGES = (
-        base.VersionRange("VIFDirect", "1.0", "1.0", (
-            ("VIFPortProfile8021Qbg", "1.0", "1.1"),
-            ("VIFPortProfile8021Qbh", "1.0", "1.1"),
-        )),
+        base.VersionRange(
+            "VIFDirect",
+            "1.0",
+            "1.0",
+            (
+                ("VIFPortProfile8021Qbg", "1.0", "1.1"),
+                ("VIFPortProfile8021Qbh", "1.0", "1.1"),
+            ),
+        ),
     )
 
     def plan(self, vif: Any, instance: Any) -> Allocation:
@@ -29,19 +34,30 @@ class DirectPlugin(base.PluginBase):
         defined = self.ctx.networks.network_of(vif) if self.ctx.networks else None
         if defined is not None and defined.type == "direct":
             # The pool choice happens in the service, under the pool lock.
-            return Allocation(plugin=self.NAME, device=name, network=defined.name,
-                              mode=defined.mode, created_devices=(name,),
-                              virtualport=self._virtualport(vif))
+            return Allocation(
+                plugin=self.NAME,
+                device=name,
+                network=defined.name,
+                mode=defined.mode,
+                created_devices=(name,),
+                virtualport=self._virtualport(vif),
+            )
         if not vif.obj_attr_is_set("dev_address") or not vif.dev_address:
             raise exceptions.InvalidRequest(
-                reason=f"VIFDirect {vif.id} names no dev_address and no configured network")
+                reason=f"VIFDirect {vif.id} names no dev_address and no configured network"
+            )
         parent = netdev.name_for_pci(str(vif.dev_address))
         if parent is None:
-            raise exceptions.PhysicalDeviceNotFound(device=str(vif.dev_address),
-                                                    vif_id=vif.id)
+            raise exceptions.PhysicalDeviceNotFound(device=str(vif.dev_address), vif_id=vif.id)
         mode = str(vif.mode) if vif.obj_attr_is_set("mode") else "vepa"
-        return Allocation(plugin=self.NAME, device=name, pool_device=parent, mode=mode,
-                          created_devices=(name,), virtualport=self._virtualport(vif))
+        return Allocation(
+            plugin=self.NAME,
+            device=name,
+            pool_device=parent,
+            mode=mode,
+            created_devices=(name,),
+            virtualport=self._virtualport(vif),
+        )
 
     @staticmethod
     def _virtualport(vif: Any) -> dict[str, Any] | None:
@@ -54,28 +70,47 @@ class DirectPlugin(base.PluginBase):
                 vp[field] = str(getattr(profile, field))
         return vp
 
-    def plug(self, vif: Any, instance: Any, plan: Allocation, *,
-             iface_status: str | None, exclusive: bool) -> base.PlugOutcome:
+    def plug(
+        self,
+        vif: Any,
+        instance: Any,
+        plan: Allocation,
+        *,
+        iface_status: str | None,
+        exclusive: bool,
+    ) -> base.PlugOutcome:
         if plan.pool_device is None:
             raise exceptions.InvalidRequest(reason=f"VIF {vif.id} has no parent device")
-        _, created = netdev.ensure_macvtap(netdev.MacvtapSpec(
-            name=plan.device, parent=plan.pool_device,
-            mode=netdev.normalize_mode(plan.mode or "vepa"),  # type: ignore[arg-type]
-            mac=self.address(vif), mtu=self.mtu(vif), link_group=self.ctx.netdev.link_group),
-            vif_id=str(vif.id))
+        _, created = netdev.ensure_macvtap(
+            netdev.MacvtapSpec(
+                name=plan.device,
+                parent=plan.pool_device,
+                mode=netdev.normalize_mode(plan.mode or "vepa"),  # type: ignore[arg-type]
+                mac=self.address(vif),
+                mtu=self.mtu(vif),
+                link_group=self.ctx.netdev.link_group,
+            ),
+            vif_id=str(vif.id),
+        )
         try:
             bw = plan.bandwidth
             if bw is not None and not bw.is_empty():
                 # libvirt's inbound/outbound are the VM's view; for a macvtap
                 # they map onto the device's directions swapped (see netdev).
                 limits = netdev.Bandwidth.for_vm(
-                    "macvtap", inbound_kbps=bw.inbound_average,
-                    inbound_burst_kb=bw.inbound_burst, outbound_kbps=bw.outbound_average,
-                    outbound_burst_kb=bw.outbound_burst)
+                    "macvtap",
+                    inbound_kbps=bw.inbound_average,
+                    inbound_burst_kb=bw.inbound_burst,
+                    outbound_kbps=bw.outbound_average,
+                    outbound_burst_kb=bw.outbound_burst,
+                )
                 netdev.set_bandwidth(
-                    plan.device, ingress_kbps=limits.ingress_kbps,
-                    ingress_burst_kb=limits.ingress_burst_kb, egress_kbps=limits.egress_kbps,
-                    egress_burst_kb=limits.egress_burst_kb)
+                    plan.device,
+                    ingress_kbps=limits.ingress_kbps,
+                    ingress_burst_kb=limits.ingress_burst_kb,
+                    egress_kbps=limits.egress_kbps,
+                    egress_burst_kb=limits.egress_burst_kb,
+                )
         except BaseException:
             if created:
                 self.ctx.deleter.delete([plan.device])

@@ -18,17 +18,26 @@ class LinuxBridgePlugin(base.PluginBase):
     def plan(self, vif: Any, instance: Any) -> Allocation:
         if vif.obj_attr_is_set("port_profile") and vif.port_profile is not None:
             raise exceptions.UnsupportedPortProfile(
-                plugin=self.NAME, profile=vif.port_profile.obj_name(), obj_name=vif.obj_name())
-        bridge = str(vif.bridge_name) if vif.obj_attr_is_set("bridge_name") and \
-            vif.bridge_name else None
+                plugin=self.NAME, profile=vif.port_profile.obj_name(), obj_name=vif.obj_name()
+            )
+        bridge = (
+            str(vif.bridge_name) if vif.obj_attr_is_set("bridge_name") and vif.bridge_name else None
+        )
         if not bridge:
             raise exceptions.InvalidRequest(reason=f"VIFBridge {vif.id} names no bridge_name")
         netdev.validate_name(bridge)
         tap = self.device_name(vif)
         return Allocation(plugin=self.NAME, device=tap, port=bridge, created_devices=(tap,))
 
-    def plug(self, vif: Any, instance: Any, plan: Allocation, *,
-             iface_status: str | None, exclusive: bool) -> base.PlugOutcome:
+    def plug(
+        self,
+        vif: Any,
+        instance: Any,
+        plan: Allocation,
+        *,
+        iface_status: str | None,
+        exclusive: bool,
+    ) -> base.PlugOutcome:
         group = self.ctx.netdev.link_group
         assert plan.port is not None
         made = []
@@ -39,15 +48,24 @@ class LinuxBridgePlugin(base.PluginBase):
             # put into our link group, so it is never taken for our leak.
             existing = netdev.get_link(plan.port)
             if existing is None:
-                netdev.ensure_bridge(netdev.BridgeSpec(
-                    name=plan.port, mtu=self.mtu(vif), link_group=group))
+                netdev.ensure_bridge(
+                    netdev.BridgeSpec(name=plan.port, mtu=self.mtu(vif), link_group=group)
+                )
             elif existing.kind != "bridge":
-                raise exceptions.DeviceInUse(device=plan.port,
-                                             reason=f"it is a {existing.kind}, not a bridge")
-            _, created = netdev.ensure_tap(netdev.TapSpec(
-                name=plan.device, mac=self.address(vif), mtu=self.mtu(vif),
-                owner=self.ctx.netdev.tap_owner,
-                group_owner=self.ctx.netdev.tap_group, multiqueue=False, link_group=group))
+                raise exceptions.DeviceInUse(
+                    device=plan.port, reason=f"it is a {existing.kind}, not a bridge"
+                )
+            _, created = netdev.ensure_tap(
+                netdev.TapSpec(
+                    name=plan.device,
+                    mac=self.address(vif),
+                    mtu=self.mtu(vif),
+                    owner=self.ctx.netdev.tap_owner,
+                    group_owner=self.ctx.netdev.tap_group,
+                    multiqueue=False,
+                    link_group=group,
+                )
+            )
             if created:
                 made.append(plan.device)
             netdev.set_master(plan.device, plan.port)

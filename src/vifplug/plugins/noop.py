@@ -14,10 +14,22 @@ class NoopPlugin(base.PluginBase):
     RANGES = (base.VersionRange("VIFVHostUser", "1.0", "1.1"),)
 
     def plan(self, vif: Any, instance: Any) -> Allocation:
-        name = str(vif.vif_name) if vif.obj_attr_is_set("vif_name") and vif.vif_name \
-            else str(vif.path) if vif.obj_attr_is_set("path") else str(vif.id)
+        name = (
+            str(vif.vif_name)
+            if vif.obj_attr_is_set("vif_name") and vif.vif_name
+            else str(vif.path)
+            if vif.obj_attr_is_set("path")
+            else str(vif.id)
+        )
         return Allocation(plugin=self.NAME, device=name)
 
-    def plug(self, vif: Any, instance: Any, plan: Allocation, *,
-             iface_status: str | None, exclusive: bool) -> base.PlugOutcome:
+    def plug(
+        self,
+        vif: Any,
+        instance: Any,
+        plan: Allocation,
+        *,
+        iface_status: str | None,
+        exclusive: bool,
+    ) -> base.PlugOutcome:
         return base.PlugOutcome(allocation=plan)

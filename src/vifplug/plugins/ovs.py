@@ -46,8 +46,9 @@ class OvsPlugin(base.PluginBase):
             return None
         profile = vif.port_profile
         if profile.obj_name() != OVS_PROFILE[0]:
-            raise exceptions.UnsupportedPortProfile(plugin=self.NAME, profile=profile.obj_name(),
-                                                    obj_name=vif.obj_name())
+            raise exceptions.UnsupportedPortProfile(
+                plugin=self.NAME, profile=profile.obj_name(), obj_name=vif.obj_name()
+            )
         return profile
 
     def _bridge(self, vif: Any) -> str:
@@ -70,23 +71,37 @@ class OvsPlugin(base.PluginBase):
         create_port = _profile_flag(profile, "create_port")
         s = self.ctx.netdev
         if vif.obj_name() == "VIFBridge":
-            qbr = str(vif.bridge_name) if vif.obj_attr_is_set("bridge_name") and \
-                vif.bridge_name else netdev.derive_name(s.hybrid_bridge_prefix, vif.id)
+            qbr = (
+                str(vif.bridge_name)
+                if vif.obj_attr_is_set("bridge_name") and vif.bridge_name
+                else netdev.derive_name(s.hybrid_bridge_prefix, vif.id)
+            )
             netdev.validate_name(qbr)
             qvb = netdev.derive_name(s.hybrid_veth_bridge_prefix, vif.id)
             qvo = netdev.derive_name(s.hybrid_veth_ovs_prefix, vif.id)
             tap = self.device_name(vif)
             devices = (qbr, qvb, qvo) + ((tap,) if create_tap is not False else ())
-            return Allocation(plugin=self.NAME, device=tap, bridge=bridge, port=qvo,
-                              created_devices=devices, created_port=True,
-                              virtualport=self._virtualport(profile, vif))
+            return Allocation(
+                plugin=self.NAME,
+                device=tap,
+                bridge=bridge,
+                port=qvo,
+                created_devices=devices,
+                created_port=True,
+                virtualport=self._virtualport(profile, vif),
+            )
         if vif.obj_name() == "VIFVHostUser":
             return self._plan_vhostuser(vif, profile, bridge)
         tap = self.device_name(vif)
-        return Allocation(plugin=self.NAME, device=tap, bridge=bridge, port=tap,
-                          created_devices=(tap,) if create_tap is not False else (),
-                          created_port=create_port is not False,
-                          virtualport=self._virtualport(profile, vif))
+        return Allocation(
+            plugin=self.NAME,
+            device=tap,
+            bridge=bridge,
+            port=tap,
+            created_devices=(tap,) if create_tap is not False else (),
+            created_port=create_port is not False,
+            virtualport=self._virtualport(profile, vif),
+        )
 
     def _plan_vhostuser(self, vif: Any, profile: Any, bridge: str) -> Allocation:
         """As os-vif: QEMU as client means OVS serves the socket
@@ -101,17 +116,23 @@ class OvsPlugin(base.PluginBase):
         else:
             if not vif.obj_attr_is_set("path") or not vif.path:
                 raise exceptions.InvalidRequest(
-                    reason=f"VIFVHostUser {vif.id} in server mode names no socket path")
+                    reason=f"VIFVHostUser {vif.id} in server mode names no socket path"
+                )
             vp["iface_type"] = "dpdkvhostuserclient"
             vp["vhost_server_path"] = str(vif.path)
-        return Allocation(plugin=self.NAME, device=port, bridge=bridge, port=port,
-                          created_port=True, virtualport=vp)
+        return Allocation(
+            plugin=self.NAME,
+            device=port,
+            bridge=bridge,
+            port=port,
+            created_port=True,
+            virtualport=vp,
+        )
 
     @staticmethod
     def _virtualport(profile: Any, vif: Any) -> dict[str, Any]:
         iface_id = vif.id
-        if profile is not None and profile.obj_attr_is_set("interface_id") \
-                and profile.interface_id:
+        if profile is not None and profile.obj_attr_is_set("interface_id") and profile.interface_id:
             iface_id = str(profile.interface_id)
         vp: dict[str, Any] = {"type": "openvswitch", "interface_id": str(iface_id)}
         if profile is not None:
@@ -122,9 +143,13 @@ class OvsPlugin(base.PluginBase):
 
     # -- doing -----------------------------------------------------------------------
     def _external_ids(self, vif: Any, instance: Any, alloc: Allocation) -> dict[str, str]:
-        ids = {"iface-id": str((alloc.virtualport or {}).get("interface_id", vif.id)),
-               "vm-id": str(instance.uuid), "vm-uuid": str(instance.uuid),
-               base.KEY_VIF_ID: str(vif.id), base.KEY_OWNER: self.ctx.owner}
+        ids = {
+            "iface-id": str((alloc.virtualport or {}).get("interface_id", vif.id)),
+            "vm-id": str(instance.uuid),
+            "vm-uuid": str(instance.uuid),
+            base.KEY_VIF_ID: str(vif.id),
+            base.KEY_OWNER: self.ctx.owner,
+        }
         mac = self.address(vif)
         if mac:
             ids["attached-mac"] = mac
@@ -137,8 +162,12 @@ class OvsPlugin(base.PluginBase):
         assert alloc.bridge is not None
         net = self.ctx.networks.by_bridge(alloc.bridge) if self.ctx.networks else None
         if net is not None:
-            return ops.BridgeSpec(name=alloc.bridge, datapath_type=datapath,
-                                  bridge_id=net.bridge_id, hwaddr=net.hwaddr)
+            return ops.BridgeSpec(
+                name=alloc.bridge,
+                datapath_type=datapath,
+                bridge_id=net.bridge_id,
+                hwaddr=net.hwaddr,
+            )
         return ops.BridgeSpec(name=alloc.bridge, datapath_type=datapath)
 
     @staticmethod
@@ -151,11 +180,17 @@ class OvsPlugin(base.PluginBase):
         burst = bw.outbound_burst if bw.outbound_burst is not None else 0
         return bw.outbound_average * 8, burst * 8
 
-    def plug(self, vif: Any, instance: Any, plan: Allocation, *,
-             iface_status: str | None, exclusive: bool) -> base.PlugOutcome:
+    def plug(
+        self,
+        vif: Any,
+        instance: Any,
+        plan: Allocation,
+        *,
+        iface_status: str | None,
+        exclusive: bool,
+    ) -> base.PlugOutcome:
         made: list[str] = []
-        port_was_there = plan.port is not None and \
-            self.ctx.ovsdb.interface(plan.port) is not None
+        port_was_there = plan.port is not None and self.ctx.ovsdb.interface(plan.port) is not None
         submitted = False
         try:
             # Announce the port write before the devices are made, so that a
@@ -165,57 +200,75 @@ class OvsPlugin(base.PluginBase):
                     self._plug_hybrid_devices(vif, plan, made)
                 elif plan.device in plan.created_devices:
                     vp = plan.virtualport or {}
-                    _, created = netdev.ensure_tap(netdev.TapSpec(
-                        name=plan.device, mac=self.address(vif), mtu=self.mtu(vif),
-                        owner=self.ctx.netdev.tap_owner,
-                        group_owner=self.ctx.netdev.tap_group,
-                        multiqueue=bool(vp.get("multiqueue")),
-                        link_group=self.ctx.netdev.link_group))
+                    _, created = netdev.ensure_tap(
+                        netdev.TapSpec(
+                            name=plan.device,
+                            mac=self.address(vif),
+                            mtu=self.mtu(vif),
+                            owner=self.ctx.netdev.tap_owner,
+                            group_owner=self.ctx.netdev.tap_group,
+                            multiqueue=bool(vp.get("multiqueue")),
+                            link_group=self.ctx.netdev.link_group,
+                        )
+                    )
                     if created:
                         made.append(plan.device)
-                future = self.ctx.ovsdb.submit(self._port_op(vif, instance, plan,
-                                                             iface_status, exclusive))
+                future = self.ctx.ovsdb.submit(
+                    self._port_op(vif, instance, plan, iface_status, exclusive)
+                )
                 submitted = True
             written = self.ctx.ovsdb.result(future)
             demoted: list[str] = written if isinstance(written, list) else []
         except BaseException:
-            self._rollback(plan, made, remove_port=submitted and not port_was_there,
-                           vif_id=str(vif.id))
+            self._rollback(
+                plan, made, remove_port=submitted and not port_was_there, vif_id=str(vif.id)
+            )
             raise
         return base.PlugOutcome(allocation=plan, demoted=tuple(demoted))
 
-    def _port_op(self, vif: Any, instance: Any, plan: Allocation, iface_status: str | None,
-                 exclusive: bool) -> ops.Op:
+    def _port_op(
+        self, vif: Any, instance: Any, plan: Allocation, iface_status: str | None, exclusive: bool
+    ) -> ops.Op:
         """The one OVSDB write of a plug: the port with its Interface keys (and
         the bridge, if missing), or only the bridge when libvirt makes the port."""
         if not plan.created_port:
             return ops.ensure_bridge_op(self._bridge_spec(plan))
         assert plan.port is not None and plan.bridge is not None
         vp = plan.virtualport or {}
-        options = {"vhost-server-path": vp["vhost_server_path"]} \
-            if vp.get("vhost_server_path") else {}
+        options = (
+            {"vhost-server-path": vp["vhost_server_path"]} if vp.get("vhost_server_path") else {}
+        )
         rate, burst = self._policing(plan)
         # A vhost-user port has no kernel device whose MTU we set: OVS sets it
         # from mtu_request, as os-vif asks.
-        mtu = self.mtu(vif) if str(vp.get("iface_type", "")).startswith("dpdkvhostuser") \
-            else None
+        mtu = self.mtu(vif) if str(vp.get("iface_type", "")).startswith("dpdkvhostuser") else None
         spec = ops.PortSpec(
-            bridge=plan.bridge, name=plan.port, iface_type=str(vp.get("iface_type", "")),
-            options=options, external_ids=self._external_ids(vif, instance, plan),
-            iface_status=iface_status, exclusive=exclusive, require_ids=self.marks(str(vif.id)),
-            ingress_policing_rate=rate, ingress_policing_burst=burst, mtu_request=mtu)
+            bridge=plan.bridge,
+            name=plan.port,
+            iface_type=str(vp.get("iface_type", "")),
+            options=options,
+            external_ids=self._external_ids(vif, instance, plan),
+            iface_status=iface_status,
+            exclusive=exclusive,
+            require_ids=self.marks(str(vif.id)),
+            ingress_policing_rate=rate,
+            ingress_policing_burst=burst,
+            mtu_request=mtu,
+        )
         return ops.ensure_port_op(spec, bridge=self._bridge_spec(plan))
 
-    def _rollback(self, plan: Allocation, made: list[str], *, remove_port: bool,
-                  vif_id: str) -> None:
+    def _rollback(
+        self, plan: Allocation, made: list[str], *, remove_port: bool, vif_id: str
+    ) -> None:
         """Undo what a failed plug made: the port if this call wrote it (a
         timed-out transaction may still commit later; the removal is queued
         behind it), then the devices this call created, so neither outlives
         the other.  A port that was there before (a repeated plug) stays."""
         if remove_port and plan.created_port and plan.port:
             with contextlib.suppress(Exception):
-                self.ctx.ovsdb.transact(ops.remove_port_op(
-                    plan.port, require_ids=self.marks(vif_id)))
+                self.ctx.ovsdb.transact(
+                    ops.remove_port_op(plan.port, require_ids=self.marks(vif_id))
+                )
         if made:
             with contextlib.suppress(Exception):
                 self.ctx.deleter.delete(made)
@@ -227,22 +280,31 @@ class OvsPlugin(base.PluginBase):
         _, created = netdev.ensure_bridge(netdev.BridgeSpec(name=qbr, mtu=mtu, link_group=group))
         if created:
             made.append(qbr)
-        _, created = netdev.ensure_veth(netdev.VethSpec(name=qvb, peer=qvo, mtu=mtu,
-                                                        link_group=group))
+        _, created = netdev.ensure_veth(
+            netdev.VethSpec(name=qvb, peer=qvo, mtu=mtu, link_group=group)
+        )
         if created:
             made.append(qvb)
         netdev.set_master(qvb, qbr)
         if plan.device in plan.created_devices:
-            _, created = netdev.ensure_tap(netdev.TapSpec(
-                name=plan.device, mac=self.address(vif), mtu=mtu,
-                owner=self.ctx.netdev.tap_owner,
-                group_owner=self.ctx.netdev.tap_group, multiqueue=False, link_group=group))
+            _, created = netdev.ensure_tap(
+                netdev.TapSpec(
+                    name=plan.device,
+                    mac=self.address(vif),
+                    mtu=mtu,
+                    owner=self.ctx.netdev.tap_owner,
+                    group_owner=self.ctx.netdev.tap_group,
+                    multiqueue=False,
+                    link_group=group,
+                )
+            )
             if created:
                 made.append(plan.device)
             netdev.set_master(plan.device, qbr)
 
     def unplug(self, allocation: Allocation, vif_id: str) -> None:
         if allocation.created_port and allocation.port:
-            self.ctx.ovsdb.transact(ops.remove_port_op(allocation.port,
-                                                       require_ids=self.marks(vif_id)))
+            self.ctx.ovsdb.transact(
+                ops.remove_port_op(allocation.port, require_ids=self.marks(vif_id))
+            )
         super().unplug(allocation, vif_id)

@@ -24,23 +24,44 @@ ALLOCATION_FORMAT = 1
 _ALLOCATION_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
 COLUMNS: tuple[str, ...] = (
-    "vif_id", "lifecycle", "plugin", "obj_name", "obj_version", "instance_uuid",
-    "instance_name", "iface_id", "iface_status", "mac", "teaming_peer", "request_json",
-    "request_digest", "allocation_json", "created_at", "updated_at",
+    "vif_id",
+    "lifecycle",
+    "plugin",
+    "obj_name",
+    "obj_version",
+    "instance_uuid",
+    "instance_name",
+    "iface_id",
+    "iface_status",
+    "mac",
+    "teaming_peer",
+    "request_json",
+    "request_digest",
+    "allocation_json",
+    "created_at",
+    "updated_at",
 )
 
 # What may change after begin_plug: everything but the id, the request and its
 # digest, and the creation time.  Updates write only these.
 MUTABLE_COLUMNS: tuple[str, ...] = (
-    "lifecycle", "plugin", "obj_name", "obj_version", "instance_uuid", "instance_name",
-    "iface_id", "iface_status", "mac", "teaming_peer", "allocation_json", "updated_at",
+    "lifecycle",
+    "plugin",
+    "obj_name",
+    "obj_version",
+    "instance_uuid",
+    "instance_name",
+    "iface_id",
+    "iface_status",
+    "mac",
+    "teaming_peer",
+    "allocation_json",
+    "updated_at",
 )
 
 SELECT_SQL = f"SELECT {', '.join(COLUMNS)} FROM vifs ORDER BY created_at, vif_id"
-INSERT_SQL = (f"INSERT INTO vifs ({', '.join(COLUMNS)}) "
-              f"VALUES ({', '.join('?' for _ in COLUMNS)})")
-UPDATE_SQL = (f"UPDATE vifs SET {', '.join(f'{c} = ?' for c in MUTABLE_COLUMNS)} "
-              "WHERE vif_id = ?")
+INSERT_SQL = f"INSERT INTO vifs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
+UPDATE_SQL = f"UPDATE vifs SET {', '.join(f'{c} = ?' for c in MUTABLE_COLUMNS)} WHERE vif_id = ?"
 DELETE_SQL = "DELETE FROM vifs WHERE vif_id = ?"
 
 
@@ -93,10 +114,21 @@ def decode_allocation(text: str | None) -> Allocation | None:
 def insert_params(record: VifRecord) -> tuple[Any, ...]:
     """Parameters of ``INSERT_SQL``; raises ``TypeError``/``ValueError`` for unencodable data."""
     return (
-        record.vif_id, record.lifecycle.value, record.plugin, record.obj_name,
-        record.obj_version, record.instance_uuid, record.instance_name, record.iface_id,
-        record.iface_status, record.mac, record.teaming_peer, dumps(record.request),
-        record.request_digest, encode_allocation(record.allocation), record.created_at,
+        record.vif_id,
+        record.lifecycle.value,
+        record.plugin,
+        record.obj_name,
+        record.obj_version,
+        record.instance_uuid,
+        record.instance_name,
+        record.iface_id,
+        record.iface_status,
+        record.mac,
+        record.teaming_peer,
+        dumps(record.request),
+        record.request_digest,
+        encode_allocation(record.allocation),
+        record.created_at,
         record.updated_at,
     )
 
@@ -104,10 +136,19 @@ def insert_params(record: VifRecord) -> tuple[Any, ...]:
 def update_params(record: VifRecord) -> tuple[Any, ...]:
     """Parameters of ``UPDATE_SQL``."""
     return (
-        record.lifecycle.value, record.plugin, record.obj_name, record.obj_version,
-        record.instance_uuid, record.instance_name, record.iface_id, record.iface_status,
-        record.mac, record.teaming_peer, encode_allocation(record.allocation),
-        record.updated_at, record.vif_id,
+        record.lifecycle.value,
+        record.plugin,
+        record.obj_name,
+        record.obj_version,
+        record.instance_uuid,
+        record.instance_name,
+        record.iface_id,
+        record.iface_status,
+        record.mac,
+        record.teaming_peer,
+        encode_allocation(record.allocation),
+        record.updated_at,
+        record.vif_id,
     )
 
 

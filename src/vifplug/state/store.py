@@ -47,7 +47,7 @@ from vifplug import exceptions
 from vifplug.records import Allocation, Lifecycle, VifRecord, needs_device_alone
 from vifplug.state import codec, migrations
 
-log = logging.getLogger(__name__)
+LOG = logging.getLogger(__name__)
 
 #: The database file name under ``state_dir``.
 DB_FILENAME = "vifplug.sqlite"
@@ -57,8 +57,12 @@ _T = TypeVar("_T")
 
 # SQL errors that concern one change (a NULL in a NOT NULL column, a value
 # SQLite cannot bind) rather than the database: only that change is refused.
-_CHANGE_ERRORS = (sqlite3.IntegrityError, sqlite3.InterfaceError,
-                  sqlite3.ProgrammingError, sqlite3.DataError)
+_CHANGE_ERRORS = (
+    sqlite3.IntegrityError,
+    sqlite3.InterfaceError,
+    sqlite3.ProgrammingError,
+    sqlite3.DataError,
+)
 
 
 def path_in(state_dir: str) -> str:
@@ -67,6 +71,7 @@ def path_in(state_dir: str) -> str:
 
 
 # --- the in-memory index --------------------------------------------------------
+
 
 class _Index:
     """Records by VIF id, plus the two secondary lookups the service needs.
@@ -88,8 +93,9 @@ class _Index:
         other = _Index()
         other.vifs = dict(self.vifs)
         other.by_iface = {k: dict(v) for k, v in self.by_iface.items()}
-        other.pool = {net: {dev: dict(ids) for dev, ids in devs.items()}
-                      for net, devs in self.pool.items()}
+        other.pool = {
+            net: {dev: dict(ids) for dev, ids in devs.items()} for net, devs in self.pool.items()
+        }
         other.meta = dict(self.meta)
         other.names = dict(self.names)
         return other
@@ -188,8 +194,7 @@ def _check_names(ix: _Index, record: VifRecord) -> None:
     for name in sorted(_names(record)):
         holder = ix.names.get(name)
         if holder is not None and holder != record.vif_id:
-            raise exceptions.DeviceInUse(device=name,
-                                         reason=f"VIF {holder} on this host uses it")
+            raise exceptions.DeviceInUse(device=name, reason=f"VIF {holder} on this host uses it")
 
 
 def _pool_key(record: VifRecord) -> tuple[str, str] | None:
@@ -200,6 +205,7 @@ def _pool_key(record: VifRecord) -> tuple[str, str] | None:
 
 
 # --- changes and the operations that produce them -------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class _Put:
@@ -241,6 +247,7 @@ class _Op(Generic[_T]):
 
 
 # --- the store --------------------------------------------------------------------
+
 
 class Store:
     """The VIF state database and its in-memory index.
@@ -284,11 +291,14 @@ class Store:
             raise
         # The writer's own copy, ahead of _published while a transaction is open.
         self._published = self._staged.copy()
-        self._writer = threading.Thread(target=self._run, name="vifplug-state-writer",
-                                        daemon=True)
+        self._writer = threading.Thread(target=self._run, name="vifplug-state-writer", daemon=True)
         self._writer.start()
-        log.info("state database %s open: %d VIFs, schema %d",
-                 self.path, len(self._published.vifs), migrations.SCHEMA_VERSION)
+        LOG.info(
+            "state database %s open: %d VIFs, schema %d",
+            self.path,
+            len(self._published.vifs),
+            migrations.SCHEMA_VERSION,
+        )
 
     def __enter__(self) -> Store:
         return self
@@ -361,14 +371,16 @@ class Store:
         ``PoolDeviceTaken`` if ``record.allocation`` names an exclusive pool
         device another VIF holds.
         """
+
         def plan(ix: _Index, now: float) -> tuple[list[_Change], None]:
             old = ix.vifs.get(record.vif_id)
             if old is not None:
                 raise exceptions.VIFLifecycleError(
-                    vif_id=record.vif_id, lifecycle=old.lifecycle.value,
-                    operation="begin a plug")
-            new = record.with_changes(lifecycle=Lifecycle.PLUGGING,
-                                      created_at=record.created_at or now, updated_at=now)
+                    vif_id=record.vif_id, lifecycle=old.lifecycle.value, operation="begin a plug"
+                )
+            new = record.with_changes(
+                lifecycle=Lifecycle.PLUGGING, created_at=record.created_at or now, updated_at=now
+            )
             _check_pool(ix, new)
             _check_names(ix, new)
             return [_Put(new, new=True)], None
@@ -380,6 +392,7 @@ class Store:
 
         Keeps the lifecycle; raises ``VIFNotFound`` and ``PoolDeviceTaken``.
         """
+
         def plan(ix: _Index, now: float) -> tuple[list[_Change], VifRecord]:
             new = _require(ix, vif_id).with_changes(allocation=allocation, updated_at=now)
             _check_pool(ix, new)
@@ -387,21 +400,28 @@ class Store:
 
         return self._submit(plan)
 
-    def finish_plug(self, vif_id: str, allocation: Allocation, *,
-                    iface_status: str | None) -> VifRecord:
+    def finish_plug(
+        self, vif_id: str, allocation: Allocation, *, iface_status: str | None
+    ) -> VifRecord:
         """Record the outcome of a plug: lifecycle PLUGGED with its allocation.
 
         Allowed from PLUGGING and (for a re-plug at reconciliation) PLUGGED;
         raises ``VIFLifecycleError`` while an unplug is in flight, and
         ``VIFNotFound``/``PoolDeviceTaken``.
         """
+
         def plan(ix: _Index, now: float) -> tuple[list[_Change], VifRecord]:
             old = _require(ix, vif_id)
             if old.lifecycle is Lifecycle.UNPLUGGING:
                 raise exceptions.VIFLifecycleError(
-                    vif_id=vif_id, lifecycle=old.lifecycle.value, operation="finish a plug")
-            new = old.with_changes(lifecycle=Lifecycle.PLUGGED, allocation=allocation,
-                                   iface_status=iface_status, updated_at=now)
+                    vif_id=vif_id, lifecycle=old.lifecycle.value, operation="finish a plug"
+                )
+            new = old.with_changes(
+                lifecycle=Lifecycle.PLUGGED,
+                allocation=allocation,
+                iface_status=iface_status,
+                updated_at=now,
+            )
             _check_pool(ix, new)
             return [_Put(new, new=False)], new
 
@@ -414,6 +434,7 @@ class Store:
         idempotent.  The VIF keeps its pool device until ``finish_unplug``.
         Raises ``VIFNotFound``.
         """
+
         def plan(ix: _Index, now: float) -> tuple[list[_Change], VifRecord]:
             old = _require(ix, vif_id)
             if old.lifecycle is Lifecycle.UNPLUGGING:
@@ -429,11 +450,13 @@ class Store:
         Raises ``VIFNotFound``, and ``VIFLifecycleError`` unless
         ``begin_unplug`` was recorded first (intent before change, always).
         """
+
         def plan(ix: _Index, now: float) -> tuple[list[_Change], None]:
             old = _require(ix, vif_id)
             if old.lifecycle is not Lifecycle.UNPLUGGING:
                 raise exceptions.VIFLifecycleError(
-                    vif_id=vif_id, lifecycle=old.lifecycle.value, operation="finish an unplug")
+                    vif_id=vif_id, lifecycle=old.lifecycle.value, operation="finish an unplug"
+                )
             return [_Delete(vif_id)], None
 
         self._submit(plan)
@@ -452,8 +475,9 @@ class Store:
             for vif_id, status in wanted.items():
                 old = _require(ix, vif_id)
                 if old.iface_status != status:
-                    out.append(_Put(old.with_changes(iface_status=status, updated_at=now),
-                                    new=False))
+                    out.append(
+                        _Put(old.with_changes(iface_status=status, updated_at=now), new=False)
+                    )
             return out, None
 
         self._submit(plan)
@@ -500,7 +524,7 @@ class Store:
                 batch = []
         except BaseException as exc:
             # Never leave a caller waiting forever, even on a bug in here.
-            log.exception("state writer stopped")
+            LOG.exception("state writer stopped")
             with self._cond:
                 self._closing = True
                 batch += self._queue
@@ -547,7 +571,8 @@ class Store:
                     for sql, params in statements:
                         if conn.execute(sql, params).rowcount != 1:
                             raise sqlite3.IntegrityError(
-                                f"no row for {params[-1]!r}: index and database disagree")
+                                f"no row for {params[-1]!r}: index and database disagree"
+                            )
                 except _CHANGE_ERRORS as exc:
                     conn.execute("ROLLBACK")
                     self._undo(undo)
@@ -559,12 +584,12 @@ class Store:
                 op.outcome = (result,)
             conn.execute("COMMIT" if applied else "ROLLBACK")
         except Exception as exc:
-            log.error("state commit of %d changes failed: %s", len(ops), exc)
+            LOG.error("state commit of %d changes failed: %s", len(ops), exc)
             try:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
             except sqlite3.Error:
-                log.exception("state rollback failed")
+                LOG.exception("state rollback failed")
             self._undo(undo)
             self._resync()
             failure = exceptions.StateWriteFailed(path=self.path, reason=str(exc))
@@ -589,7 +614,7 @@ class Store:
         try:
             fresh = _load(self._conn, self.path)
         except exceptions.VifplugError:
-            log.exception("state re-read after a failed commit failed; keeping the index")
+            LOG.exception("state re-read after a failed commit failed; keeping the index")
             return
         self._staged = fresh
         with self._lock:
@@ -625,6 +650,7 @@ class Store:
 
 # --- helpers ----------------------------------------------------------------------
 
+
 def _require(ix: _Index, vif_id: str) -> VifRecord:
     record = ix.vifs.get(vif_id)
     if record is None:
@@ -647,9 +673,11 @@ def _check_pool(ix: _Index, record: VifRecord) -> None:
             continue
         holder = ix.vifs[holder_id].allocation
         if needs_device_alone(record.allocation.mode, record.allocation.virtualport) or (
-                holder is not None and needs_device_alone(holder.mode, holder.virtualport)):
-            raise exceptions.PoolDeviceTaken(device=key[1], network=key[0],
-                                             holder=holder_id, vif_id=record.vif_id)
+            holder is not None and needs_device_alone(holder.mode, holder.virtualport)
+        ):
+            raise exceptions.PoolDeviceTaken(
+                device=key[1], network=key[0], holder=holder_id, vif_id=record.vif_id
+            )
         return
 
 
@@ -661,8 +689,11 @@ def _statement(change: _Change) -> tuple[str, tuple[Any, ...]]:
         return codec.UPDATE_SQL, codec.update_params(change.record)
     if isinstance(change, _Delete):
         return codec.DELETE_SQL, (change.vif_id,)
-    return ("INSERT INTO meta (key, value) VALUES (?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (change.key, change.value))
+    return (
+        "INSERT INTO meta (key, value) VALUES (?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (change.key, change.value),
+    )
 
 
 def _make_parent(path: str) -> None:
@@ -683,8 +714,10 @@ def _take_lock(path: str) -> int:
     except BlockingIOError:
         os.close(fd)
         raise exceptions.StateUnavailable(
-            path=path, reason=f"another process holds {lock_path}; is a second vifplugd "
-                              "using the same state_dir?") from None
+            path=path,
+            reason=f"another process holds {lock_path}; is a second vifplugd "
+            "using the same state_dir?",
+        ) from None
     return fd
 
 
@@ -702,10 +735,15 @@ def _open(path: str) -> sqlite3.Connection:
             raise exceptions.StateUnavailable(path=path, reason=str(exc)) from exc
         if str(mode).lower() != "wal":
             raise exceptions.StateUnavailable(
-                path=path, reason=f"it cannot use write-ahead logging (journal mode {mode})")
+                path=path, reason=f"it cannot use write-ahead logging (journal mode {mode})"
+            )
         if version < migrations.SCHEMA_VERSION:
-            log.info("migrating state database %s from schema %d to %d",
-                     path, version, migrations.SCHEMA_VERSION)
+            LOG.info(
+                "migrating state database %s from schema %d to %d",
+                path,
+                version,
+                migrations.SCHEMA_VERSION,
+            )
             migrations.upgrade(conn, path=path, from_version=version)
             _fsync_dir(os.path.dirname(path))
     except BaseException:
@@ -740,9 +778,13 @@ def _load(conn: sqlite3.Connection, path: str) -> _Index:
             ix.put(codec.record_from_row(row))
         except codec.FormatTooNew as exc:
             raise exceptions.StateSchemaTooNew(
-                path=path, what=f"allocation format (VIF {row[0]})", found=exc.found,
-                supported=exc.supported) from exc
+                path=path,
+                what=f"allocation format (VIF {row[0]})",
+                found=exc.found,
+                supported=exc.supported,
+            ) from exc
         except (ValueError, TypeError, KeyError) as exc:
             raise exceptions.StateUnavailable(
-                path=path, reason=f"the record of VIF {row[0]} is unreadable: {exc}") from exc
+                path=path, reason=f"the record of VIF {row[0]} is unreadable: {exc}"
+            ) from exc
     return ix

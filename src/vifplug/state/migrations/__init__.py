@@ -29,7 +29,8 @@ _STEP_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _TRANSACTION_CONTROL = re.compile(
     r"^\s*(BEGIN(\s+(DEFERRED|IMMEDIATE|EXCLUSIVE))?(\s+TRANSACTION)?\s*;"
     r"|COMMIT\b|ROLLBACK\b|END\s+TRANSACTION\b|SAVEPOINT\b|RELEASE\b)",
-    re.IGNORECASE | re.MULTILINE)
+    re.IGNORECASE | re.MULTILINE,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,24 +70,29 @@ def read_version(conn: sqlite3.Connection, *, path: str) -> int:
     ``StateUnavailable`` for a file that is not a vifplug state database.
     """
     try:
-        tables = {row[0] for row in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        tables = {
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
         if not tables:
             return 0
         if "meta" not in tables:
             raise exceptions.StateUnavailable(
-                path=path, reason=f"it holds tables {sorted(tables)} but no meta table, "
-                                  "so it is not a vifplug state database")
+                path=path,
+                reason=f"it holds tables {sorted(tables)} but no meta table, "
+                "so it is not a vifplug state database",
+            )
         row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     except sqlite3.DatabaseError as exc:
         raise exceptions.StateUnavailable(path=path, reason=str(exc)) from exc
     if row is None or not str(row[0]).isdigit():
         raise exceptions.StateUnavailable(
-            path=path, reason=f"its schema_version is {None if row is None else row[0]!r}")
+            path=path, reason=f"its schema_version is {None if row is None else row[0]!r}"
+        )
     version = int(row[0])
     if version > SCHEMA_VERSION:
         raise exceptions.StateSchemaTooNew(
-            path=path, what="schema version", found=version, supported=SCHEMA_VERSION)
+            path=path, what="schema version", found=version, supported=SCHEMA_VERSION
+        )
     return version
 
 
@@ -100,16 +106,18 @@ def upgrade(conn: sqlite3.Connection, *, path: str, from_version: int) -> int:
     for step in MIGRATIONS[from_version:]:
         # executescript() would commit a transaction opened with execute(), so
         # the BEGIN and COMMIT are part of the script itself.
-        script = (f"BEGIN IMMEDIATE;\n{step.sql}\n;\n"
-                  "INSERT INTO meta (key, value) VALUES ('schema_version', "
-                  f"'{step.version:d}') ON CONFLICT (key) DO UPDATE SET value = excluded.value;\n"
-                  "COMMIT;\n")
+        script = (
+            f"BEGIN IMMEDIATE;\n{step.sql}\n;\n"
+            "INSERT INTO meta (key, value) VALUES ('schema_version', "
+            f"'{step.version:d}') ON CONFLICT (key) DO UPDATE SET value = excluded.value;\n"
+            "COMMIT;\n"
+        )
         try:
             conn.executescript(script)
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise exceptions.StateUnavailable(
-                path=path, reason=f"migration to schema {step.version} ({step.name}) "
-                                  f"failed: {exc}") from exc
+                path=path, reason=f"migration to schema {step.version} ({step.name}) failed: {exc}"
+            ) from exc
     return SCHEMA_VERSION

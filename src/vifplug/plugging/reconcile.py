@@ -22,9 +22,9 @@ import logging
 import threading
 from typing import Any
 
-from vifplug import negotiation
+from vifplug.objects import loading
+from vifplug.plugging import inventory
 from vifplug.plugins import base as plugin_base
-from vifplug.plugins import inventory
 from vifplug.records import Lifecycle
 
 LOG = logging.getLogger(__name__)
@@ -42,10 +42,12 @@ class Report:
     errors: list[str] = dataclasses.field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"rolled back {len(self.rolled_back)} interrupted plug(s), finished "
-                f"{len(self.finished_unplugs)} unplug(s), repaired {len(self.repaired)} "
-                f"VIF(s), removed {len(self.leaked_ports)} leaked port(s) and "
-                f"{len(self.leaked_links)} leaked device(s)")
+        return (
+            f"rolled back {len(self.rolled_back)} interrupted plug(s), finished "
+            f"{len(self.finished_unplugs)} unplug(s), repaired {len(self.repaired)} "
+            f"VIF(s), removed {len(self.leaked_ports)} leaked port(s) and "
+            f"{len(self.leaked_links)} leaked device(s)"
+        )
 
 
 class Reconciler:
@@ -96,8 +98,8 @@ class Reconciler:
                 work.append(("repaired", record, plugin))
         if work:
             with concurrent.futures.ThreadPoolExecutor(
-                    max_workers=min(REPAIR_WORKERS, len(work)),
-                    thread_name_prefix="reconcile") as pool:
+                max_workers=min(REPAIR_WORKERS, len(work)), thread_name_prefix="reconcile"
+            ) as pool:
                 outcomes = list(pool.map(self._act, work))
             for (kind, record, _), error in zip(work, outcomes, strict=True):
                 if error is None:
@@ -122,10 +124,15 @@ class Reconciler:
                 plugin.unplug(record.allocation, record.vif_id)
                 store.finish_unplug(record.vif_id)
             else:
-                vif = negotiation.load_vif(record.request["vif"])
-                instance = negotiation.load_instance(record.request["instance"])
-                plugin.plug(vif, instance, record.allocation,
-                            iface_status=record.iface_status, exclusive=False)
+                vif = loading.load_vif(record.request["vif"])
+                instance = loading.load_instance(record.request["instance"])
+                plugin.plug(
+                    vif,
+                    instance,
+                    record.allocation,
+                    iface_status=record.iface_status,
+                    exclusive=False,
+                )
         except Exception as exc:  # one VIF must not stop the others
             LOG.exception("reconciliation of VIF %s failed", record.vif_id)
             return str(exc)
@@ -135,8 +142,9 @@ class Reconciler:
         alloc = record.allocation
         if not set(alloc.created_devices) <= links:
             return False
-        return not (alloc.created_port and alloc.port and
-                    not inventory.port_exists(self.ctx, alloc.port))
+        return not (
+            alloc.created_port and alloc.port and not inventory.port_exists(self.ctx, alloc.port)
+        )
 
     def _remove_leaks(self, report: Report) -> None:
         inv = inventory.take(self.ctx)

@@ -35,7 +35,7 @@ class Portgroup:
 @dataclasses.dataclass(frozen=True)
 class NetworkDef:
     name: str
-    type: str                       # "ovs" or "direct"
+    type: str  # "ovs" or "direct"
     bridge: str | None = None
     bridge_id: str | None = None
     hwaddr: str | None = None
@@ -55,14 +55,23 @@ def _portgroup(conf: cfg.ConfigOpts, network: str, name: str) -> Portgroup:
     g = conf[group]
     vp: dict[str, Any] | None = None
     if g.virtualport_type == "802.1Qbg":
-        vp = {"type": "802.1Qbg", "manager_id": g.manager_id, "type_id": g.type_id,
-              "type_id_version": g.type_id_version, "instance_id": g.instance_id}
+        vp = {
+            "type": "802.1Qbg",
+            "manager_id": g.manager_id,
+            "type_id": g.type_id,
+            "type_id_version": g.type_id_version,
+            "instance_id": g.instance_id,
+        }
     elif g.virtualport_type == "802.1Qbh":
         vp = {"type": "802.1Qbh", "profile_id": g.profile_id}
     elif g.virtualport_type == "openvswitch":
         vp = {"type": "openvswitch", "profile_id": g.profile_id}
-    bw = Bandwidth(inbound_average=g.inbound_average, inbound_burst=g.inbound_burst,
-                   outbound_average=g.outbound_average, outbound_burst=g.outbound_burst)
+    bw = Bandwidth(
+        inbound_average=g.inbound_average,
+        inbound_burst=g.inbound_burst,
+        outbound_average=g.outbound_average,
+        outbound_burst=g.outbound_burst,
+    )
     return Portgroup(name=name, virtualport=vp, bandwidth=None if bw.is_empty() else bw)
 
 
@@ -79,17 +88,25 @@ def load(conf: cfg.ConfigOpts) -> dict[str, NetworkDef]:
         if g.default_portgroup and g.default_portgroup not in pgs:
             raise exceptions.InvalidRequest(
                 reason=f"network {name}: default_portgroup {g.default_portgroup} "
-                       f"is not among its portgroups")
+                f"is not among its portgroups"
+            )
         if g.type == "ovs" and not g.bridge:
-            raise exceptions.InvalidRequest(reason=f"network {name}: an ovs network needs "
-                                                   f"a bridge")
+            raise exceptions.InvalidRequest(reason=f"network {name}: an ovs network needs a bridge")
         if g.type == "direct" and not g.devices:
-            raise exceptions.InvalidRequest(reason=f"network {name}: a direct network needs "
-                                                   f"devices")
+            raise exceptions.InvalidRequest(
+                reason=f"network {name}: a direct network needs devices"
+            )
         out[name] = NetworkDef(
-            name=name, type=g.type, bridge=g.bridge, bridge_id=g.bridge_id or name,
-            hwaddr=g.hwaddr, devices=tuple(g.devices), mode=g.mode, portgroups=pgs,
-            default_portgroup=g.default_portgroup)
+            name=name,
+            type=g.type,
+            bridge=g.bridge,
+            bridge_id=g.bridge_id or name,
+            hwaddr=g.hwaddr,
+            devices=tuple(g.devices),
+            mode=g.mode,
+            portgroups=pgs,
+            default_portgroup=g.default_portgroup,
+        )
     return out
 
 
@@ -127,8 +144,14 @@ class Networks:
         return None
 
     # -- pools ---------------------------------------------------------------------
-    def choose_device(self, network: str, holders: Mapping[str, Iterable[str]], *,
-                      vif_id: str, virtualport: Mapping[str, Any] | None = None) -> str:
+    def choose_device(
+        self,
+        network: str,
+        holders: Mapping[str, Iterable[str]],
+        *,
+        vif_id: str,
+        virtualport: Mapping[str, Any] | None = None,
+    ) -> str:
         """A device from the pool: the first free one for exclusive modes, the
         least used one (first on a tie, for stable results) otherwise."""
         d = self.defs.get(network)
@@ -145,8 +168,9 @@ class Networks:
         return min(d.devices, key=lambda dev: counts[dev])
 
     # -- portgroups ----------------------------------------------------------------
-    def apply_portgroup(self, network: str, portgroup: str | None, plan: Allocation,
-                        *, vif_id: str) -> Allocation:
+    def apply_portgroup(
+        self, network: str, portgroup: str | None, plan: Allocation, *, vif_id: str
+    ) -> Allocation:
         """The plan with the portgroup's virtual port profile and bandwidth."""
         d = self.defs.get(network)
         if d is None:
@@ -156,8 +180,7 @@ class Networks:
             return dataclasses.replace(plan, network=network)
         pg = d.portgroups.get(name)
         if pg is None:
-            raise exceptions.InvalidRequest(
-                reason=f"network {network} has no portgroup {name}")
+            raise exceptions.InvalidRequest(reason=f"network {network} has no portgroup {name}")
         vp = dict(plan.virtualport or {})
         if pg.virtualport:
             # The VIF's own profile wins where it says something (libvirt merges
@@ -165,23 +188,34 @@ class Networks:
             merged = dict(pg.virtualport)
             merged.update({k: v for k, v in vp.items() if v is not None})
             vp = merged
-        return dataclasses.replace(plan, network=network, portgroup=name,
-                                   bandwidth=pg.bandwidth, virtualport=vp or None)
+        return dataclasses.replace(
+            plan, network=network, portgroup=name, bandwidth=pg.bandwidth, virtualport=vp or None
+        )
 
     def describe(self, holders: Mapping[str, Mapping[str, list[str]]]) -> list[dict[str, Any]]:
         """The networks for ``GET /v1/networks``: pools and who holds what."""
         out = []
         for d in sorted(self.defs.values(), key=lambda n: n.name):
             held = holders.get(d.name, {})
-            out.append({
-                "name": d.name, "type": d.type, "bridge": d.bridge, "mode": d.mode,
-                "bridge_id": d.bridge_id,
-                "devices": [{"device": dev, "vifs": sorted(held.get(dev, []))}
-                            for dev in d.devices],
-                "portgroups": [{"name": pg.name, "default": pg.name == d.default_portgroup,
-                                "virtualport": dict(pg.virtualport) if pg.virtualport else None,
-                                "bandwidth": dataclasses.asdict(pg.bandwidth)
-                                if pg.bandwidth else None}
-                               for pg in d.portgroups.values()],
-            })
+            out.append(
+                {
+                    "name": d.name,
+                    "type": d.type,
+                    "bridge": d.bridge,
+                    "mode": d.mode,
+                    "bridge_id": d.bridge_id,
+                    "devices": [
+                        {"device": dev, "vifs": sorted(held.get(dev, []))} for dev in d.devices
+                    ],
+                    "portgroups": [
+                        {
+                            "name": pg.name,
+                            "default": pg.name == d.default_portgroup,
+                            "virtualport": dict(pg.virtualport) if pg.virtualport else None,
+                            "bandwidth": dataclasses.asdict(pg.bandwidth) if pg.bandwidth else None,
+                        }
+                        for pg in d.portgroups.values()
+                    ],
+                }
+            )
         return out

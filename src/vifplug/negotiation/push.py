@@ -10,7 +10,7 @@ absent manager never delays plugging:
 * a refusal that names a version (``details.max_version`` in a JSON
   envelope, oslo's "Version X of Y is not supported, supported version is
   Z", or a message saying "maximum version 1.0") is answered at once with a
-  backlevelled HostInfo (``negotiation.backlevel``);
+  backlevelled HostInfo (``hostinfo.backlevel``);
 * when the manager names a HostInfo version we already sent, what it cannot
   read is inside (HostInfo has been 1.0 since os-vif 1.0, while HostVIFInfo
   became 1.1): the next attempt sends every object at its oldest version of
@@ -35,13 +35,20 @@ from typing import Any
 import httpx
 import tenacity
 
-from vifplug import conf, exceptions, negotiation
+from vifplug import conf, exceptions
+from vifplug.negotiation import hostinfo, refusal
 from vifplug.objects import base as obj_base
 
 LOG = logging.getLogger(__name__)
 
 DISABLED, PENDING, PUSHING, PUSHED, RETRYING, STOPPED = (
-    "disabled", "pending", "pushing", "pushed", "retrying", "stopped")
+    "disabled",
+    "pending",
+    "pushing",
+    "pushed",
+    "retrying",
+    "stopped",
+)
 
 
 class PushFailed(Exception):
@@ -52,8 +59,10 @@ def oldest_manifest() -> dict[str, str]:
     """Every object at the oldest version of its major (``X.0``): what an
     os-vif peer of HostInfo's first era reads.  ``backlevel`` ignores the
     entries for objects that cannot occur inside HostInfo."""
-    return {name: f"{obj_base.version_tuple(cls.VERSION)[0]}.0"
-            for name, cls in obj_base.classes().items()}
+    return {
+        name: f"{obj_base.version_tuple(cls.VERSION)[0]}.0"
+        for name, cls in obj_base.classes().items()
+    }
 
 
 def _summary(response: httpx.Response) -> str:
@@ -77,9 +86,13 @@ class Pusher:
     abandons one in progress; ``status()`` is safe to call from any thread.
     """
 
-    def __init__(self, settings: conf.NetworkManagerSettings,
-                 host_info: Callable[[], Any], *,
-                 on_result: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: conf.NetworkManagerSettings,
+        host_info: Callable[[], Any],
+        *,
+        on_result: Callable[[str], None] | None = None,
+    ) -> None:
         self.settings = settings
         self._host_info = host_info
         self._on_result = on_result
@@ -90,9 +103,15 @@ class Pusher:
         self._generation = 0
         self._thread: threading.Thread | None = None
         self._status: dict[str, Any] = {
-            "url": settings.url, "state": DISABLED if not settings.url else PENDING,
-            "attempts": 0, "last_error": None, "pushed_version": None,
-            "pushed_manifest": None, "pushed_at": None, "reason": None}
+            "url": settings.url,
+            "state": DISABLED if not settings.url else PENDING,
+            "attempts": 0,
+            "last_error": None,
+            "pushed_version": None,
+            "pushed_manifest": None,
+            "pushed_at": None,
+            "reason": None,
+        }
 
     @property
     def enabled(self) -> bool:
@@ -162,13 +181,15 @@ class Pusher:
             error = state.outcome.exception() if state.outcome is not None else None
             delay = state.next_action.sleep if state.next_action is not None else 0.0
             self._update(state=RETRYING, last_error=str(error))
-            LOG.warning("pushing HostInfo to %s failed (%s); retrying in %.1fs",
-                        s.url, error, delay)
+            LOG.warning(
+                "pushing HostInfo to %s failed (%s); retrying in %.1fs", s.url, error, delay
+            )
 
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(PushFailed),
-            wait=tenacity.wait_exponential(multiplier=s.retry_initial, min=s.retry_initial,
-                                           max=s.retry_max),
+            wait=tenacity.wait_exponential(
+                multiplier=s.retry_initial, min=s.retry_initial, max=s.retry_max
+            ),
             stop=lambda _state: self._abandoned(generation),
             sleep=self._sleep,
             before_sleep=before_sleep,
@@ -181,7 +202,7 @@ class Pusher:
                         return
                     self._push_once(generation)
         except PushFailed:
-            return   # abandoned (stopping or a newer push): the newer one reports
+            return  # abandoned (stopping or a newer push): the newer one reports
 
     def _push_once(self, generation: int) -> None:
         """One attempt, including the backlevelling exchanges it takes.
@@ -198,10 +219,12 @@ class Pusher:
             while not self._abandoned(generation):
                 tried.append((version, manifest))
                 try:
-                    primitive = negotiation.backlevel(info, version=version, manifest=manifest)
+                    primitive = hostinfo.backlevel(info, version=version, manifest=manifest)
                 except exceptions.VifplugError as exc:
-                    raise PushFailed(f"the network manager reads only versions this host "
-                                     f"cannot produce: {exc.message}") from None
+                    raise PushFailed(
+                        f"the network manager reads only versions this host "
+                        f"cannot produce: {exc.message}"
+                    ) from None
                 response = self._post(client, primitive)
                 if response.is_success:
                     self._succeeded(primitive, manifest)
@@ -211,11 +234,15 @@ class Pusher:
                     self._result("error")
                     raise PushFailed(_summary(response))
                 version, manifest = step
-                LOG.info("the network manager at %s refused HostInfo %s (%s); backlevelling "
-                         "to HostInfo %s%s and retrying", s.url,
-                         primitive.get(obj_base.KEY_VERSION), _summary(response),
-                         version or primitive.get(obj_base.KEY_VERSION),
-                         f" with manifest {manifest}" if manifest else "")
+                LOG.info(
+                    "the network manager at %s refused HostInfo %s (%s); backlevelling "
+                    "to HostInfo %s%s and retrying",
+                    s.url,
+                    primitive.get(obj_base.KEY_VERSION),
+                    _summary(response),
+                    version or primitive.get(obj_base.KEY_VERSION),
+                    f" with manifest {manifest}" if manifest else "",
+                )
 
     def _post(self, client: httpx.Client, primitive: Mapping[str, Any]) -> httpx.Response:
         s = self.settings
@@ -226,8 +253,9 @@ class Pusher:
                     headers["Authorization"] = f"Bearer {f.read().strip()}"
             except OSError as exc:
                 self._result("error")
-                raise PushFailed(f"cannot read [network_manager] token_file: "
-                                 f"{exc.strerror}") from None
+                raise PushFailed(
+                    f"cannot read [network_manager] token_file: {exc.strerror}"
+                ) from None
         try:
             return client.post(s.url or "", content=json.dumps(primitive), headers=headers)
         except httpx.HTTPError as exc:
@@ -235,18 +263,21 @@ class Pusher:
             raise PushFailed(f"{type(exc).__name__}: {exc}") from None
 
     @staticmethod
-    def _backlevel_step(response: httpx.Response, sent: Mapping[str, Any],
-                        version: str | None, manifest: dict[str, str] | None
-                        ) -> tuple[str | None, dict[str, str] | None] | None:
+    def _backlevel_step(
+        response: httpx.Response,
+        sent: Mapping[str, Any],
+        version: str | None,
+        manifest: dict[str, str] | None,
+    ) -> tuple[str | None, dict[str, str] | None] | None:
         """What to send next after a refusal, or None when it names no version."""
         body = response.content
         sent_version = str(sent.get(obj_base.KEY_VERSION))
-        peer_max = negotiation.max_version_from_error(body)
-        named = negotiation.manifest_from_error(body)
+        peer_max = refusal.max_version_from_error(body)
+        named = refusal.manifest_from_error(body)
         if peer_max is None and not named:
             return None
         try:
-            next_version = negotiation.backlevel_version_from_error(body, sent=sent_version)
+            next_version = refusal.backlevel_version_from_error(body, sent=sent_version)
         except exceptions.VersionNotAvailable:
             return None
         merged = dict(manifest or {})
@@ -259,12 +290,20 @@ class Pusher:
 
     def _succeeded(self, primitive: Mapping[str, Any], manifest: dict[str, str] | None) -> None:
         version = primitive.get(obj_base.KEY_VERSION)
-        self._update(state=PUSHED, last_error=None, pushed_version=version,
-                     pushed_manifest=manifest, pushed_at=time.time())
+        self._update(
+            state=PUSHED,
+            last_error=None,
+            pushed_version=version,
+            pushed_manifest=manifest,
+            pushed_at=time.time(),
+        )
         self._result("pushed")
-        LOG.info("pushed HostInfo %s to the network manager at %s%s", version,
-                 self.settings.url, f" (backlevelled with manifest {manifest})"
-                 if manifest else "")
+        LOG.info(
+            "pushed HostInfo %s to the network manager at %s%s",
+            version,
+            self.settings.url,
+            f" (backlevelled with manifest {manifest})" if manifest else "",
+        )
 
     def _result(self, result: str) -> None:
         if self._on_result is not None:

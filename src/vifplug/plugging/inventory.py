@@ -17,8 +17,8 @@ from vifplug.plugins import base
 
 @dataclasses.dataclass(frozen=True)
 class Inventory:
-    ports: dict[str, str]            # interface name -> vifplug-vif-id
-    links: frozenset[str]            # devices in our link group
+    ports: dict[str, str]  # interface name -> vifplug-vif-id
+    links: frozenset[str]  # devices in our link group
 
 
 def take(ctx: base.PluginContext) -> Inventory:
@@ -38,8 +38,11 @@ def remove_ports(ctx: base.PluginContext, names: list[str]) -> None:
     """Remove our leaked ports, all in one transaction."""
     if not names:
         return
-    ctx.ovsdb.transact(connection.flatten(
-        ops.remove_port_op(n, require_ids={base.KEY_OWNER: ctx.owner}) for n in names))
+    ctx.ovsdb.transact(
+        connection.flatten(
+            ops.remove_port_op(n, require_ids={base.KEY_OWNER: ctx.owner}) for n in names
+        )
+    )
 
 
 def delete_links(ctx: base.PluginContext, names: list[str]) -> None:

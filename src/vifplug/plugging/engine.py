@@ -15,8 +15,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from vifplug import conf, exceptions, netdev, networks, reconcile, service
+from vifplug import conf, exceptions, netdev
 from vifplug.ovsdb import connection, ops, sandbox
+from vifplug.plugging import networks, reconcile, service
 from vifplug.plugins import base as plugin_base
 from vifplug.plugins import loader
 from vifplug.state import store as state_store
@@ -31,9 +32,13 @@ REPAIR_DEBOUNCE = 0.5
 class Engine:
     """Connection, deleter, store, plugins, service and reconciler of one daemon."""
 
-    def __init__(self, settings: conf.Settings, *,
-                 network_defs: dict[str, networks.NetworkDef] | None = None,
-                 owner: str = "vifplugd") -> None:
+    def __init__(
+        self,
+        settings: conf.Settings,
+        *,
+        network_defs: dict[str, networks.NetworkDef] | None = None,
+        owner: str = "vifplugd",
+    ) -> None:
         self.settings = settings
         self.owner = owner
         self.networks = networks.Networks(network_defs or {})
@@ -58,19 +63,27 @@ class Engine:
         self.ovsdb = self._connect()
         self.deleter = netdev.Deleter.from_settings(s.netdev)
         self.ctx = plugin_base.PluginContext(
-            ovs=s.ovs, netdev=s.netdev, ovsdb=self.ovsdb, deleter=self.deleter,
-            owner=self.owner, allowed_bridges=self.allowed_bridges, networks=self.networks)
+            ovs=s.ovs,
+            netdev=s.netdev,
+            ovsdb=self.ovsdb,
+            deleter=self.deleter,
+            owner=self.owner,
+            allowed_bridges=self.allowed_bridges,
+            networks=self.networks,
+        )
         plugins = loader.load(self.ctx)
-        self.service = service.Service(store=self.store, plugins=plugins,
-                                       networks=self.networks,
-                                       default_timeout=s.api.default_timeout)
+        self.service = service.Service(
+            store=self.store,
+            plugins=plugins,
+            networks=self.networks,
+            default_timeout=s.api.default_timeout,
+        )
         self.reconciler = reconcile.Reconciler(service=self.service, ctx=self.ctx)
         self.system_id = self._ensure_identity()
         self.reconciler.run()
         self.ovsdb.add_resync_callback(self._on_resync)
         self.ovsdb.add_interface_watcher(self._on_interface)
-        self._repairer = threading.Thread(target=self._repair_loop, name="reconcile",
-                                          daemon=True)
+        self._repairer = threading.Thread(target=self._repair_loop, name="reconcile", daemon=True)
         self._repairer.start()
         self.ready.set()
         return self
@@ -83,16 +96,22 @@ class Engine:
         except exceptions.OvsdbUnavailable:
             if not s.sandbox_dir:
                 raise
-        LOG.info("no OVSDB at %s; starting a private sandbox Open vSwitch in %s",
-                 remote, s.sandbox_dir)
+        LOG.info(
+            "no OVSDB at %s; starting a private sandbox Open vSwitch in %s", remote, s.sandbox_dir
+        )
         self.sandbox = sandbox.OvsSandbox(s.sandbox_dir).start()
         return self._connection(self.sandbox.remote).start()
 
     def _connection(self, remote: str) -> connection.Connection:
         s = self.settings.ovs
-        return connection.Connection(remote, timeout=s.timeout, probe_interval=s.probe_interval,
-                                     max_batch=s.max_batch, hold_max=s.hold_max,
-                                     gather_max=s.gather_max)
+        return connection.Connection(
+            remote,
+            timeout=s.timeout,
+            probe_interval=s.probe_interval,
+            max_batch=s.max_batch,
+            hold_max=s.hold_max,
+            gather_max=s.gather_max,
+        )
 
     def _ensure_identity(self) -> str:
         """system-id: configured, else OVSDB's, else the file, else generated;
@@ -111,9 +130,16 @@ class Engine:
             chosen = str(uuid.uuid4())
         if self.store.meta_get(META_SYSTEM_ID) != chosen:
             self.store.meta_set(META_SYSTEM_ID, chosen)
-        self.ovsdb.transact(ops.ensure_host_op(ops.HostSpec(
-            system_id=chosen, system_type=h.system_type, system_version=h.system_version,
-            enable_statistics=h.enable_statistics)))
+        self.ovsdb.transact(
+            ops.ensure_host_op(
+                ops.HostSpec(
+                    system_id=chosen,
+                    system_type=h.system_type,
+                    system_version=h.system_version,
+                    enable_statistics=h.enable_statistics,
+                )
+            )
+        )
         return chosen
 
     def _on_resync(self) -> None:
@@ -132,8 +158,11 @@ class Engine:
         ask for a reconciliation, which recreates what is missing."""
         if not view.failed or view.external_ids.get(plugin_base.KEY_OWNER) != self.owner:
             return
-        record = self.store.get(view.external_ids.get(plugin_base.KEY_VIF_ID, "")) \
-            if self.store is not None else None
+        record = (
+            self.store.get(view.external_ids.get(plugin_base.KEY_VIF_ID, ""))
+            if self.store is not None
+            else None
+        )
         alloc = record.allocation if record is not None else None
         # Only a device we made can be repaired; one libvirt has yet to make
         # (create_tap=False) is simply not there yet.
@@ -171,8 +200,12 @@ class Engine:
     @property
     def is_ready(self) -> bool:
         """Connected and reconciled (not while a reconciliation runs)."""
-        return (self.ready.is_set() and self.ovsdb is not None and self.ovsdb.connected
-                and not (self.reconciler is not None and self.reconciler.running))
+        return (
+            self.ready.is_set()
+            and self.ovsdb is not None
+            and self.ovsdb.connected
+            and not (self.reconciler is not None and self.reconciler.running)
+        )
 
     def stop(self, *, stop_sandbox: bool = True) -> None:
         self.ready.clear()
