@@ -99,6 +99,10 @@ class Service:
     def host_info(self) -> Any:
         return hostinfo.build_host_info([p.describe() for p in self.plugins.values()])
 
+    def plugin_names(self) -> frozenset[str]:
+        """The installed plugins' names (what a VIF's ``plugin`` field may say)."""
+        return frozenset(self.plugins)
+
     # -- choosing a plugin (pure) ----------------------------------------------------
     def _select_plugin(self, vif_primitive: dict[str, Any]) -> plugin_base.PluginBase:
         obj_name, version = loading.primitive_identity(vif_primitive, what="vif")
