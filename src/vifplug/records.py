@@ -13,6 +13,11 @@ import enum
 from collections.abc import Mapping
 from typing import Any
 
+#: A JSON object as received or stored (an os_vif primitive, a request body).
+JsonObject = dict[str, Any]
+#: libvirt's ``<virtualport>`` of a VIF: its type and the profile's parameters.
+VirtualPort = dict[str, Any]
+
 
 class Lifecycle(enum.StrEnum):
     """Where a VIF is in its life; written before and after each system change."""
@@ -68,13 +73,16 @@ class Allocation:
     mode: str | None = None
     portgroup: str | None = None
     bandwidth: Bandwidth | None = None
-    virtualport: dict[str, Any] | None = None
+    virtualport: VirtualPort | None = None
+    # The bridge's IntegrationGuide keys, when it is a configured network's.
+    bridge_id: str | None = None
+    bridge_hwaddr: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Allocation:
+    def from_dict(cls, data: JsonObject) -> Allocation:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["created_devices"] = tuple(values.get("created_devices", ()))
@@ -93,7 +101,7 @@ class VifRecord:
     obj_version: str
     instance_uuid: str
     instance_name: str
-    request: dict[str, Any]  # {"vif": primitive, "instance": primitive}
+    request: JsonObject  # {"vif": primitive, "instance": primitive}
     request_digest: str  # sha256 of the canonical request JSON
     lifecycle: Lifecycle
     iface_id: str | None = None
@@ -106,3 +114,19 @@ class VifRecord:
 
     def with_changes(self, **changes: Any) -> VifRecord:
         return dataclasses.replace(self, **changes)
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """Where a VIF goes, as the logical networks decide it.
+
+    ``vifplug.plugging.placement`` is the only reader of the network
+    definitions; it resolves this before the plugin plans, so that plugins
+    read their targets from it and hold no networks of their own.
+    """
+
+    network: str | None = None  # the configured network the VIF names
+    bridge: str | None = None  # the OVS bridge (OVS plugins), allowed and valid
+    bridge_id: str | None = None
+    bridge_hwaddr: str | None = None
+    mode: str | None = None  # a direct network's forward mode

@@ -12,12 +12,12 @@ import logging
 import os
 import threading
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from vifplug import conf, exceptions, netdev
-from vifplug.ovsdb import connection, ops, sandbox
-from vifplug.plugging import networks, reconcile, service
+from vifplug.ovsdb import connection, ops, sandbox, views
+from vifplug.plugging import inventory, lifecycle, networks, placement, ports, reconcile, service
 from vifplug.plugins import base as plugin_base
 from vifplug.plugins import loader
 from vifplug.state import store as state_store
@@ -36,19 +36,18 @@ class Engine:
         self,
         settings: conf.Settings,
         *,
-        network_defs: dict[str, networks.NetworkDef] | None = None,
+        network_defs: Mapping[str, networks.NetworkDef] | None = None,
         owner: str = "vifplugd",
     ) -> None:
         self.settings = settings
         self.owner = owner
-        self.networks = networks.Networks(network_defs or {})
+        self.placer = placement.Placer(settings.ovs, network_defs or {})
         self.sandbox: sandbox.OvsSandbox | None = None
         self.ovsdb: connection.Connection | None = None
-        self.deleter: Any = None
+        self.deleter: netdev.Deleter | None = None
         self.store: state_store.Store | None = None
         self.service: service.Service | None = None
         self.reconciler: reconcile.Reconciler | None = None
-        self.ctx: plugin_base.PluginContext | None = None
         self.system_id: str | None = None
         self.ready = threading.Event()
         self._repair_wanted = threading.Event()
@@ -59,31 +58,39 @@ class Engine:
     def start(self) -> Engine:
         s = self.settings
         Path(s.host.state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.store = state_store.Store(os.path.join(s.host.state_dir, STATE_FILE))
-        self.ovsdb = self._connect()
-        self.deleter = netdev.Deleter.from_settings(s.netdev)
-        self.ctx = plugin_base.PluginContext(
-            ovs=s.ovs,
-            netdev=s.netdev,
-            ovsdb=self.ovsdb,
-            deleter=self.deleter,
-            owner=self.owner,
-            allowed_bridges=self.allowed_bridges,
-            networks=self.networks,
+        store = self.store = state_store.Store(os.path.join(s.host.state_dir, STATE_FILE))
+        ovsdb = self.ovsdb = self._connect()
+        deleter = self.deleter = netdev.Deleter.from_settings(s.netdev)
+        plugins = loader.load(
+            plugin_base.PluginContext(
+                ovs=s.ovs, netdev=s.netdev, ovsdb=ovsdb, deleter=deleter, owner=self.owner
+            )
         )
-        plugins = loader.load(self.ctx)
+        gate = lifecycle.Gate()
+        ovs_ports = ports.OvsPorts(ovsdb)
+        transitions = lifecycle.Transitions(store=store, plugins=plugins, ports=ovs_ports)
         self.service = service.Service(
-            store=self.store,
+            store=store,
             plugins=plugins,
-            networks=self.networks,
+            placer=self.placer,
+            transitions=transitions,
+            ports=ovs_ports,
+            gate=gate,
             default_timeout=s.api.default_timeout,
         )
-        self.reconciler = reconcile.Reconciler(service=self.service, ctx=self.ctx)
+        self.reconciler = reconcile.Reconciler(
+            store=store,
+            transitions=transitions,
+            gate=gate,
+            inventory=inventory.Inventory(
+                ovsdb=ovsdb, deleter=deleter, owner=self.owner, link_group=s.netdev.link_group
+            ),
+        )
         self.system_id = self._ensure_identity()
         self.reconciler.run()
-        self.ovsdb.add_resync_callback(self._on_resync)
-        self.ovsdb.add_interface_watcher(self._on_interface)
-        self._repairer = threading.Thread(target=self._repair_loop, name="reconcile", daemon=True)
+        ovsdb.add_resync_callback(self._on_resync)
+        ovsdb.add_interface_watcher(self._on_interface)
+        self._repairer = threading.Thread(target=self._repair_loop, name="reconcile-trigger", daemon=True)
         self._repairer.start()
         self.ready.set()
         return self
@@ -152,7 +159,7 @@ class Engine:
         if self.reconciler is not None:
             self.reconciler.run()
 
-    def _on_interface(self, view: Any) -> None:
+    def _on_interface(self, view: views.InterfaceView) -> None:
         """ovs-vswitchd reports one of our interfaces broken (its device is gone,
         e.g. deleted behind our back or lost across an ovs-vswitchd restart):
         ask for a reconciliation, which recreates what is missing."""
@@ -184,18 +191,11 @@ class Engine:
                     LOG.exception("reconciliation after an interface error failed")
 
     # -- shared ------------------------------------------------------------------
-    def allowed_bridges(self) -> frozenset[str]:
-        s = self.settings.ovs
-        if s.allowed_bridges:
-            return frozenset(s.allowed_bridges)
-        current = self.service.networks if self.service is not None else self.networks
-        return frozenset({s.integration_bridge}) | current.bridges()
-
-    def reload_networks(self, defs: dict[str, networks.NetworkDef]) -> list[str]:
-        assert self.service is not None and self.ctx is not None
-        refused: list[str] = self.service.reload_networks(networks.Networks(defs))
-        self.ctx.networks = self.service.networks
-        return refused
+    def reload_networks(self, defs: Mapping[str, networks.NetworkDef]) -> list[str]:
+        """Swap in new network definitions (SIGHUP); returns the removed
+        networks kept because they still have VIFs."""
+        assert self.service is not None
+        return self.service.reload_networks(defs)
 
     @property
     def is_ready(self) -> bool:

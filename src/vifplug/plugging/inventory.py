@@ -12,39 +12,51 @@ import dataclasses
 
 from vifplug import netdev
 from vifplug.ovsdb import connection, ops
-from vifplug.plugins import base
+from vifplug.plugins import base as plugin_base
 
 
 @dataclasses.dataclass(frozen=True)
-class Inventory:
+class Snapshot:
     ports: dict[str, str]  # interface name -> vifplug-vif-id
     links: frozenset[str]  # devices in our link group
 
 
-def take(ctx: base.PluginContext) -> Inventory:
-    ports: dict[str, str] = {}
-    for view in ctx.ovsdb.interfaces():
-        if view.external_ids.get(base.KEY_OWNER) == ctx.owner:
-            ports[view.name] = view.external_ids.get(base.KEY_VIF_ID, "")
-    links = frozenset(link.name for link in netdev.list_links(group=ctx.netdev.link_group))
-    return Inventory(ports=ports, links=links)
+class Inventory:
+    """Finds and removes what carries this daemon's marks."""
 
+    def __init__(
+        self,
+        *,
+        ovsdb: connection.Connection,
+        deleter: netdev.Deleter,
+        owner: str,
+        link_group: int,
+    ) -> None:
+        self._ovsdb = ovsdb
+        self._deleter = deleter
+        self._owner = owner
+        self._link_group = link_group
 
-def port_exists(ctx: base.PluginContext, name: str) -> bool:
-    return ctx.ovsdb.interface(name) is not None
+    def take(self) -> Snapshot:
+        ports: dict[str, str] = {}
+        for view in self._ovsdb.interfaces():
+            if view.external_ids.get(plugin_base.KEY_OWNER) == self._owner:
+                ports[view.name] = view.external_ids.get(plugin_base.KEY_VIF_ID, "")
+        links = netdev.list_links(group=self._link_group)
+        return Snapshot(ports=ports, links=frozenset(link.name for link in links))
 
+    def port_exists(self, name: str) -> bool:
+        return self._ovsdb.interface(name) is not None
 
-def remove_ports(ctx: base.PluginContext, names: list[str]) -> None:
-    """Remove our leaked ports, all in one transaction."""
-    if not names:
-        return
-    ctx.ovsdb.transact(
-        connection.flatten(
-            ops.remove_port_op(n, require_ids={base.KEY_OWNER: ctx.owner}) for n in names
+    def remove_ports(self, names: list[str]) -> None:
+        """Remove our leaked ports, all in one transaction."""
+        if not names:
+            return
+        mark = {plugin_base.KEY_OWNER: self._owner}
+        self._ovsdb.transact(
+            connection.flatten(ops.remove_port_op(n, require_ids=mark) for n in names)
         )
-    )
 
-
-def delete_links(ctx: base.PluginContext, names: list[str]) -> None:
-    if names:
-        ctx.deleter.delete(names)
+    def delete_links(self, names: list[str]) -> None:
+        if names:
+            self._deleter.delete(names)

@@ -1,7 +1,9 @@
-"""Logical networks (libvirt's ``<network>``, seed 001): bridges, device pools,
-portgroups.  Pure logic: which device of a pool a VIF gets, what a portgroup
-adds to a plug.  The choice itself is persisted with the VIF's allocation by
-the state store, so a restart neither loses nor leaks a pool device.
+"""Logical network definitions (libvirt's ``<network>``, seed 001): bridges,
+device pools, portgroups, as the operator declares them.
+
+This module only reads them from the configuration; what they mean for a VIF
+(which bridge, which pool device, what a portgroup adds) is decided in one
+place, ``vifplug.plugging.placement``.
 
 Configuration: one ``[network:NAME]`` group per network and one
 ``[portgroup:NETWORK:NAME]`` group per portgroup (see ``conf.NETWORK_OPTS``).
@@ -11,24 +13,21 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Mapping
 
 from oslo_config import cfg
 
 from vifplug import conf as vconf
 from vifplug import exceptions
-from vifplug.records import Allocation, Bandwidth, needs_device_alone
+from vifplug.records import Bandwidth, VirtualPort, needs_device_alone
 
 LOG = logging.getLogger(__name__)
-
-SHARED_MODES = ("vepa", "bridge", "private")
 
 
 @dataclasses.dataclass(frozen=True)
 class Portgroup:
     name: str
-    virtualport: Mapping[str, Any] | None = None
+    virtualport: VirtualPort | None = None
     bandwidth: Bandwidth | None = None
 
 
@@ -44,7 +43,7 @@ class NetworkDef:
     portgroups: Mapping[str, Portgroup] = dataclasses.field(default_factory=dict)
     default_portgroup: str | None = None
 
-    def exclusive(self, virtualport: Mapping[str, Any] | None) -> bool:
+    def exclusive(self, virtualport: VirtualPort | None) -> bool:
         """Whether a VIF with this profile needs a device of this network alone."""
         return needs_device_alone(self.mode, virtualport)
 
@@ -53,7 +52,7 @@ def _portgroup(conf: cfg.ConfigOpts, network: str, name: str) -> Portgroup:
     group = f"portgroup:{network}:{name}"
     conf.register_opts(vconf.PORTGROUP_OPTS, group=group)
     g = conf[group]
-    vp: dict[str, Any] | None = None
+    vp: VirtualPort | None = None
     if g.virtualport_type == "802.1Qbg":
         vp = {
             "type": "802.1Qbg",
@@ -108,114 +107,3 @@ def load(conf: cfg.ConfigOpts) -> dict[str, NetworkDef]:
             default_portgroup=g.default_portgroup,
         )
     return out
-
-
-class Networks:
-    """The configured networks; replaced as a whole on SIGHUP."""
-
-    def __init__(self, defs: Mapping[str, NetworkDef]) -> None:
-        self.defs = dict(defs)
-        self._by_bridge = {d.bridge: d for d in self.defs.values() if d.bridge}
-
-    # -- look-ups used by the plugins ------------------------------------------
-    def get(self, name: str) -> NetworkDef | None:
-        return self.defs.get(name)
-
-    def bridges(self) -> frozenset[str]:
-        return frozenset(self._by_bridge)
-
-    def by_bridge(self, bridge: str) -> NetworkDef | None:
-        return self._by_bridge.get(bridge)
-
-    def is_direct(self, name: str) -> bool:
-        d = self.defs.get(name)
-        return d is not None and d.type == "direct"
-
-    def network_of(self, vif: Any) -> NetworkDef | None:
-        """The configured network a VIF names, by its Network's label or bridge."""
-        if not vif.obj_attr_is_set("network") or vif.network is None:
-            return None
-        net = vif.network
-        for field in ("label", "bridge"):
-            if net.obj_attr_is_set(field) and getattr(net, field):
-                d = self.defs.get(str(getattr(net, field)))
-                if d is not None:
-                    return d
-        return None
-
-    # -- pools ---------------------------------------------------------------------
-    def choose_device(
-        self,
-        network: str,
-        holders: Mapping[str, Iterable[str]],
-        *,
-        vif_id: str,
-        virtualport: Mapping[str, Any] | None = None,
-    ) -> str:
-        """A device from the pool: the first free one for exclusive modes, the
-        least used one (first on a tie, for stable results) otherwise."""
-        d = self.defs.get(network)
-        if d is None:
-            raise exceptions.NetworkNotFound(vif_id=vif_id, network=network)
-        counts = {dev: len(list(holders.get(dev, ()))) for dev in d.devices}
-        if d.exclusive(virtualport):
-            for dev in d.devices:
-                if counts[dev] == 0:
-                    return dev
-            raise exceptions.PoolExhausted(network=network, vif_id=vif_id, mode=d.mode)
-        if not d.devices:
-            raise exceptions.PoolExhausted(network=network, vif_id=vif_id, mode=d.mode)
-        return min(d.devices, key=lambda dev: counts[dev])
-
-    # -- portgroups ----------------------------------------------------------------
-    def apply_portgroup(
-        self, network: str, portgroup: str | None, plan: Allocation, *, vif_id: str
-    ) -> Allocation:
-        """The plan with the portgroup's virtual port profile and bandwidth."""
-        d = self.defs.get(network)
-        if d is None:
-            raise exceptions.NetworkNotFound(vif_id=vif_id, network=network)
-        name = portgroup or d.default_portgroup
-        if name is None:
-            return dataclasses.replace(plan, network=network)
-        pg = d.portgroups.get(name)
-        if pg is None:
-            raise exceptions.InvalidRequest(reason=f"network {network} has no portgroup {name}")
-        vp = dict(plan.virtualport or {})
-        if pg.virtualport:
-            # The VIF's own profile wins where it says something (libvirt merges
-            # the same way: interface over portgroup).
-            merged = dict(pg.virtualport)
-            merged.update({k: v for k, v in vp.items() if v is not None})
-            vp = merged
-        return dataclasses.replace(
-            plan, network=network, portgroup=name, bandwidth=pg.bandwidth, virtualport=vp or None
-        )
-
-    def describe(self, holders: Mapping[str, Mapping[str, list[str]]]) -> list[dict[str, Any]]:
-        """The networks for ``GET /v1/networks``: pools and who holds what."""
-        out = []
-        for d in sorted(self.defs.values(), key=lambda n: n.name):
-            held = holders.get(d.name, {})
-            out.append(
-                {
-                    "name": d.name,
-                    "type": d.type,
-                    "bridge": d.bridge,
-                    "mode": d.mode,
-                    "bridge_id": d.bridge_id,
-                    "devices": [
-                        {"device": dev, "vifs": sorted(held.get(dev, []))} for dev in d.devices
-                    ],
-                    "portgroups": [
-                        {
-                            "name": pg.name,
-                            "default": pg.name == d.default_portgroup,
-                            "virtualport": dict(pg.virtualport) if pg.virtualport else None,
-                            "bandwidth": dataclasses.asdict(pg.bandwidth) if pg.bandwidth else None,
-                        }
-                        for pg in d.portgroups.values()
-                    ],
-                }
-            )
-        return out

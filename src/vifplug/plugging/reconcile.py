@@ -9,7 +9,8 @@ Rules, applied to every VIF the store knows:
   what is missing with the same names, from the recorded request and
   allocation, so pool devices stay with the VIF that holds them.
 
-Then whatever carries this daemon's marks (``vifplug-owner`` in an
+Each of these is a ``lifecycle.Transitions`` call, the same code the service
+runs.  Then whatever carries this daemon's marks (``vifplug-owner`` in an
 Interface's external_ids, our kernel link group) and belongs to no plugged VIF
 is removed.  Nothing without those marks is touched.
 """
@@ -18,18 +19,27 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import enum
 import logging
 import threading
-from typing import Any
+from collections.abc import Callable
 
-from vifplug.objects import loading
-from vifplug.plugging import inventory
-from vifplug.plugins import base as plugin_base
-from vifplug.records import Lifecycle
+from vifplug.plugging import inventory as inventory_mod
+from vifplug.plugging import lifecycle
+from vifplug.records import Lifecycle, VifRecord
+from vifplug.state import store as state_store
 
 LOG = logging.getLogger(__name__)
 
 REPAIR_WORKERS = 64
+
+
+class Action(enum.Enum):
+    """What reconciliation does to one VIF; the value names its Report list."""
+
+    ROLL_BACK = "rolled_back"
+    FINISH_UNPLUG = "finished_unplugs"
+    REPAIR = "repaired"
 
 
 @dataclasses.dataclass
@@ -53,16 +63,25 @@ class Report:
 class Reconciler:
     """Runs reconciliation; one run at a time, while plugs are held off."""
 
-    def __init__(self, *, service: Any, ctx: plugin_base.PluginContext) -> None:
-        self.service = service
-        self.ctx = ctx
+    def __init__(
+        self,
+        *,
+        store: state_store.Store,
+        transitions: lifecycle.Transitions,
+        gate: lifecycle.Gate,
+        inventory: inventory_mod.Inventory,
+    ) -> None:
+        self.store = store
+        self.transitions = transitions
+        self.gate = gate
+        self.inventory = inventory
         self._lock = threading.Lock()
         self.runs = 0
         self.last: Report | None = None
         self.running = False
 
     def run(self) -> Report:
-        with self._lock, self.service.exclusive():
+        with self._lock, self.gate.exclusive():
             self.running = True
             try:
                 report = self._run()
@@ -79,78 +98,65 @@ class Reconciler:
         transactions (after a lost database, a repair per VIF one after the
         other would cost one ovs-vswitchd reconfiguration each)."""
         report = Report()
-        store = self.service.store
-        plugins = self.service.plugins
-        links = inventory.take(self.ctx).links
-        work: list[tuple[str, Any, plugin_base.PluginBase]] = []
-        for record in store.all():
-            plugin = plugins.get(record.plugin)
-            if plugin is None or record.allocation is None:
-                if record.lifecycle != Lifecycle.PLUGGED:
-                    store.begin_unplug(record.vif_id)
-                    store.finish_unplug(record.vif_id)
-                continue
-            if record.lifecycle == Lifecycle.PLUGGING:
-                work.append(("rolled_back", record, plugin))
-            elif record.lifecycle == Lifecycle.UNPLUGGING:
-                work.append(("finished_unplugs", record, plugin))
-            elif not self._present(record, links):
-                work.append(("repaired", record, plugin))
+        work = self._classify(self.inventory.take().links)
         if work:
+            workers = min(REPAIR_WORKERS, len(work))
             with concurrent.futures.ThreadPoolExecutor(
-                max_workers=min(REPAIR_WORKERS, len(work)), thread_name_prefix="reconcile"
+                max_workers=workers, thread_name_prefix="reconcile"
             ) as pool:
                 outcomes = list(pool.map(self._act, work))
-            for (kind, record, _), error in zip(work, outcomes, strict=True):
+            for (action, record), error in zip(work, outcomes, strict=True):
                 if error is None:
-                    getattr(report, kind).append(record.vif_id)
+                    getattr(report, action.value).append(record.vif_id)
                 else:
                     report.errors.append(f"{record.vif_id}: {error}")
-        for name in ("rolled_back", "finished_unplugs", "repaired"):
-            getattr(report, name).sort()
+        for action in Action:
+            getattr(report, action.value).sort()
         self._remove_leaks(report)
         return report
 
-    def _act(self, item: tuple[str, Any, plugin_base.PluginBase]) -> str | None:
+    def _classify(self, links: frozenset[str]) -> list[tuple[Action, VifRecord]]:
+        work: list[tuple[Action, VifRecord]] = []
+        for record in self.store.all():
+            if record.plugin not in self.transitions.plugins or record.allocation is None:
+                if record.lifecycle != Lifecycle.PLUGGED:
+                    self.transitions.forget(record)
+                continue
+            if record.lifecycle == Lifecycle.PLUGGING:
+                work.append((Action.ROLL_BACK, record))
+            elif record.lifecycle == Lifecycle.UNPLUGGING:
+                work.append((Action.FINISH_UNPLUG, record))
+            elif not self._present(record, links):
+                work.append((Action.REPAIR, record))
+        return work
+
+    def _act(self, item: tuple[Action, VifRecord]) -> str | None:
         """Finish, undo or repair one VIF; the error as text, or None."""
-        kind, record, plugin = item
-        store = self.service.store
+        action, record = item
+        step: Callable[[VifRecord], None] = (
+            self.transitions.repair if action is Action.REPAIR else self.transitions.unplug
+        )
         try:
-            if kind == "rolled_back":
-                store.begin_unplug(record.vif_id)
-                plugin.unplug(record.allocation, record.vif_id)
-                store.finish_unplug(record.vif_id)
-            elif kind == "finished_unplugs":
-                plugin.unplug(record.allocation, record.vif_id)
-                store.finish_unplug(record.vif_id)
-            else:
-                vif = loading.load_vif(record.request["vif"])
-                instance = loading.load_instance(record.request["instance"])
-                plugin.plug(
-                    vif,
-                    instance,
-                    record.allocation,
-                    iface_status=record.iface_status,
-                    exclusive=False,
-                )
+            step(record)
         except Exception as exc:  # one VIF must not stop the others
             LOG.exception("reconciliation of VIF %s failed", record.vif_id)
             return str(exc)
         return None
 
-    def _present(self, record: Any, links: frozenset[str]) -> bool:
+    def _present(self, record: VifRecord, links: frozenset[str]) -> bool:
         alloc = record.allocation
+        assert alloc is not None
         if not set(alloc.created_devices) <= links:
             return False
         return not (
-            alloc.created_port and alloc.port and not inventory.port_exists(self.ctx, alloc.port)
+            alloc.created_port and alloc.port and not self.inventory.port_exists(alloc.port)
         )
 
     def _remove_leaks(self, report: Report) -> None:
-        inv = inventory.take(self.ctx)
+        snapshot = self.inventory.take()
         owned_ports: set[str] = set()
         owned_links: set[str] = set()
-        for record in self.service.store.all():
+        for record in self.store.all():
             if record.allocation is None:
                 continue
             if record.allocation.created_port and record.allocation.port:
@@ -160,7 +166,7 @@ class Reconciler:
                 # A shared device a VIF sits on (the linux bridge of the
                 # linux_bridge plugin) is in use while any VIF names it.
                 owned_links.add(record.allocation.port)
-        report.leaked_ports = sorted(set(inv.ports) - owned_ports)
-        report.leaked_links = sorted(inv.links - owned_links)
-        inventory.remove_ports(self.ctx, report.leaked_ports)
-        inventory.delete_links(self.ctx, report.leaked_links)
+        report.leaked_ports = sorted(set(snapshot.ports) - owned_ports)
+        report.leaked_links = sorted(snapshot.links - owned_links)
+        self.inventory.remove_ports(report.leaked_ports)
+        self.inventory.delete_links(report.leaked_links)

@@ -1,24 +1,34 @@
 """The plugin contract, after os-vif's ``PluginBase``, made crash-safe.
 
 os-vif's plugin is three methods (describe, plug, unplug).  vifplug splits
-plug in two: ``plan`` decides every name, bridge and device without touching
-the system (so the caller's mistakes are refused before anything changes, and
-so the plan can be recorded as intent before the system is changed), then
+plug in two: ``plan`` decides every name and device without touching the
+system (so the caller's mistakes are refused before anything changes, and so
+the plan can be recorded as intent before the system is changed), then
 ``plug`` makes it so and reports what it actually did.  ``unplug`` takes that
 record, not the VIF, so that a restarted daemon can undo exactly what an
 earlier one made.
+
+Where a VIF goes on the host's logical networks (its OVS bridge, its direct
+network and mode) is decided before ``plan`` by ``vifplug.plugging.placement``
+and handed in as a ``Placement``; a plugin holds no network definitions.
+What happens to a plugged OVS port afterwards (waiting for its ``ofport``,
+switching its ``iface-status``) is the plug path's business, not the plugin's.
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import ClassVar
 
-from vifplug import conf, exceptions, netdev, objects
-from vifplug.ovsdb import ops
-from vifplug.records import Allocation
+from vifplug import conf, netdev
+from vifplug.netdev import Deleter
+from vifplug.objects import host_info
+from vifplug.objects import instance_info as ii
+from vifplug.objects import vif as vifs
+from vifplug.ovsdb import connection
+from vifplug.records import Allocation, Placement
 
 # external_ids keys vifplug keeps for itself (the contract: a ``vifplug-`` prefix).
 KEY_VIF_ID = "vifplug-vif-id"
@@ -39,23 +49,19 @@ class PlugOutcome:
     demoted: tuple[str, ...] = ()  # other interfaces made inactive
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class PluginContext:
     """What a plugin may use: the system layers and the typed settings.
 
-    ``ovsdb`` is a ``vifplug.ovsdb.connection.Connection`` and ``deleter`` a
-    ``vifplug.netdev.Deleter``; ``owner`` is the value vifplug writes into
-    ``vifplug-owner`` so two daemons on one host never take each other's ports.
-    ``pool`` chooses a device from a network's pool (see ``state``).
+    ``owner`` is the value vifplug writes into ``vifplug-owner`` so that two
+    daemons on one host never take each other's ports.
     """
 
     ovs: conf.OvsSettings
     netdev: conf.NetdevSettings
-    ovsdb: Any
-    deleter: Any
+    ovsdb: connection.Connection
+    deleter: Deleter
     owner: str
-    allowed_bridges: Callable[[], frozenset[str]]
-    networks: Any = None
 
 
 class PluginBase(abc.ABC):
@@ -63,13 +69,15 @@ class PluginBase(abc.ABC):
 
     NAME: ClassVar[str]
     RANGES: ClassVar[Sequence[VersionRange]] = ()
+    #: The kind of configured network this plugin plugs into (``"ovs"``,
+    #: ``"direct"``), or None when it uses none.
+    NETWORK_TYPE: ClassVar[str | None] = None
 
     def __init__(self, ctx: PluginContext) -> None:
         self.ctx = ctx
 
-    def describe(self) -> Any:
+    def describe(self) -> host_info.HostPluginInfo:
         """This plugin as a ``HostPluginInfo``: the VIF objects it consumes."""
-        host_info = objects.host_info
         vif_info = []
         for r in self.RANGES:
             profiles = [
@@ -95,15 +103,17 @@ class PluginBase(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def plan(self, vif: Any, instance: Any) -> Allocation:
+    def plan(
+        self, vif: vifs.VIFBase, instance: ii.InstanceInfo, placement: Placement
+    ) -> Allocation:
         """Decide names and targets; raise a caller error if the VIF cannot be
         plugged here.  Must not change the system."""
 
     @abc.abstractmethod
     def plug(
         self,
-        vif: Any,
-        instance: Any,
+        vif: vifs.VIFBase,
+        instance: ii.InstanceInfo,
         plan: Allocation,
         *,
         iface_status: str | None,
@@ -123,59 +133,8 @@ class PluginBase(abc.ABC):
         if allocation.created_devices:
             self.ctx.deleter.delete(list(allocation.created_devices))
 
-    def wait_port(self, allocation: Allocation) -> str | None:
-        """The OVS interface whose ofport says the VIF is ready, if any."""
-        if allocation.bridge and allocation.created_port:
-            return allocation.port
-        return None
-
-    def wait_ready(self, allocation: Allocation, mode: str, timeout: float) -> bool:
-        """Block until the VIF's port has an ofport (``ofport``) or OVN bound it
-        (``ovn-installed``); False on timeout.  Raises ``InterfaceError`` when
-        ovs-vswitchd reports it could not attach the device."""
-        port = self.wait_port(allocation)
-        if port is None or mode == "none":
-            return True
-        # A device libvirt will create later (create_tap=False) is missing for
-        # now: ovs-vswitchd's "No such device" is not a failure then.
-        ours = allocation.device in allocation.created_devices
-
-        def ready(view: Any) -> bool:
-            if view.failed and ours:
-                return True
-            if mode == "ovn-installed":
-                return bool(view.external_ids.get("ovn-installed") == "true")
-            return bool(view.has_ofport)
-
-        view = self.ctx.ovsdb.wait_interface(port, ready, timeout)
-        if view is None:
-            return False
-        if view.failed and ours:
-            raise exceptions.InterfaceError(
-                device=port, bridge=allocation.bridge, reason=view.error or "ofport is -1"
-            )
-        return True
-
-    def set_status(self, allocation: Allocation, status: str, *, exclusive: bool) -> list[str]:
-        """Set iface-status on the VIF's interface; returns the names of the
-        interfaces this made inactive (one transaction)."""
-        port = self.wait_port(allocation)
-        if port is None:
-            return []
-        result: list[str] = self.ctx.ovsdb.transact(
-            ops.set_iface_status_op(port, status, exclusive=exclusive)
-        )
-        return result
-
-    def ofport(self, allocation: Allocation) -> int | None:
-        port = self.wait_port(allocation)
-        if port is None:
-            return None
-        view = self.ctx.ovsdb.interface(port)
-        return view.ofport if view is not None else None
-
     # -- helpers shared by the plugins ------------------------------------------
-    def device_name(self, vif: Any, prefix: str | None = None) -> str:
+    def device_name(self, vif: vifs.VIFBase, prefix: str | None = None) -> str:
         """The VIF's device: ``vif_name`` if given, else derived from the id the
         way Nova does (prefix + id, 14 characters)."""
         name = getattr(vif, "vif_name", None) if vif.obj_attr_is_set("vif_name") else None
@@ -188,28 +147,26 @@ class PluginBase(abc.ABC):
         """The external_ids that say an OVS interface is this VIF's, made by us."""
         return {KEY_OWNER: self.ctx.owner, KEY_VIF_ID: vif_id}
 
-    def check_bridge(self, vif: Any, bridge: str) -> None:
-        if bridge not in self.ctx.allowed_bridges():
-            raise exceptions.BridgeNotAllowed(vif_id=vif.id, bridge=bridge)
+    def tap_spec(self, vif: vifs.VIFBase, name: str, multiqueue: bool) -> netdev.TapSpec:
+        """The tap a VM's interface uses: its MAC and MTU, owned by the
+        configured user and group, in this daemon's link group."""
+        return netdev.TapSpec(
+            name=name,
+            mac=address(vif),
+            mtu=self.mtu(vif),
+            owner=self.ctx.netdev.tap_owner,
+            group_owner=self.ctx.netdev.tap_group,
+            multiqueue=multiqueue,
+            link_group=self.ctx.netdev.link_group,
+        )
 
-    def mtu(self, vif: Any) -> int | None:
+    def mtu(self, vif: vifs.VIFBase) -> int | None:
         network = vif.network if vif.obj_attr_is_set("network") else None
         if network is not None and network.obj_attr_is_set("mtu") and network.mtu:
             return int(network.mtu)
         return self.ctx.netdev.default_mtu
 
-    @staticmethod
-    def address(vif: Any) -> str | None:
-        return str(vif.address) if vif.obj_attr_is_set("address") and vif.address else None
 
-    def check_address(self, vif: Any) -> None:
-        """A MAC the kernel would refuse (multicast, all zeros) is the caller's
-        mistake: refuse it while planning, before anything is changed."""
-        mac = self.address(vif)
-        if mac is None:
-            return
-        first = int(mac.split(":")[0], 16)
-        if first & 1 or mac.replace(":", "").strip("0") == "":
-            raise exceptions.InvalidRequest(
-                reason=f"VIF {vif.id} has MAC {mac}, which is not a unicast address"
-            )
+def address(vif: vifs.VIFBase) -> str | None:
+    """The VIF's MAC, or None when it has none."""
+    return str(vif.address) if vif.obj_attr_is_set("address") and vif.address else None

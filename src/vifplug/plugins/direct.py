@@ -8,15 +8,16 @@ network, seed 001), in the pool's forward mode.
 
 from __future__ import annotations
 
-from typing import Any
-
 from vifplug import exceptions, netdev
+from vifplug.objects import instance_info as ii
+from vifplug.objects import vif as vifs
 from vifplug.plugins import base
-from vifplug.records import Allocation
+from vifplug.records import Allocation, Placement, VirtualPort
 
 
 class DirectPlugin(base.PluginBase):
     NAME = "direct"
+    NETWORK_TYPE = "direct"
     RANGES = (
         base.VersionRange(
             "VIFDirect",
@@ -29,19 +30,22 @@ class DirectPlugin(base.PluginBase):
         ),
     )
 
-    def plan(self, vif: Any, instance: Any) -> Allocation:
+    def plan(
+        self, vif: vifs.VIFBase, instance: ii.InstanceInfo, placement: Placement
+    ) -> Allocation:
         name = self.device_name(vif, prefix="macvtap")
-        defined = self.ctx.networks.network_of(vif) if self.ctx.networks else None
-        if defined is not None and defined.type == "direct":
-            # The pool choice happens in the service, under the pool lock.
+        if placement.network is not None:
+            # The pool device is chosen when the intent is recorded, under the
+            # pool lock, so two plugs never take the same exclusive device.
             return Allocation(
                 plugin=self.NAME,
                 device=name,
-                network=defined.name,
-                mode=defined.mode,
+                network=placement.network,
+                mode=placement.mode,
                 created_devices=(name,),
                 virtualport=self._virtualport(vif),
             )
+        assert isinstance(vif, vifs.VIFDirect)  # the only object in RANGES
         if not vif.obj_attr_is_set("dev_address") or not vif.dev_address:
             raise exceptions.InvalidRequest(
                 reason=f"VIFDirect {vif.id} names no dev_address and no configured network"
@@ -60,11 +64,11 @@ class DirectPlugin(base.PluginBase):
         )
 
     @staticmethod
-    def _virtualport(vif: Any) -> dict[str, Any] | None:
+    def _virtualport(vif: vifs.VIFBase) -> VirtualPort | None:
         if not vif.obj_attr_is_set("port_profile") or vif.port_profile is None:
             return None
         profile = vif.port_profile
-        vp: dict[str, Any] = {"type": profile.obj_name()}
+        vp: VirtualPort = {"type": profile.obj_name()}
         for field in profile.fields:
             if field != "datapath_offload" and profile.obj_attr_is_set(field):
                 vp[field] = str(getattr(profile, field))
@@ -72,8 +76,8 @@ class DirectPlugin(base.PluginBase):
 
     def plug(
         self,
-        vif: Any,
-        instance: Any,
+        vif: vifs.VIFBase,
+        instance: ii.InstanceInfo,
         plan: Allocation,
         *,
         iface_status: str | None,
@@ -86,7 +90,7 @@ class DirectPlugin(base.PluginBase):
                 name=plan.device,
                 parent=plan.pool_device,
                 mode=netdev.normalize_mode(plan.mode or "vepa"),  # type: ignore[arg-type]
-                mac=self.address(vif),
+                mac=base.address(vif),
                 mtu=self.mtu(vif),
                 link_group=self.ctx.netdev.link_group,
             ),

@@ -4,18 +4,21 @@ the tap so the VIF is ready when plug returns."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from vifplug import exceptions, netdev
+from vifplug.objects import instance_info as ii
+from vifplug.objects import vif as vifs
 from vifplug.plugins import base
-from vifplug.records import Allocation
+from vifplug.records import Allocation, Placement
 
 
 class LinuxBridgePlugin(base.PluginBase):
     NAME = "linux_bridge"
     RANGES = (base.VersionRange("VIFBridge", "1.0", "1.0"),)
 
-    def plan(self, vif: Any, instance: Any) -> Allocation:
+    def plan(
+        self, vif: vifs.VIFBase, instance: ii.InstanceInfo, placement: Placement
+    ) -> Allocation:
+        assert isinstance(vif, vifs.VIFBridge)  # the only object in RANGES
         if vif.obj_attr_is_set("port_profile") and vif.port_profile is not None:
             raise exceptions.UnsupportedPortProfile(
                 plugin=self.NAME, profile=vif.port_profile.obj_name(), obj_name=vif.obj_name()
@@ -31,8 +34,8 @@ class LinuxBridgePlugin(base.PluginBase):
 
     def plug(
         self,
-        vif: Any,
-        instance: Any,
+        vif: vifs.VIFBase,
+        instance: ii.InstanceInfo,
         plan: Allocation,
         *,
         iface_status: str | None,
@@ -55,17 +58,7 @@ class LinuxBridgePlugin(base.PluginBase):
                 raise exceptions.DeviceInUse(
                     device=plan.port, reason=f"it is a {existing.kind}, not a bridge"
                 )
-            _, created = netdev.ensure_tap(
-                netdev.TapSpec(
-                    name=plan.device,
-                    mac=self.address(vif),
-                    mtu=self.mtu(vif),
-                    owner=self.ctx.netdev.tap_owner,
-                    group_owner=self.ctx.netdev.tap_group,
-                    multiqueue=False,
-                    link_group=group,
-                )
-            )
+            _, created = netdev.ensure_tap(self.tap_spec(vif, plan.device, multiqueue=False))
             if created:
                 made.append(plan.device)
             netdev.set_master(plan.device, plan.port)

@@ -3,17 +3,20 @@ host (the vhost-user socket is the VM's and its switch's business)."""
 
 from __future__ import annotations
 
-from typing import Any
-
+from vifplug.objects import instance_info as ii
+from vifplug.objects import vif as vifs
 from vifplug.plugins import base
-from vifplug.records import Allocation
+from vifplug.records import Allocation, Placement
 
 
 class NoopPlugin(base.PluginBase):
     NAME = "noop"
     RANGES = (base.VersionRange("VIFVHostUser", "1.0", "1.1"),)
 
-    def plan(self, vif: Any, instance: Any) -> Allocation:
+    def plan(
+        self, vif: vifs.VIFBase, instance: ii.InstanceInfo, placement: Placement
+    ) -> Allocation:
+        assert isinstance(vif, vifs.VIFVHostUser)  # the only object in RANGES
         name = (
             str(vif.vif_name)
             if vif.obj_attr_is_set("vif_name") and vif.vif_name
@@ -25,8 +28,8 @@ class NoopPlugin(base.PluginBase):
 
     def plug(
         self,
-        vif: Any,
-        instance: Any,
+        vif: vifs.VIFBase,
+        instance: ii.InstanceInfo,
         plan: Allocation,
         *,
         iface_status: str | None,

@@ -12,20 +12,22 @@ VIF is ready to carry frames when plug returns.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
-from typing import Any
 
 from vifplug import exceptions, netdev
+from vifplug.objects import instance_info as ii
+from vifplug.objects import vif as vifs
 from vifplug.ovsdb import ops
 from vifplug.plugins import base
-from vifplug.records import Allocation
+from vifplug.records import Allocation, Placement, VirtualPort
 
 LOG = logging.getLogger(__name__)
 
 OVS_PROFILE = ("VIFPortProfileOpenVSwitch", "1.0", "1.4")
 
 
-def _profile_flag(profile: Any, field: str) -> bool | None:
+def _profile_flag(profile: vifs.VIFPortProfileOpenVSwitch | None, field: str) -> bool | None:
     """True/False when the profile sets the field, None when it leaves it open."""
     if profile is None or field not in profile.fields or not profile.obj_attr_is_set(field):
         return None
@@ -34,6 +36,7 @@ def _profile_flag(profile: Any, field: str) -> bool | None:
 
 class OvsPlugin(base.PluginBase):
     NAME = "ovs"
+    NETWORK_TYPE = "ovs"
     RANGES = (
         base.VersionRange("VIFOpenVSwitch", "1.0", "1.0", (OVS_PROFILE,)),
         base.VersionRange("VIFBridge", "1.0", "1.0", (OVS_PROFILE,)),
@@ -41,75 +44,78 @@ class OvsPlugin(base.PluginBase):
     )
 
     # -- planning (pure) ---------------------------------------------------------
-    def _profile(self, vif: Any) -> Any:
+    def _profile(self, vif: vifs.VIFBase) -> vifs.VIFPortProfileOpenVSwitch | None:
         if not vif.obj_attr_is_set("port_profile") or vif.port_profile is None:
             return None
         profile = vif.port_profile
-        if profile.obj_name() != OVS_PROFILE[0]:
+        # Exactly this object: its subclasses (fast path, representor) need
+        # what this plugin does not do.
+        if profile.obj_name() != OVS_PROFILE[0] or not isinstance(
+            profile, vifs.VIFPortProfileOpenVSwitch
+        ):
             raise exceptions.UnsupportedPortProfile(
                 plugin=self.NAME, profile=profile.obj_name(), obj_name=vif.obj_name()
             )
         return profile
 
-    def _bridge(self, vif: Any) -> str:
-        network = vif.network if vif.obj_attr_is_set("network") else None
-        bridge = None
-        defined = self.ctx.networks.network_of(vif) if self.ctx.networks else None
-        if defined is not None and defined.type == "ovs":
-            bridge = defined.bridge
-        elif network is not None and network.obj_attr_is_set("bridge") and network.bridge:
-            bridge = str(network.bridge)
-        bridge = bridge or self.ctx.ovs.integration_bridge
-        netdev.validate_name(bridge)
-        self.check_bridge(vif, bridge)
-        return bridge
-
-    def plan(self, vif: Any, instance: Any) -> Allocation:
+    def plan(
+        self, vif: vifs.VIFBase, instance: ii.InstanceInfo, placement: Placement
+    ) -> Allocation:
         profile = self._profile(vif)
-        bridge = self._bridge(vif)
-        create_tap = _profile_flag(profile, "create_tap")
-        create_port = _profile_flag(profile, "create_port")
-        s = self.ctx.netdev
-        if vif.obj_name() == "VIFBridge":
-            qbr = (
-                str(vif.bridge_name)
-                if vif.obj_attr_is_set("bridge_name") and vif.bridge_name
-                else netdev.derive_name(s.hybrid_bridge_prefix, vif.id)
-            )
-            netdev.validate_name(qbr)
-            qvb = netdev.derive_name(s.hybrid_veth_bridge_prefix, vif.id)
-            qvo = netdev.derive_name(s.hybrid_veth_ovs_prefix, vif.id)
-            tap = self.device_name(vif)
-            devices = (qbr, qvb, qvo) + ((tap,) if create_tap is not False else ())
-            return Allocation(
-                plugin=self.NAME,
-                device=tap,
-                bridge=bridge,
-                port=qvo,
-                created_devices=devices,
-                created_port=True,
-                virtualport=self._virtualport(profile, vif),
-            )
-        if vif.obj_name() == "VIFVHostUser":
-            return self._plan_vhostuser(vif, profile, bridge)
-        tap = self.device_name(vif)
-        return Allocation(
+        assert placement.bridge is not None  # placement resolves it for OVS plugins
+        on_bridge = Allocation(
             plugin=self.NAME,
-            device=tap,
-            bridge=bridge,
-            port=tap,
-            created_devices=(tap,) if create_tap is not False else (),
-            created_port=create_port is not False,
+            device="",
+            bridge=placement.bridge,
+            bridge_id=placement.bridge_id,
+            bridge_hwaddr=placement.bridge_hwaddr,
             virtualport=self._virtualport(profile, vif),
         )
+        if isinstance(vif, vifs.VIFBridge):
+            return self._plan_hybrid(vif, profile, on_bridge)
+        if isinstance(vif, vifs.VIFVHostUser):
+            return self._plan_vhostuser(vif, on_bridge)
+        tap = self.device_name(vif)
+        create_tap = _profile_flag(profile, "create_tap")
+        return dataclasses.replace(
+            on_bridge,
+            device=tap,
+            port=tap,
+            created_devices=(tap,) if create_tap is not False else (),
+            created_port=_profile_flag(profile, "create_port") is not False,
+        )
 
-    def _plan_vhostuser(self, vif: Any, profile: Any, bridge: str) -> Allocation:
+    def _plan_hybrid(
+        self, vif: vifs.VIFBridge, profile: vifs.VIFPortProfileOpenVSwitch | None, plan: Allocation
+    ) -> Allocation:
+        """os-vif's hybrid plug: a linux bridge per VIF holding the tap, joined
+        to OVS by a veth pair whose OVS end is the port."""
+        s = self.ctx.netdev
+        qbr = (
+            str(vif.bridge_name)
+            if vif.obj_attr_is_set("bridge_name") and vif.bridge_name
+            else netdev.derive_name(s.hybrid_bridge_prefix, vif.id)
+        )
+        netdev.validate_name(qbr)
+        qvb = netdev.derive_name(s.hybrid_veth_bridge_prefix, vif.id)
+        qvo = netdev.derive_name(s.hybrid_veth_ovs_prefix, vif.id)
+        tap = self.device_name(vif)
+        with_tap = (tap,) if _profile_flag(profile, "create_tap") is not False else ()
+        return dataclasses.replace(
+            plan,
+            device=tap,
+            port=qvo,
+            created_devices=(qbr, qvb, qvo, *with_tap),
+            created_port=True,
+        )
+
+    def _plan_vhostuser(self, vif: vifs.VIFVHostUser, plan: Allocation) -> Allocation:
         """As os-vif: QEMU as client means OVS serves the socket
         (``dpdkvhostuser``); QEMU as server means OVS connects to ``path``
         (``dpdkvhostuserclient``).  The bridge defaults to the netdev datapath."""
         port = netdev.derive_name(self.ctx.netdev.vhostuser_prefix, vif.id)
         mode = str(vif.mode) if vif.obj_attr_is_set("mode") else "server"
-        vp = self._virtualport(profile, vif)
+        vp = dict(plan.virtualport or {})
         vp.setdefault("datapath_type", "netdev")
         if mode == "client":
             vp["iface_type"] = "dpdkvhostuser"
@@ -120,21 +126,16 @@ class OvsPlugin(base.PluginBase):
                 )
             vp["iface_type"] = "dpdkvhostuserclient"
             vp["vhost_server_path"] = str(vif.path)
-        return Allocation(
-            plugin=self.NAME,
-            device=port,
-            bridge=bridge,
-            port=port,
-            created_port=True,
-            virtualport=vp,
-        )
+        return dataclasses.replace(plan, device=port, port=port, created_port=True, virtualport=vp)
 
     @staticmethod
-    def _virtualport(profile: Any, vif: Any) -> dict[str, Any]:
+    def _virtualport(
+        profile: vifs.VIFPortProfileOpenVSwitch | None, vif: vifs.VIFBase
+    ) -> VirtualPort:
         iface_id = vif.id
         if profile is not None and profile.obj_attr_is_set("interface_id") and profile.interface_id:
             iface_id = str(profile.interface_id)
-        vp: dict[str, Any] = {"type": "openvswitch", "interface_id": str(iface_id)}
+        vp: VirtualPort = {"type": "openvswitch", "interface_id": str(iface_id)}
         if profile is not None:
             for field in ("profile_id", "datapath_type", "multiqueue"):
                 if field in profile.fields and profile.obj_attr_is_set(field):
@@ -142,7 +143,9 @@ class OvsPlugin(base.PluginBase):
         return vp
 
     # -- doing -----------------------------------------------------------------------
-    def _external_ids(self, vif: Any, instance: Any, alloc: Allocation) -> dict[str, str]:
+    def _external_ids(
+        self, vif: vifs.VIFBase, instance: ii.InstanceInfo, alloc: Allocation
+    ) -> dict[str, str]:
         ids = {
             "iface-id": str((alloc.virtualport or {}).get("interface_id", vif.id)),
             "vm-id": str(instance.uuid),
@@ -150,7 +153,7 @@ class OvsPlugin(base.PluginBase):
             base.KEY_VIF_ID: str(vif.id),
             base.KEY_OWNER: self.ctx.owner,
         }
-        mac = self.address(vif)
+        mac = base.address(vif)
         if mac:
             ids["attached-mac"] = mac
         return ids
@@ -160,15 +163,12 @@ class OvsPlugin(base.PluginBase):
         ``bridge-id`` and ``hwaddr`` (IntegrationGuide)."""
         datapath = (alloc.virtualport or {}).get("datapath_type") or self.ctx.ovs.datapath_type
         assert alloc.bridge is not None
-        net = self.ctx.networks.by_bridge(alloc.bridge) if self.ctx.networks else None
-        if net is not None:
-            return ops.BridgeSpec(
-                name=alloc.bridge,
-                datapath_type=datapath,
-                bridge_id=net.bridge_id,
-                hwaddr=net.hwaddr,
-            )
-        return ops.BridgeSpec(name=alloc.bridge, datapath_type=datapath)
+        return ops.BridgeSpec(
+            name=alloc.bridge,
+            datapath_type=datapath,
+            bridge_id=alloc.bridge_id,
+            hwaddr=alloc.bridge_hwaddr,
+        )
 
     @staticmethod
     def _policing(alloc: Allocation) -> tuple[int | None, int | None]:
@@ -182,8 +182,8 @@ class OvsPlugin(base.PluginBase):
 
     def plug(
         self,
-        vif: Any,
-        instance: Any,
+        vif: vifs.VIFBase,
+        instance: ii.InstanceInfo,
         plan: Allocation,
         *,
         iface_status: str | None,
@@ -196,21 +196,11 @@ class OvsPlugin(base.PluginBase):
             # Announce the port write before the devices are made, so that a
             # burst of plugs is committed to OVSDB as one transaction.
             with self.ctx.ovsdb.expecting():
-                if vif.obj_name() == "VIFBridge":
+                if isinstance(vif, vifs.VIFBridge):
                     self._plug_hybrid_devices(vif, plan, made)
                 elif plan.device in plan.created_devices:
-                    vp = plan.virtualport or {}
-                    _, created = netdev.ensure_tap(
-                        netdev.TapSpec(
-                            name=plan.device,
-                            mac=self.address(vif),
-                            mtu=self.mtu(vif),
-                            owner=self.ctx.netdev.tap_owner,
-                            group_owner=self.ctx.netdev.tap_group,
-                            multiqueue=bool(vp.get("multiqueue")),
-                            link_group=self.ctx.netdev.link_group,
-                        )
-                    )
+                    multiqueue = bool((plan.virtualport or {}).get("multiqueue"))
+                    _, created = netdev.ensure_tap(self.tap_spec(vif, plan.device, multiqueue))
                     if created:
                         made.append(plan.device)
                 future = self.ctx.ovsdb.submit(
@@ -227,7 +217,12 @@ class OvsPlugin(base.PluginBase):
         return base.PlugOutcome(allocation=plan, demoted=tuple(demoted))
 
     def _port_op(
-        self, vif: Any, instance: Any, plan: Allocation, iface_status: str | None, exclusive: bool
+        self,
+        vif: vifs.VIFBase,
+        instance: ii.InstanceInfo,
+        plan: Allocation,
+        iface_status: str | None,
+        exclusive: bool,
     ) -> ops.Op:
         """The one OVSDB write of a plug: the port with its Interface keys (and
         the bridge, if missing), or only the bridge when libvirt makes the port."""
@@ -273,7 +268,7 @@ class OvsPlugin(base.PluginBase):
             with contextlib.suppress(Exception):
                 self.ctx.deleter.delete(made)
 
-    def _plug_hybrid_devices(self, vif: Any, plan: Allocation, made: list[str]) -> None:
+    def _plug_hybrid_devices(self, vif: vifs.VIFBridge, plan: Allocation, made: list[str]) -> None:
         qbr, qvb, qvo = plan.created_devices[:3]
         group = self.ctx.netdev.link_group
         mtu = self.mtu(vif)
@@ -287,17 +282,7 @@ class OvsPlugin(base.PluginBase):
             made.append(qvb)
         netdev.set_master(qvb, qbr)
         if plan.device in plan.created_devices:
-            _, created = netdev.ensure_tap(
-                netdev.TapSpec(
-                    name=plan.device,
-                    mac=self.address(vif),
-                    mtu=mtu,
-                    owner=self.ctx.netdev.tap_owner,
-                    group_owner=self.ctx.netdev.tap_group,
-                    multiqueue=False,
-                    link_group=group,
-                )
-            )
+            _, created = netdev.ensure_tap(self.tap_spec(vif, plan.device, multiqueue=False))
             if created:
                 made.append(plan.device)
             netdev.set_master(plan.device, qbr)
