@@ -6,19 +6,23 @@ itself, without root and in milliseconds.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from fastapi import Response
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from vifplug import exceptions
 from vifplug.api import app as api_app
-from vifplug.api import metrics
+from vifplug.api import metrics, routes
+from vifplug.api.routes import host_info, networks, operations, vifs
 from vifplug.negotiation import hostinfo
-from vifplug.plugging.service import PlugRequest, PlugResult
+from vifplug.plugging.service import PlugRequest, PlugResult, Service
 from vifplug.records import Allocation, Lifecycle, VifRecord
 
 
@@ -55,6 +59,9 @@ class FakeService:
 
     def host_info(self) -> Any:
         return hostinfo.build_host_info([])
+
+    def plugin_names(self) -> frozenset[str]:
+        return frozenset({"ovs"})
 
     def plug(self, request: PlugRequest) -> PlugResult:
         self.threads.add(threading.current_thread().name)
@@ -93,6 +100,11 @@ def service() -> FakeService:
     return FakeService()
 
 
+def as_service(fake: FakeService) -> Service:
+    """The fake where the API expects the real ``Service`` (duck-typed)."""
+    return cast(Service, fake)
+
+
 def make_client(service: FakeService, **kwargs: Any) -> TestClient:
     rt = api_app.Runtime(
         executor=ThreadPoolExecutor(4, thread_name_prefix="api-worker"),
@@ -100,7 +112,8 @@ def make_client(service: FakeService, **kwargs: Any) -> TestClient:
         max_body_bytes=4096,
     )
     return TestClient(
-        api_app.create_app(service, runtime=rt, **kwargs), raise_server_exceptions=False
+        api_app.create_app(as_service(service), runtime=rt, **kwargs),
+        raise_server_exceptions=False,
     )
 
 
@@ -212,7 +225,7 @@ def test_readiness_reports_why(service: FakeService) -> None:
         metrics=metrics.Metrics(),
         readiness=lambda: (False, {"reason": "OVSDB is not connected"}),
     )
-    c = TestClient(api_app.create_app(service, runtime=rt))
+    c = TestClient(api_app.create_app(as_service(service), runtime=rt))
     error = envelope(c.get("/readyz"), 503, "not_ready")
     assert "OVSDB is not connected" in error["message"]
 
@@ -227,9 +240,78 @@ def test_many_blocking_calls_run_concurrently(service: FakeService) -> None:
 
     service.list = slow_list  # type: ignore[method-assign]
     rt = api_app.Runtime(executor=ThreadPoolExecutor(8), metrics=metrics.Metrics())
-    c = TestClient(api_app.create_app(service, runtime=rt))
+    c = TestClient(api_app.create_app(as_service(service), runtime=rt))
     started = time.monotonic()
     with ThreadPoolExecutor(8) as pool:
         statuses = list(pool.map(lambda _: c.get("/v1/vifs").status_code, range(8)))
     assert statuses == [200] * 8
     assert time.monotonic() - started < 10
+
+
+def test_plug_metric_names_only_installed_plugins(service: FakeService) -> None:
+    service.raise_on_plug = exceptions.PlugTimeout(
+        vif_id="v1", device="tap1", condition="an ofport", timeout=1.0
+    )
+    c = make_client(service)
+    for plugin in ("ovs", "made-up"):
+        vif = {"versioned_object.data": {"id": "v1", "plugin": plugin}}
+        assert c.post("/v1/vifs", json={"vif": vif, "instance": {}}).status_code == 504
+    text = c.get("/metrics").text
+    assert 'vifplug_plug_duration_seconds_count{outcome="plug_timeout",plugin="ovs"} 1.0' in text
+    assert 'outcome="plug_timeout",plugin="unknown"} 1.0' in text
+    assert "made-up" not in text
+
+
+def test_the_routers_hold_the_named_handlers_in_document_order(service: FakeService) -> None:
+    held = [
+        (sorted(route.methods or ()), route.path, route.endpoint)
+        for router in routes.ROUTERS
+        for route in router.routes
+        if isinstance(route, APIRoute)
+    ]
+    assert held == [
+        (["GET"], "/v1/host-info", host_info.host_info),
+        (["POST"], "/v1/vifs", vifs.plug),
+        (["GET"], "/v1/vifs", vifs.list_vifs),
+        (["GET"], "/v1/vifs/{vif_id}", vifs.show_vif),
+        (["DELETE"], "/v1/vifs/{vif_id}", vifs.unplug),
+        (["PUT"], "/v1/vifs/{vif_id}/status", vifs.set_status),
+        (["GET"], "/v1/networks", networks.networks),
+        (["GET"], "/healthz", operations.healthz),
+        (["GET"], "/readyz", operations.readyz),
+        (["GET"], "/metrics", operations.metrics),
+    ]
+    # The app serves them under the handlers' names (the operation ids' stem).
+    app = api_app.create_app(as_service(service))
+    assert app.url_path_for("show_vif", vif_id="v1") == "/v1/vifs/v1"
+    assert app.url_path_for("readyz") == "/readyz"
+    app.state.runtime.executor.shutdown(wait=False)
+
+
+def test_handlers_called_alone_run_their_work_in_the_runtime_pool(service: FakeService) -> None:
+    service.records["v1"] = record("v1")
+    threads: list[str] = []
+    real_get = service.get
+
+    def get(vif_id: str) -> VifRecord:
+        threads.append(threading.current_thread().name)
+        return real_get(vif_id)
+
+    service.get = get  # type: ignore[method-assign]
+    with ThreadPoolExecutor(1, thread_name_prefix="alone") as pool:
+        rt = api_app.Runtime(executor=pool, metrics=metrics.Metrics())
+        shown = asyncio.run(vifs.show_vif("v1", service=as_service(service), runtime=rt))
+        with pytest.raises(exceptions.VIFNotFound):
+            asyncio.run(vifs.show_vif("v2", service=as_service(service), runtime=rt))
+    assert shown.vif_id == "v1" and shown.ofport == 7
+    assert len(threads) == 2 and all(name.startswith("alone") for name in threads)
+
+
+def test_readyz_called_alone_answers_503_with_the_envelope() -> None:
+    with ThreadPoolExecutor(1) as pool:
+        rt = api_app.Runtime(
+            executor=pool, metrics=metrics.Metrics(), readiness=lambda: (False, {"x": 1})
+        )
+        answer = asyncio.run(operations.readyz(runtime=rt))
+    assert isinstance(answer, Response) and answer.status_code == 503
+    assert b'"code":"not_ready"' in answer.body and b'"x":1' in answer.body

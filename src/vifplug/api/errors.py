@@ -14,8 +14,7 @@ database) did not do what was asked.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,6 +22,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vifplug import exceptions
+from vifplug.api import models
+from vifplug.api.models import JsonObject
 
 LOG = logging.getLogger(__name__)
 
@@ -78,19 +79,36 @@ STATUS: Mapping[str, int] = {
 INTERNAL_ERROR = exceptions.VifplugError.code
 
 
+def documented(description: str) -> JsonObject:
+    """An error answer as a route's ``responses=`` describes it in OpenAPI."""
+    return {"model": models.ErrorEnvelope, "description": description}
+
+
+#: The error answers of every route that takes a query or a body (FastAPI's
+#: own 422 is rewritten to the same 400 by ``app``'s OpenAPI post-processing).
+REQUEST_ERRORS: dict[int | str, JsonObject] = {
+    status: documented(description)
+    for status, description in (
+        (400, "the request is invalid (code says how)"),
+        (413, "the body is larger than [api] max_body_bytes"),
+        (415, "the body is not application/json"),
+    )
+}
+
+
 def status_for(code: str) -> int:
     """The HTTP status of an error code; 500 for a code the table lacks."""
     return STATUS.get(code, 500)
 
 
-def envelope(code: str, message: str, details: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def envelope(code: str, message: str, details: Mapping[str, object] | None = None) -> JsonObject:
     return {"error": {"code": code, "message": message, "details": dict(details or {})}}
 
 
 def error_response(
     code: str,
     message: str,
-    details: Mapping[str, Any] | None = None,
+    details: Mapping[str, object] | None = None,
     *,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
@@ -106,7 +124,7 @@ def from_exception(exc: exceptions.VifplugError) -> JSONResponse:
     return error_response(exc.code, exc.message, exc.details(), headers=headers)
 
 
-def _json_safe(value: Any) -> Any:
+def _json_safe(value: object) -> object:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     if isinstance(value, (list, tuple)):
@@ -116,7 +134,7 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
-def _validation_problems(exc: RequestValidationError) -> list[dict[str, Any]]:
+def _validation_problems(exc: RequestValidationError) -> list[JsonObject]:
     """FastAPI's error list, without the offending input echoed back (it may be
     a megabyte of JSON) and with JSON-safe locations."""
     problems = []
@@ -131,7 +149,7 @@ def _validation_problems(exc: RequestValidationError) -> list[dict[str, Any]]:
     return problems
 
 
-def _validation_error(exc: RequestValidationError) -> tuple[str, str, dict[str, Any]]:
+def _validation_error(exc: RequestValidationError) -> tuple[str, str, JsonObject]:
     problems = _validation_problems(exc)
     if any(p["type"] == "json_invalid" for p in problems):
         return MALFORMED_JSON, "The request body is not valid JSON.", {"problems": problems}
@@ -164,7 +182,7 @@ def _http_error(exc: StarletteHTTPException) -> tuple[str, str]:
     return code, message
 
 
-def install(app: FastAPI, *, on_error: Any = None) -> None:
+def install(app: FastAPI, *, on_error: Callable[[str], None] | None = None) -> None:
     """Route every failure through the envelope.
 
     ``on_error(code)`` is called once per error answered (metrics).

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from vifplug.records import VifRecord
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -30,7 +31,7 @@ class _StateCollector(Collector):
 
     def __init__(
         self,
-        records: Callable[[], Iterable[Any]],
+        records: Callable[[], Iterable[VifRecord]],
         connected: Callable[[], bool] | None,
         ovsdb_counts: Callable[[], tuple[int, int]] | None,
     ) -> None:
@@ -120,7 +121,7 @@ class Metrics:
 
     def watch_state(
         self,
-        records: Callable[[], Iterable[Any]],
+        records: Callable[[], Iterable[VifRecord]],
         connected: Callable[[], bool] | None = None,
         ovsdb_counts: Callable[[], tuple[int, int]] | None = None,
     ) -> None:

@@ -17,6 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from vifplug.records import VifRecord
 
+#: A JSON object as it travels: an os-vif primitive, an error's details, a
+#: network's description.  Defined once, here, and the only place the HTTP
+#: layer leaves value types open: what is inside is checked by
+#: ``negotiation`` and the service, not by the envelope.
+JsonObject = dict[str, Any]
+
 IfaceStatus = Literal["active", "inactive"]
 WaitMode = Literal["ofport", "none", "ovn-installed"]
 
@@ -31,7 +37,7 @@ class _Strict(BaseModel):
 class ErrorBody(BaseModel):
     code: str = Field(description="snake_case identifier of the failure; stable")
     message: str = Field(description="one sentence a person understands")
-    details: dict[str, Any] = Field(description="the failure's context (ids, names, ranges)")
+    details: JsonObject = Field(description="the failure's context (ids, names, ranges)")
 
 
 class ErrorEnvelope(BaseModel):
@@ -44,11 +50,11 @@ class ErrorEnvelope(BaseModel):
 class PlugBody(_Strict):
     """The body of ``POST /v1/vifs``."""
 
-    vif: dict[str, Any] = Field(
+    vif: JsonObject = Field(
         description="an os_vif VIF primitive (VIFOpenVSwitch, VIFBridge, VIFDirect, "
         "VIFHostDevice, VIFVHostUser) as os-vif's obj_to_primitive() makes it"
     )
-    instance: dict[str, Any] = Field(description="an os_vif InstanceInfo primitive")
+    instance: JsonObject = Field(description="an os_vif InstanceInfo primitive")
     iface_status: IfaceStatus = Field(
         default="active",
         description="iface-status to give the interface; activating it makes the other "
@@ -145,7 +151,7 @@ class VifList(BaseModel):
 
 
 class NetworkList(BaseModel):
-    networks: list[dict[str, Any]] = Field(
+    networks: list[JsonObject] = Field(
         description="configured networks, their device pools and which VIF holds which device"
     )
 
@@ -156,4 +162,4 @@ class Health(BaseModel):
 
 class Readiness(BaseModel):
     status: Literal["ready"]
-    details: dict[str, Any]
+    details: JsonObject

@@ -29,9 +29,9 @@ import socket
 import ssl
 import stat
 from collections.abc import Generator
-from typing import Any
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from vifplug import conf
 
@@ -266,7 +266,7 @@ class Listener:
 
 def make_listener(
     name: str,
-    app: Any,
+    app: ASGIApp,
     sock: socket.socket,
     *,
     address: str,
@@ -278,11 +278,7 @@ def make_listener(
     The configuration is loaded here, so a bad certificate or key fails
     start-up (before READY=1) instead of the first connection.
     """
-    tls: dict[str, Any] = {}
-    if plan is not None and plan.tls:
-        tls = {"ssl_certfile": plan.cert_file, "ssl_keyfile": plan.key_file}
-        if plan.ca_file is not None:
-            tls.update(ssl_ca_certs=plan.ca_file, ssl_cert_reqs=ssl.CERT_REQUIRED)
+    tls = plan if plan is not None and plan.tls else None
     config = uvicorn.Config(
         app,
         http="h11",
@@ -291,7 +287,11 @@ def make_listener(
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=math.ceil(shutdown_timeout),
-        **tls,
+        # Without TLS these are uvicorn's defaults: a plain socket.
+        ssl_certfile=tls.cert_file if tls else None,
+        ssl_keyfile=tls.key_file if tls else None,
+        ssl_ca_certs=tls.ca_file if tls else None,
+        ssl_cert_reqs=ssl.CERT_REQUIRED if tls and tls.ca_file is not None else ssl.CERT_NONE,
     )
     try:
         config.load()

@@ -1,0 +1,78 @@
+"""What every handler is given: the ``Service`` and the shared ``Runtime``.
+
+Handlers take their collaborators as FastAPI dependencies instead of closing
+over them, so that each is a plain module-level function a test can call
+with a fake service, and so that the one place that knows where they are kept
+(``app.state``, set by ``app.create_app``) is here.
+
+Both dependencies are ``async def`` on purpose: FastAPI runs a plain ``def``
+dependency in anyio's thread pool, which would put a thread hop (and anyio's
+40-thread limiter) in front of every request, ``/readyz`` included.  Reading
+two attributes is done in the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Annotated, ParamSpec, TypeVar
+
+from fastapi import Depends, Request
+
+from vifplug.api import metrics as metrics_mod
+from vifplug.api.models import JsonObject
+from vifplug.plugging.service import Service
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+@dataclasses.dataclass
+class Runtime:
+    """What the daemon shares with every listener's app.
+
+    ``readiness()`` answers ``(ready, details)`` for ``/readyz`` (the
+    daemon's details include the state of the HostInfo push to the network
+    manager).
+    """
+
+    executor: ThreadPoolExecutor
+    metrics: metrics_mod.Metrics
+    readiness: Callable[[], tuple[bool, JsonObject]] = lambda: (True, {})
+    max_body_bytes: int = 1048576
+
+    async def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn(*args, **kwargs)`` in the API pool, awaited from the event loop.
+
+        Service calls block (netlink, OVSDB commits, fsyncs, waiting for an
+        ofport): they run in the daemon's executor sized ``[api] workers``,
+        never in the event loop and never in anyio's default limiter, so that
+        the more plugs are in flight together, the more the OVSDB layer
+        coalesces into one transaction.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+
+
+async def get_service(request: Request) -> Service:
+    """The ``Service`` of the app that received ``request``."""
+    service: Service | None = request.app.state.service
+    if service is None:
+        # Only the document-only app of ``app.openapi_document()`` has none.
+        raise RuntimeError("this application serves no Service")
+    return service
+
+
+async def get_runtime(request: Request) -> Runtime:
+    """The ``Runtime`` (pool, metrics, readiness) of the app that received ``request``."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+#: A handler parameter that receives the service.
+ServiceDep = Annotated[Service, Depends(get_service)]
+#: A handler parameter that receives the runtime.
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

@@ -1,0 +1,58 @@
+"""``/healthz``, ``/readyz`` and ``/metrics``: what a supervisor and a scraper ask.
+
+None of these goes through the API pool: a pool saturated by plugs waiting
+for their ports must not make the daemon look dead to its supervisor, nor
+stop a scrape that would show why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Response
+
+from vifplug import exceptions
+from vifplug.api import errors, models
+from vifplug.api import metrics as metrics_mod
+from vifplug.api.dependencies import RuntimeDep
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+async def healthz() -> models.Health:
+    """Liveness: the event loop answers."""
+    return models.Health(status="ok")
+
+
+@router.get(
+    "/readyz",
+    response_model=models.Readiness,
+    responses={503: errors.documented("not ready; details say why")},
+)
+async def readyz(runtime: RuntimeDep) -> models.Readiness | Response:
+    """Readiness: OVSDB connected and the state reconciled."""
+    # Inline (cheap attribute reads): a pool saturated by plugs waiting for
+    # their ports must not make the daemon look dead to its supervisor.
+    ready, details = runtime.readiness()
+    if not ready:
+        exc = exceptions.NotReady(reason=details.get("reason", "starting"))
+        return errors.error_response(exc.code, exc.message, details)
+    return models.Readiness(status="ready", details=details)
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {metrics_mod.CONTENT_TYPE: {}},
+            "description": "Prometheus text format",
+        }
+    },
+)
+async def metrics(runtime: RuntimeDep) -> Response:
+    """Prometheus metrics."""
+    # Not in the API pool: a scrape must work when plugs saturate it.
+    body = await asyncio.to_thread(runtime.metrics.render)
+    return Response(body, media_type=metrics_mod.CONTENT_TYPE)

@@ -1,0 +1,155 @@
+"""``/v1/vifs``: plug, list, show, unplug and set the iface-status of VIFs.
+
+Every service call here blocks (netlink, OVSDB commits, fsyncs, waiting for
+an ofport), so each runs in the API pool through ``Runtime.call``; so does
+rendering a VIF, which asks OVS for its ofport.  Plug and unplug latencies
+are observed here, by plugin and outcome, because only the HTTP layer sees
+a request from its arrival to its answer.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request, Response
+
+from vifplug import exceptions
+from vifplug.api import errors, models
+from vifplug.api.dependencies import RuntimeDep, ServiceDep
+from vifplug.plugging.service import PlugRequest, Service
+from vifplug.records import VifRecord
+
+router = APIRouter(tags=["vifs"])
+
+#: Longest ``timeout=`` a plug may ask for, in seconds.
+MAX_PLUG_TIMEOUT = 3600.0
+
+VifId = Annotated[str, Path(description="the VIF's id (os_vif VIFBase.id)")]
+
+_NOT_FOUND: dict[int | str, models.JsonObject] = {404: errors.documented("unknown VIF id")}
+
+
+def render(service: Service, record: VifRecord) -> models.Vif:
+    """``record`` as the API shows it, with its ofport (blocking: asks OVS)."""
+    return models.Vif.from_record(record, ofport=service.ofport(record))
+
+
+def _plugin_label(service: Service, vif: models.JsonObject) -> str:
+    """The plug metric's ``plugin`` label before the service chose one: the
+    plugin the VIF names if it is installed, else ``unknown`` (a client must
+    not be able to create label values)."""
+    data = vif.get("versioned_object.data")
+    named = data.get("plugin") if isinstance(data, dict) else None
+    return named if isinstance(named, str) and named in service.plugin_names() else "unknown"
+
+
+@router.post(
+    "/v1/vifs",
+    status_code=201,
+    responses={
+        **errors.REQUEST_ERRORS,
+        200: {"model": models.Vif, "description": "the same request again: nothing changed"},
+        409: errors.documented("the VIF id is plugged with other content"),
+        504: errors.documented(
+            "the wait condition did not happen in time; the VIF stays plugged and listed"
+        ),
+    },
+)
+async def plug(
+    request: Request,
+    response: Response,
+    body: models.PlugBody,
+    service: ServiceDep,
+    runtime: RuntimeDep,
+    wait: Annotated[models.WaitMode, Query(description="what the answer waits for")] = "ofport",
+    timeout: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            le=MAX_PLUG_TIMEOUT,
+            description="seconds to wait; default [api] default_timeout",
+        ),
+    ] = None,
+) -> models.Vif:
+    """Plug a VIF (idempotent): 201 the first time, 200 for the same request."""
+    data = body.vif.get("versioned_object.data")
+    if isinstance(data, dict) and isinstance(data.get("id"), str):
+        request.state.vif_id = data["id"]  # for the access log
+    req = PlugRequest(
+        vif=body.vif,
+        instance=body.instance,
+        wait=wait,
+        timeout=timeout,
+        iface_status=body.iface_status,
+        allow_dual_active=body.allow_dual_active,
+        portgroup=body.portgroup,
+    )
+    started = time.monotonic()
+    plugin = _plugin_label(service, body.vif)
+    outcome = "error"
+    try:
+        result = await runtime.call(service.plug, req)
+        plugin = result.record.plugin
+        outcome = "created" if result.created else "unchanged"
+    except exceptions.VifplugError as exc:
+        outcome = exc.code
+        raise
+    finally:
+        runtime.metrics.plug_seconds.labels(plugin=plugin, outcome=outcome).observe(
+            time.monotonic() - started
+        )
+    response.status_code = 201 if result.created else 200
+    return await runtime.call(render, service, result.record)
+
+
+@router.get("/v1/vifs")
+async def list_vifs(service: ServiceDep, runtime: RuntimeDep) -> models.VifList:
+    """Every VIF this host knows, plugged or in flight."""
+
+    def work() -> models.VifList:
+        return models.VifList(vifs=[render(service, r) for r in service.list()])
+
+    return await runtime.call(work)
+
+
+@router.get("/v1/vifs/{vif_id}", responses=_NOT_FOUND)
+async def show_vif(vif_id: VifId, service: ServiceDep, runtime: RuntimeDep) -> models.Vif:
+    """One VIF."""
+
+    def work() -> models.Vif:
+        return render(service, service.get(vif_id))
+
+    return await runtime.call(work)
+
+
+@router.delete("/v1/vifs/{vif_id}", status_code=204, responses=_NOT_FOUND, response_class=Response)
+async def unplug(vif_id: VifId, service: ServiceDep, runtime: RuntimeDep) -> Response:
+    """Unplug: remove the OVS port and the host devices vifplug made."""
+    started = time.monotonic()
+    outcome = "error"
+    try:
+        await runtime.call(service.unplug, vif_id)
+        outcome = "removed"
+    except exceptions.VifplugError as exc:
+        outcome = exc.code
+        raise
+    finally:
+        runtime.metrics.unplug_seconds.labels(outcome=outcome).observe(time.monotonic() - started)
+    return Response(status_code=204)
+
+
+@router.put("/v1/vifs/{vif_id}/status", responses={**errors.REQUEST_ERRORS, **_NOT_FOUND})
+async def set_status(
+    vif_id: VifId, body: models.StatusBody, service: ServiceDep, runtime: RuntimeDep
+) -> models.Vif:
+    """Set iface-status; activating makes the other interfaces with the same
+    iface-id inactive in the same OVSDB transaction."""
+
+    def work() -> models.Vif:
+        record = service.set_status(
+            vif_id, body.iface_status, allow_dual_active=body.allow_dual_active
+        )
+        return render(service, record)
+
+    return await runtime.call(work)
