@@ -1,7 +1,8 @@
 """Internal records of what vifplug did for a VIF: the libvirt "actual" state.
 
-These plain dataclasses are shared by ``state`` (which persists them) and
-``plugins`` (which produce them), so they live below both.  They are not wire
+These plain dataclasses are shared by ``state`` (which persists them),
+``plugins`` (which produce them) and the plug path (``Placement``, which it
+hands the plugins), so they live below all of them.  They are not wire
 objects: the API renders them, and the database stores them as JSON with a
 schema version, so a newer daemon can read what an older one wrote.
 """

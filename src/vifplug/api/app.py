@@ -33,8 +33,8 @@ import vifplug
 from vifplug.api import errors, middleware, routes
 from vifplug.api import metrics as metrics_mod
 from vifplug.api.dependencies import Runtime
-from vifplug.api.models import JsonObject
 from vifplug.plugging.service import Service
+from vifplug.records import JsonObject
 
 __all__ = ["Runtime", "create_app", "openapi_document"]
 

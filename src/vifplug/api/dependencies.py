@@ -23,8 +23,8 @@ from typing import Annotated, ParamSpec, TypeVar
 from fastapi import Depends, Request
 
 from vifplug.api import metrics as metrics_mod
-from vifplug.api.models import JsonObject
 from vifplug.plugging.service import Service
+from vifplug.records import JsonObject
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vifplug import exceptions
 from vifplug.api import models
-from vifplug.api.models import JsonObject
+from vifplug.records import JsonObject
 
 LOG = logging.getLogger(__name__)
 

@@ -11,17 +11,11 @@ silently ignored.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from vifplug.records import VifRecord
-
-#: A JSON object as it travels: an os-vif primitive, an error's details, a
-#: network's description.  Defined once, here, and the only place the HTTP
-#: layer leaves value types open: what is inside is checked by
-#: ``negotiation`` and the service, not by the envelope.
-JsonObject = dict[str, Any]
+from vifplug.records import JsonObject, VifRecord
 
 IfaceStatus = Literal["active", "inactive"]
 WaitMode = Literal["ofport", "none", "ovn-installed"]

@@ -90,7 +90,9 @@ class Engine:
         self.reconciler.run()
         ovsdb.add_resync_callback(self._on_resync)
         ovsdb.add_interface_watcher(self._on_interface)
-        self._repairer = threading.Thread(target=self._repair_loop, name="reconcile-trigger", daemon=True)
+        self._repairer = threading.Thread(
+            target=self._repair_loop, name="reconcile-trigger", daemon=True
+        )
         self._repairer.start()
         self.ready.set()
         return self

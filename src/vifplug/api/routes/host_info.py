@@ -13,8 +13,8 @@ from fastapi import APIRouter, Query
 
 from vifplug.api import errors
 from vifplug.api.dependencies import RuntimeDep, ServiceDep
-from vifplug.api.models import JsonObject
 from vifplug.negotiation import hostinfo
+from vifplug.records import JsonObject
 
 router = APIRouter(tags=["negotiation"])
 

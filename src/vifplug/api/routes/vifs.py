@@ -18,7 +18,7 @@ from vifplug import exceptions
 from vifplug.api import errors, models
 from vifplug.api.dependencies import RuntimeDep, ServiceDep
 from vifplug.plugging.service import PlugRequest, Service
-from vifplug.records import VifRecord
+from vifplug.records import JsonObject, VifRecord
 
 router = APIRouter(tags=["vifs"])
 
@@ -27,7 +27,7 @@ MAX_PLUG_TIMEOUT = 3600.0
 
 VifId = Annotated[str, Path(description="the VIF's id (os_vif VIFBase.id)")]
 
-_NOT_FOUND: dict[int | str, models.JsonObject] = {404: errors.documented("unknown VIF id")}
+_NOT_FOUND: dict[int | str, JsonObject] = {404: errors.documented("unknown VIF id")}
 
 
 def render(service: Service, record: VifRecord) -> models.Vif:
@@ -35,7 +35,7 @@ def render(service: Service, record: VifRecord) -> models.Vif:
     return models.Vif.from_record(record, ofport=service.ofport(record))
 
 
-def _plugin_label(service: Service, vif: models.JsonObject) -> str:
+def _plugin_label(service: Service, vif: JsonObject) -> str:
     """The plug metric's ``plugin`` label before the service chose one: the
     plugin the VIF names if it is installed, else ``unknown`` (a client must
     not be able to create label values)."""
