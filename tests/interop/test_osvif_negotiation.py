@@ -95,8 +95,8 @@ def test_older_peer_refusal_then_retry_with_its_manifest(osvif: OsVif) -> None:
     """The negotiation of seed 004, driven by the peer's own error message."""
     host_info = _host_info()
     first = hostinfo.backlevel(host_info)
-    (refusal,) = osvif("load", primitives=[first], old=True)["results"]
-    error = {"error": {"code": "bad_request", "message": refusal["error"]}}
+    (refused,) = osvif("load", primitives=[first], old=True)["results"]
+    error = {"error": {"code": "bad_request", "message": refused["error"]}}
 
     # The refusal is about HostVIFInfo, so it does not ask for another HostInfo...
     assert refusal.max_version_from_error(error) is None

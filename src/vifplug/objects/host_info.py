@@ -6,10 +6,8 @@ with the range of versions it accepts and its port profiles), so that the
 manager only sends VIFs the host can plug.  A manager with an older os-vif
 may not read the newest versions; ``vifplug.negotiation.hostinfo`` backlevels them.
 
-The look-up helpers mirror os-vif's.  This package imports nothing else of
-vifplug, so they raise ``KeyError`` (unknown name) and ``ValueError`` (no
-common version) instead of vifplug's exceptions; ``vifplug.negotiation.hostinfo``
-turns those into errors a caller understands.
+The look-up helpers mirror os-vif's, exceptions included: ``KeyError`` for an
+unknown name and ``ValueError`` when no common version exists.
 """
 
 from __future__ import annotations
