@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import host_infos
 from vifplug import exceptions
 from vifplug.negotiation import hostinfo, refusal
 from vifplug.objects import base, loading
@@ -20,28 +21,6 @@ DATA = base.KEY_DATA
 VERSION = base.KEY_VERSION
 PORT_ID = "3c1e2b1a-4f5d-4e6c-8a7b-9c0d1e2f3a4b"
 INSTANCE_ID = "9a8b7c6d-5e4f-4a3b-2c1d-0e9f8a7b6c5d"
-
-
-def _host_info() -> hi.HostInfo:
-    ovs = hostinfo.describe_plugin(
-        "ovs",
-        [
-            hostinfo.describe_vif(
-                vifs.VIFOpenVSwitch, port_profiles=[vifs.VIFPortProfileOpenVSwitch]
-            ),
-            hostinfo.describe_vif(vifs.VIFVHostUser, min_version="1.1"),
-        ],
-    )
-    bridge = hostinfo.describe_plugin("linux_bridge", [hostinfo.describe_vif(vifs.VIFBridge)])
-    return hostinfo.build_host_info([ovs, bridge])
-
-
-def _vif_infos(primitive: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        vif_info
-        for plugin in primitive[DATA]["plugin_info"]
-        for vif_info in plugin[DATA]["vif_info"]
-    ]
 
 
 def _vif_primitive(**data: Any) -> dict[str, Any]:
@@ -79,12 +58,12 @@ def _instance_primitive(**data: Any) -> dict[str, Any]:
 
 
 def test_build_host_info_sorts_plugins_by_name() -> None:
-    host = _host_info()
+    host = host_infos.sample()
     assert [p.plugin_name for p in host.plugin_info] == ["linux_bridge", "ovs"]
 
 
 def test_build_host_info_refuses_two_plugins_with_one_name() -> None:
-    twice = [hostinfo.describe_plugin("ovs", []), hostinfo.describe_plugin("ovs", [])]
+    twice = [host_infos.plugin("ovs"), host_infos.plugin("ovs")]
     with pytest.raises(ValueError, match="ovs"):
         hostinfo.build_host_info(twice)
 
@@ -113,7 +92,7 @@ def test_build_host_info_refuses_two_plugins_with_one_name() -> None:
             "VIFVHostUser 0.1 to 1.0",
         ),
         (
-            hostinfo.describe_vif(vifs.VIFDirect, port_profiles=[vifs.VIFDirect]),  # type: ignore[list-item]
+            host_infos.vif("VIFDirect", "1.0", "1.0", ("VIFDirect", "1.0", "1.0")),
             "VIFDirect, which is not a VIFPortProfileBase",
         ),
     ],
@@ -122,24 +101,7 @@ def test_build_host_info_refuses_declarations_vifplug_cannot_honour(
     vif_info: hi.HostVIFInfo, says: str
 ) -> None:
     with pytest.raises(ValueError, match=re.escape(says)):
-        hostinfo.build_host_info([hostinfo.describe_plugin("ovs", [vif_info])])
-
-
-def test_describe_vif_defaults_to_every_version_vifplug_reads() -> None:
-    info = hostinfo.describe_vif(
-        vifs.VIFVHostUser, port_profiles=[vifs.VIFPortProfileFPOpenVSwitch]
-    )
-    assert (info.vif_object_name, info.min_version, info.max_version) == (
-        "VIFVHostUser",
-        "1.0",
-        "1.1",
-    )
-    (profile,) = info.supported_port_profiles
-    assert (profile.profile_object_name, profile.min_version, profile.max_version) == (
-        "VIFPortProfileFPOpenVSwitch",
-        "1.0",
-        "1.4",
-    )
+        hostinfo.build_host_info([host_infos.plugin("ovs", vif_info)])
 
 
 # --- parse_manifest -------------------------------------------------------------------
@@ -193,22 +155,22 @@ def test_parse_manifest_refuses_non_strings_and_huge_input() -> None:
 
 
 def test_backlevel_without_arguments_is_the_newest_primitive() -> None:
-    host = _host_info()
+    host = host_infos.sample()
     assert hostinfo.backlevel(host) == host.obj_to_primitive()
-    assert {v[VERSION] for v in _vif_infos(hostinfo.backlevel(host))} == {"1.1"}
+    assert {v[VERSION] for v in host_infos.vif_infos(hostinfo.backlevel(host))} == {"1.1"}
 
 
 def test_backlevel_to_version_1_0_is_host_info_1_0() -> None:
-    primitive = hostinfo.backlevel(_host_info(), version="1.0")
+    primitive = hostinfo.backlevel(host_infos.sample(), version="1.0")
     assert primitive[VERSION] == "1.0"
     # HostInfo 1.0 has always been 1.0: what is inside keeps its version.
-    assert {v[VERSION] for v in _vif_infos(primitive)} == {"1.1"}
+    assert {v[VERSION] for v in host_infos.vif_infos(primitive)} == {"1.1"}
 
 
 @pytest.mark.parametrize("version", ["2.0", "0.9", "1.1", "1.10"])
 def test_backlevel_refuses_versions_it_cannot_produce_naming_the_range(version: str) -> None:
     with pytest.raises(exceptions.VersionNotAvailable) as caught:
-        hostinfo.backlevel(_host_info(), version=version)
+        hostinfo.backlevel(host_infos.sample(), version=version)
     assert caught.value.details() == {
         "obj_name": "HostInfo",
         "version": version,
@@ -221,14 +183,14 @@ def test_backlevel_refuses_versions_it_cannot_produce_naming_the_range(version: 
 @pytest.mark.parametrize("version", ["abc", "1", "1.0.0", "", " 1.0", "v1.0", "1.0\n"])
 def test_backlevel_refuses_malformed_versions_as_invalid_requests(version: str) -> None:
     with pytest.raises(exceptions.InvalidRequest, match=r"MAJOR\.MINOR"):
-        hostinfo.backlevel(_host_info(), version=version)
+        hostinfo.backlevel(host_infos.sample(), version=version)
 
 
 def test_backlevel_with_an_old_full_manifest_makes_host_vif_info_1_0() -> None:
     primitive = hostinfo.backlevel(
-        _host_info(), manifest="HostInfo:1.0,HostPluginInfo:1.0,HostVIFInfo:1.0"
+        host_infos.sample(), manifest="HostInfo:1.0,HostPluginInfo:1.0,HostVIFInfo:1.0"
     )
-    infos = _vif_infos(primitive)
+    infos = host_infos.vif_infos(primitive)
     assert {v[VERSION] for v in infos} == {"1.0"}
     assert all("supported_port_profiles" not in v[DATA] for v in infos)
     assert [v[DATA]["vif_object_name"] for v in infos] == [
@@ -240,28 +202,28 @@ def test_backlevel_with_an_old_full_manifest_makes_host_vif_info_1_0() -> None:
 
 def test_backlevel_reaches_a_nested_object_even_when_its_parent_is_unnamed() -> None:
     # oslo alone stops at HostPluginInfo, which this manifest does not name.
-    primitive = hostinfo.backlevel(_host_info(), manifest="HostVIFInfo:1.0")
-    assert {v[VERSION] for v in _vif_infos(primitive)} == {"1.0"}
+    primitive = hostinfo.backlevel(host_infos.sample(), manifest="HostVIFInfo:1.0")
+    assert {v[VERSION] for v in host_infos.vif_infos(primitive)} == {"1.0"}
     assert {p[VERSION] for p in primitive[DATA]["plugin_info"]} == {"1.0"}
 
 
 def test_backlevel_leaves_objects_the_manifest_does_not_name() -> None:
-    primitive = hostinfo.backlevel(_host_info(), manifest="HostPluginInfo:1.0")
-    assert {v[VERSION] for v in _vif_infos(primitive)} == {"1.1"}
-    assert all("supported_port_profiles" in v[DATA] for v in _vif_infos(primitive))
+    primitive = hostinfo.backlevel(host_infos.sample(), manifest="HostPluginInfo:1.0")
+    assert {v[VERSION] for v in host_infos.vif_infos(primitive)} == {"1.1"}
+    assert all("supported_port_profiles" in v[DATA] for v in host_infos.vif_infos(primitive))
 
 
 def test_backlevel_answers_a_newer_peer_with_our_versions() -> None:
-    primitive = hostinfo.backlevel(_host_info(), manifest="HostInfo:1.3,HostVIFInfo:1.9")
+    primitive = hostinfo.backlevel(host_infos.sample(), manifest="HostInfo:1.3,HostVIFInfo:1.9")
     assert primitive[VERSION] == "1.0"
-    assert {v[VERSION] for v in _vif_infos(primitive)} == {"1.1"}
+    assert {v[VERSION] for v in host_infos.vif_infos(primitive)} == {"1.1"}
 
 
 def test_backlevel_ignores_manifest_entries_for_objects_outside_host_info() -> None:
     primitive = hostinfo.backlevel(
-        _host_info(), manifest="VIFOpenVSwitch:9.0,Flavor:1.2,Instance:2.7,HostVIFInfo:1.0"
+        host_infos.sample(), manifest="VIFOpenVSwitch:9.0,Flavor:1.2,Instance:2.7,HostVIFInfo:1.0"
     )
-    assert {v[VERSION] for v in _vif_infos(primitive)} == {"1.0"}
+    assert {v[VERSION] for v in host_infos.vif_infos(primitive)} == {"1.0"}
 
 
 @pytest.mark.parametrize(
@@ -277,7 +239,7 @@ def test_backlevel_refuses_a_manifest_it_cannot_satisfy(
     manifest: str, obj_name: str, low: str, high: str
 ) -> None:
     with pytest.raises(exceptions.VersionNotAvailable) as caught:
-        hostinfo.backlevel(_host_info(), manifest=manifest)
+        hostinfo.backlevel(host_infos.sample(), manifest=manifest)
     details = caught.value.details()
     assert (details["obj_name"], details["min_version"], details["max_version"]) == (
         obj_name,
@@ -287,36 +249,38 @@ def test_backlevel_refuses_a_manifest_it_cannot_satisfy(
 
 
 def test_backlevel_accepts_a_manifest_as_a_mapping_and_validates_it() -> None:
-    primitive = hostinfo.backlevel(_host_info(), manifest={"HostVIFInfo": "1.0"})
-    assert {v[VERSION] for v in _vif_infos(primitive)} == {"1.0"}
+    primitive = hostinfo.backlevel(host_infos.sample(), manifest={"HostVIFInfo": "1.0"})
+    assert {v[VERSION] for v in host_infos.vif_infos(primitive)} == {"1.0"}
     with pytest.raises(exceptions.InvalidRequest):
-        hostinfo.backlevel(_host_info(), manifest={"HostVIFInfo": "one"})
+        hostinfo.backlevel(host_infos.sample(), manifest={"HostVIFInfo": "one"})
     with pytest.raises(exceptions.InvalidRequest):
-        hostinfo.backlevel(_host_info(), manifest={"bad name": "1.0"})
+        hostinfo.backlevel(host_infos.sample(), manifest={"bad name": "1.0"})
 
 
 def test_backlevel_version_wins_over_the_manifests_host_info_entry() -> None:
     with pytest.raises(exceptions.VersionNotAvailable):
-        hostinfo.backlevel(_host_info(), version="1.1", manifest="HostInfo:1.0")
-    primitive = hostinfo.backlevel(_host_info(), version="1.0", manifest="HostVIFInfo:1.0")
+        hostinfo.backlevel(host_infos.sample(), version="1.1", manifest="HostInfo:1.0")
+    primitive = hostinfo.backlevel(host_infos.sample(), version="1.0", manifest="HostVIFInfo:1.0")
     assert primitive[VERSION] == "1.0"
-    assert {v[VERSION] for v in _vif_infos(primitive)} == {"1.0"}
+    assert {v[VERSION] for v in host_infos.vif_infos(primitive)} == {"1.0"}
 
 
 def test_backlevel_with_manifest_naming_port_profiles_drops_them_with_host_vif_info_1_0() -> None:
-    primitive = hostinfo.backlevel(_host_info(), manifest="HostVIFInfo:1.0,HostPortProfileInfo:1.0")
-    assert all("supported_port_profiles" not in v[DATA] for v in _vif_infos(primitive))
+    primitive = hostinfo.backlevel(
+        host_infos.sample(), manifest="HostVIFInfo:1.0,HostPortProfileInfo:1.0"
+    )
+    assert all("supported_port_profiles" not in v[DATA] for v in host_infos.vif_infos(primitive))
 
 
 def test_backlevel_does_not_change_the_host_info() -> None:
-    host = _host_info()
+    host = host_infos.sample()
     before = base.to_json(host)
     hostinfo.backlevel(host, manifest="HostVIFInfo:1.0")
     assert base.to_json(host) == before
 
 
 def test_backlevel_output_is_json_serialisable() -> None:
-    primitive = hostinfo.backlevel(_host_info(), manifest="HostVIFInfo:1.0")
+    primitive = hostinfo.backlevel(host_infos.sample(), manifest="HostVIFInfo:1.0")
     assert json.loads(json.dumps(primitive)) == primitive
 
 
@@ -416,15 +380,15 @@ def test_manifest_from_error_collects_per_object_limits() -> None:
     }
     manifest = refusal.manifest_from_error(body)
     assert manifest == {"HostVIFInfo": "1.0", "HostPortProfileInfo": "1.0"}
-    primitive = hostinfo.backlevel(_host_info(), manifest=manifest)
-    assert {v[VERSION] for v in _vif_infos(primitive)} == {"1.0"}
+    primitive = hostinfo.backlevel(host_infos.sample(), manifest=manifest)
+    assert {v[VERSION] for v in host_infos.vif_infos(primitive)} == {"1.0"}
 
 
 def test_vifplugs_own_406_envelope_reads_back() -> None:
     """The envelope the API makes of VersionNotAvailable is understood by the
     client side of the negotiation."""
     with pytest.raises(exceptions.VersionNotAvailable) as caught:
-        hostinfo.backlevel(_host_info(), version="1.1")
+        hostinfo.backlevel(host_infos.sample(), version="1.1")
     error = caught.value
     envelope = {"error": {"code": error.code, "message": error.message, "details": error.details()}}
     assert refusal.max_version_from_error(json.dumps(envelope)) == "1.0"

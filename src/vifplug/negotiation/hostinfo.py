@@ -102,36 +102,6 @@ def check_version(
         )
 
 
-def describe_vif(
-    vif_class: type[vifs.VIFBase],
-    *,
-    min_version: str = "1.0",
-    max_version: str | None = None,
-    port_profiles: Iterable[type[vifs.VIFPortProfileBase]] = (),
-) -> hi.HostVIFInfo:
-    """A ``HostVIFInfo`` for a VIF class; the range defaults to every version
-    vifplug can read (``1.0`` to the class's VERSION), and each port profile
-    gets its full range too."""
-    return hi.HostVIFInfo(
-        vif_object_name=vif_class.obj_name(),
-        min_version=min_version,
-        max_version=max_version or vif_class.VERSION,
-        supported_port_profiles=[
-            hi.HostPortProfileInfo(
-                profile_object_name=profile.obj_name(),
-                min_version="1.0",
-                max_version=profile.VERSION,
-            )
-            for profile in port_profiles
-        ],
-    )
-
-
-def describe_plugin(name: str, vif_info: Iterable[hi.HostVIFInfo]) -> hi.HostPluginInfo:
-    """A ``HostPluginInfo`` for a plugin named ``name``."""
-    return hi.HostPluginInfo(plugin_name=name, vif_info=list(vif_info))
-
-
 def _check_declared_range(
     plugin: str, name: str, low: str, high: str, kind: type[obj_base.VersionedObject]
 ) -> None:
