@@ -579,6 +579,28 @@ def test_host_info_prints_as_its_primitive() -> None:
 def test_version_tuple_is_strict(text: str) -> None:
     with pytest.raises(ValueError):
         base.version_tuple(text)
+    assert not base.is_version(text)
+
+
+@pytest.mark.parametrize("value", [None, 1.0, 1, b"1.0", ["1.0"]])
+def test_is_version_says_no_to_what_is_not_a_string(value: object) -> None:
+    assert not base.is_version(value)
+
+
+def test_is_version_accepts_what_version_tuple_reads() -> None:
+    assert base.is_version("1.0") and base.is_version("0.9") and base.is_version("1.14")
+
+
+def test_version_in_range_compares_as_versions_inclusive() -> None:
+    assert base.version_in_range("1.10", "1.9", "1.10")
+    assert base.version_in_range("1.0", "1.0", "1.4")
+    assert not base.version_in_range("1.9", "1.10", "1.12")
+    assert not base.version_in_range("2.0", "1.0", "1.4")
+
+
+def test_oldest_of_major_is_the_x_0_of_the_same_major() -> None:
+    assert base.oldest_of_major("1.4") == "1.0"
+    assert base.oldest_of_major("2.0") == "2.0"
 
 
 def test_version_tuple_reads_major_minor() -> None:

@@ -52,7 +52,9 @@ def test_max_version_from_error_understands_the_usual_shapes(body: Any) -> None:
         {"error": {"details": {"max_version": 1.0}}},
         {"error": {"details": {"obj_name": "HostVIFInfo", "max_version": "1.0"}}},
         "Version 1.1 of HostVIFInfo is not supported, supported version is 1.0",
+        "Version 1.1 of HostInfo is not supported, supported version is 01.0",
         {"error": {"message": "maximum version 1.x"}},
+        {"error": {"message": "maximum version 01.0"}},
     ],
 )
 def test_max_version_from_error_finds_nothing_where_nothing_is_said(body: Any) -> None:
@@ -86,6 +88,16 @@ def test_manifest_from_error_collects_per_object_limits() -> None:
     assert manifest == {"HostVIFInfo": "1.0", "HostPortProfileInfo": "1.0"}
     primitive = hostinfo.backlevel(host_infos.sample(), manifest=manifest)
     assert {v[VERSION] for v in host_infos.vif_infos(primitive)} == {"1.0"}
+
+
+def test_manifest_from_error_skips_limits_that_are_not_versions() -> None:
+    body = {
+        "error": {
+            "message": "Version 1.1 of HostVIFInfo is not supported, supported version is 01.0",
+            "details": {"obj_name": "HostPortProfileInfo", "max_version": 1.0},
+        }
+    }
+    assert refusal.manifest_from_error(body) == {}
 
 
 def test_vifplugs_own_406_envelope_reads_back() -> None:
