@@ -14,30 +14,30 @@ from typing import Any
 import osvif_samples
 import pytest
 
+import host_infos
 from vifplug.negotiation import hostinfo, refusal
 from vifplug.objects import base as obj_base
 from vifplug.objects import host_info as hi
-from vifplug.objects import vif as vifs
 
 OsVif = Callable[..., dict[str, Any]]
 
 
 def _host_info() -> hi.HostInfo:
     """A HostInfo like the daemon's: three plugins, port profiles declared."""
-    ovs = hostinfo.describe_plugin(
+    vif, plugin = host_infos.vif, host_infos.plugin
+    ovs = plugin(
         "ovs",
-        [
-            hostinfo.describe_vif(
-                vifs.VIFOpenVSwitch,
-                port_profiles=[vifs.VIFPortProfileOpenVSwitch, vifs.VIFPortProfileOVSRepresentor],
-            ),
-            hostinfo.describe_vif(
-                vifs.VIFVHostUser, port_profiles=[vifs.VIFPortProfileFPOpenVSwitch]
-            ),
-        ],
+        vif(
+            "VIFOpenVSwitch",
+            "1.0",
+            "1.0",
+            ("VIFPortProfileOpenVSwitch", "1.0", "1.4"),
+            ("VIFPortProfileOVSRepresentor", "1.0", "1.4"),
+        ),
+        vif("VIFVHostUser", "1.0", "1.1", ("VIFPortProfileFPOpenVSwitch", "1.0", "1.4")),
     )
-    bridge = hostinfo.describe_plugin("linux_bridge", [hostinfo.describe_vif(vifs.VIFBridge)])
-    noop = hostinfo.describe_plugin("noop", [hostinfo.describe_vif(vifs.VIFGeneric)])
+    bridge = plugin("linux_bridge", vif("VIFBridge", "1.0", "1.0"))
+    noop = plugin("noop", vif("VIFGeneric", "1.0", "1.0"))
     return hostinfo.build_host_info([ovs, bridge, noop])
 
 
@@ -95,8 +95,8 @@ def test_older_peer_refusal_then_retry_with_its_manifest(osvif: OsVif) -> None:
     """The negotiation of seed 004, driven by the peer's own error message."""
     host_info = _host_info()
     first = hostinfo.backlevel(host_info)
-    (refusal,) = osvif("load", primitives=[first], old=True)["results"]
-    error = {"error": {"code": "bad_request", "message": refusal["error"]}}
+    (refused,) = osvif("load", primitives=[first], old=True)["results"]
+    error = {"error": {"code": "bad_request", "message": refused["error"]}}
 
     # The refusal is about HostVIFInfo, so it does not ask for another HostInfo...
     assert refusal.max_version_from_error(error) is None

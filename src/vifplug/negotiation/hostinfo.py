@@ -1,14 +1,19 @@
-"""This host's ``HostInfo``: built from the plugins' descriptions, and
-backlevelled for a peer whose os-vif is older (seed 004).
+"""This host's ``HostInfo`` (seed 004), and the primitive a peer reads of it.
 
-Pure logic over ``vifplug.objects``: no I/O, no configuration, no state.
+The network manager chooses how to plug a port from the HostInfo each host
+sends, so HostInfo must promise only what this host can honour, and a
+manager whose os-vif is older than ours must still be able to read it.  Pure
+logic over ``vifplug.objects``: no I/O, no configuration, no state.
 
-* ``build_host_info`` sorts the plugins and refuses one that declares a range
-  beyond the versions vifplug has (the manager would send VIFs that can only
-  be refused);
-* ``backlevel`` presents it to a peer: ``GET /v1/host-info?version=X.Y`` and
-  ``?manifest=Name:X.Y,...`` (``parse_manifest``), and the push to the
-  network manager after a refusal (``vifplug.negotiation.refusal`` reads it);
+* ``build_host_info`` assembles HostInfo from the plugins' own descriptions
+  (``PluginBase.describe``) and refuses a plugin that declares an object or a
+  version range vifplug cannot read (the manager would send VIFs that can
+  only be refused);
+* ``backlevel`` makes the primitive a peer reads, for the API's
+  ``GET /v1/host-info?version=X.Y`` and ``?manifest=Name:X.Y,...``
+  (``parse_manifest``) and for the push to the network manager
+  (``vifplug.negotiation.push``); ``producible`` is its rule for which version
+  of an object this host can produce, which ``refusal`` shares;
 * ``check_version``: seed 004 says objects outside a plugin's range are
   rejected with a fatal error, which is ``UnsupportedVersion`` naming it.
 """
@@ -28,9 +33,8 @@ from vifplug.objects import vif as vifs
 
 HOST_INFO = "HostInfo"
 
-
+#: An os_vif object name, as a manifest or a peer's refusal spells it.
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
-
 
 _MAX_MANIFEST_CHARS = 16384
 
@@ -45,12 +49,10 @@ def parse_version(text: object, *, what: str = "version") -> str:
         raise exceptions.InvalidRequest(
             reason=f"the {what} must be a string like 1.0, not {type(text).__name__}."
         )
-    try:
-        obj_base.version_tuple(text)
-    except ValueError:
+    if not obj_base.is_version(text):
         raise exceptions.InvalidRequest(
             reason=f"the {what} is {text[:40]!r}, not of the form MAJOR.MINOR such as 1.0."
-        ) from None
+        )
     return text
 
 
@@ -62,19 +64,15 @@ def producible(obj_name: str, ours: str, wanted: str, *, cap: bool) -> str:
     minor of the same major is answered with ours, which such a peer reads.
     Raises ``VersionNotAvailable`` otherwise, with the range it can produce.
     """
-    wanted_t = obj_base.version_tuple(parse_version(wanted, what=f"version of {obj_name}"))
-    ours_t = obj_base.version_tuple(ours)
-    oldest = (ours_t[0], 0)
-    if cap and wanted_t[0] == ours_t[0] and wanted_t > ours_t:
-        wanted_t = ours_t
-    if not oldest <= wanted_t <= ours_t:
+    parse_version(wanted, what=f"version of {obj_name}")
+    oldest = obj_base.oldest_of_major(ours)
+    if cap and obj_base.oldest_of_major(wanted) == oldest:
+        return min(wanted, ours, key=obj_base.version_tuple)  # same major: ours at most
+    if not obj_base.version_in_range(wanted, oldest, ours):
         raise exceptions.VersionNotAvailable(
-            obj_name=obj_name,
-            version=wanted,
-            min_version=obj_base.version_string(oldest),
-            max_version=ours,
+            obj_name=obj_name, version=wanted, min_version=oldest, max_version=ours
         )
-    return obj_base.version_string(wanted_t)
+    return wanted
 
 
 def check_version(
@@ -86,13 +84,11 @@ def check_version(
     ``max_version`` from a plugin's description.  A malformed ``version``
     is an ``InvalidObject``.
     """
-    try:
-        got = obj_base.version_tuple(version)
-    except ValueError:
+    if not obj_base.is_version(version):
         raise exceptions.InvalidObject(
             what=obj_name, reason=f"its version {str(version)[:40]!r} is not of the form X.Y."
-        ) from None
-    if not obj_base.version_tuple(min_version) <= got <= obj_base.version_tuple(max_version):
+        )
+    if not obj_base.version_in_range(version, min_version, max_version):
         raise exceptions.UnsupportedVersion(
             obj_name=obj_name,
             version=version,
@@ -102,55 +98,30 @@ def check_version(
         )
 
 
-def describe_vif(
-    vif_class: type[vifs.VIFBase],
-    *,
-    min_version: str = "1.0",
-    max_version: str | None = None,
-    port_profiles: Iterable[type[vifs.VIFPortProfileBase]] = (),
-) -> hi.HostVIFInfo:
-    """A ``HostVIFInfo`` for a VIF class; the range defaults to every version
-    vifplug can read (``1.0`` to the class's VERSION), and each port profile
-    gets its full range too."""
-    return hi.HostVIFInfo(
-        vif_object_name=vif_class.obj_name(),
-        min_version=min_version,
-        max_version=max_version or vif_class.VERSION,
-        supported_port_profiles=[
-            hi.HostPortProfileInfo(
-                profile_object_name=profile.obj_name(),
-                min_version="1.0",
-                max_version=profile.VERSION,
-            )
-            for profile in port_profiles
-        ],
-    )
-
-
-def describe_plugin(name: str, vif_info: Iterable[hi.HostVIFInfo]) -> hi.HostPluginInfo:
-    """A ``HostPluginInfo`` for a plugin named ``name``."""
-    return hi.HostPluginInfo(plugin_name=name, vif_info=list(vif_info))
-
-
 def _check_declared_range(
     plugin: str, name: str, low: str, high: str, kind: type[obj_base.VersionedObject]
 ) -> None:
+    """Raise ``ValueError`` unless ``name`` is a ``kind`` vifplug has and
+    ``low`` to ``high`` lies within the versions of it vifplug reads."""
     cls = obj_base.classes().get(name)
     if cls is None or not issubclass(cls, kind):
         raise ValueError(
             f"plugin {plugin} declares {name}, which is not a {kind.obj_name()} vifplug has"
         )
-    ours = obj_base.version_tuple(cls.VERSION)
-    low_t, high_t = obj_base.version_tuple(low), obj_base.version_tuple(high)
-    if not (ours[0], 0) <= low_t <= high_t <= ours:
+    oldest = obj_base.oldest_of_major(cls.VERSION)
+    if not (
+        obj_base.version_in_range(low, oldest, cls.VERSION)
+        and obj_base.version_in_range(high, low, cls.VERSION)
+    ):
         raise ValueError(
             f"plugin {plugin} declares {name} {low} to {high}, but vifplug reads "
-            f"{name} {ours[0]}.0 to {cls.VERSION} only"
+            f"{name} {oldest} to {cls.VERSION} only"
         )
 
 
 def build_host_info(plugins: Iterable[hi.HostPluginInfo]) -> hi.HostInfo:
-    """This host's ``HostInfo`` from its plugins' descriptions.
+    """This host's ``HostInfo`` from its plugins' descriptions
+    (``PluginBase.describe``), with every declared range checked.
 
     Plugins are sorted by name so that the answer does not depend on the
     order in which entry points were loaded.  Programming errors raise
@@ -214,11 +185,7 @@ def parse_manifest(text: object) -> dict[str, str]:
             raise exceptions.InvalidRequest(
                 reason=f"manifest entry {entry[:60]!r} is not of the form Name:X.Y."
             )
-        if not NAME_RE.fullmatch(name):
-            raise exceptions.InvalidRequest(
-                reason=f"{name[:60]!r} in the manifest is not an object name."
-            )
-        version = parse_version(version, what=f"version of {name} in the manifest")
+        name, version = _manifest_entry(name, version)
         if manifest.get(name, version) != version:
             raise exceptions.InvalidRequest(
                 reason=f"the manifest names {name} twice, as {manifest[name]} and {version}."
@@ -227,19 +194,22 @@ def parse_manifest(text: object) -> dict[str, str]:
     return manifest
 
 
-def _manifest(manifest: str | Mapping[str, str] | None) -> dict[str, str]:
+def _manifest_entry(name: object, version: object) -> tuple[str, str]:
+    """One manifest entry, checked: an object name and a ``MAJOR.MINOR`` version."""
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise exceptions.InvalidRequest(
+            reason=f"{str(name)[:60]!r} in the manifest is not an object name."
+        )
+    return name, parse_version(version, what=f"version of {name} in the manifest")
+
+
+def _checked_manifest(manifest: str | Mapping[str, str] | None) -> dict[str, str]:
+    """``backlevel``'s manifest argument as a dict, whichever form it came in."""
     if manifest is None:
         return {}
     if isinstance(manifest, str):
         return parse_manifest(manifest)
-    checked: dict[str, str] = {}
-    for name, version in manifest.items():
-        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-            raise exceptions.InvalidRequest(
-                reason=f"{str(name)[:60]!r} in the manifest is not an object name."
-            )
-        checked[name] = parse_version(version, what=f"version of {name} in the manifest")
-    return checked
+    return dict(_manifest_entry(name, version) for name, version in manifest.items())
 
 
 def _reachable(cls: type[obj_base.VersionedObject]) -> set[str]:
@@ -294,7 +264,7 @@ def backlevel(
     objects while it serialises them: do not backlevel one HostInfo object
     from two threads at once (``build_host_info`` makes a fresh one cheaply).
     """
-    pinned = _manifest(manifest)
+    pinned = _checked_manifest(manifest)
     ours = host_info.VERSION
     if version is not None:
         target = producible(HOST_INFO, ours, version, cap=False)

@@ -9,12 +9,13 @@ absent manager never delays plugging:
 
 * a refusal that names a version (``details.max_version`` in a JSON
   envelope, oslo's "Version X of Y is not supported, supported version is
-  Z", or a message saying "maximum version 1.0") is answered at once with a
-  backlevelled HostInfo (``hostinfo.backlevel``);
+  Z", or a message saying "maximum version 1.0"; ``refusal`` reads them) is
+  answered at once with a HostInfo backlevelled to it (``hostinfo.backlevel``);
 * when the manager names a HostInfo version we already sent, what it cannot
   read is inside (HostInfo has been 1.0 since os-vif 1.0, while HostVIFInfo
   became 1.1): the next attempt sends every object at its oldest version of
-  the same major, which is what an os-vif of that era reads;
+  the same major (``oldest_manifest``), which is what an os-vif of that era
+  reads;
 * anything else (connection refused, 5xx, a refusal without a version) is
   retried with exponential backoff (``tenacity``) until it succeeds, the
   configuration is reloaded, or the daemon stops.
@@ -38,6 +39,7 @@ import tenacity
 from vifplug import conf, exceptions
 from vifplug.negotiation import hostinfo, refusal
 from vifplug.objects import base as obj_base
+from vifplug.objects import host_info as hi
 
 LOG = logging.getLogger(__name__)
 
@@ -59,10 +61,7 @@ def oldest_manifest() -> dict[str, str]:
     """Every object at the oldest version of its major (``X.0``): what an
     os-vif peer of HostInfo's first era reads.  ``backlevel`` ignores the
     entries for objects that cannot occur inside HostInfo."""
-    return {
-        name: f"{obj_base.version_tuple(cls.VERSION)[0]}.0"
-        for name, cls in obj_base.classes().items()
-    }
+    return {name: obj_base.oldest_of_major(cls.VERSION) for name, cls in obj_base.classes().items()}
 
 
 def _summary(response: httpx.Response) -> str:
@@ -89,7 +88,7 @@ class Pusher:
     def __init__(
         self,
         settings: conf.NetworkManagerSettings,
-        host_info: Callable[[], Any],
+        host_info: Callable[[], hi.HostInfo],
         *,
         on_result: Callable[[str], None] | None = None,
     ) -> None:
@@ -244,7 +243,7 @@ class Pusher:
                     f" with manifest {manifest}" if manifest else "",
                 )
 
-    def _post(self, client: httpx.Client, primitive: Mapping[str, Any]) -> httpx.Response:
+    def _post(self, client: httpx.Client, primitive: Mapping[str, object]) -> httpx.Response:
         s = self.settings
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if s.token_file:
@@ -265,7 +264,7 @@ class Pusher:
     @staticmethod
     def _backlevel_step(
         response: httpx.Response,
-        sent: Mapping[str, Any],
+        sent: Mapping[str, object],
         version: str | None,
         manifest: dict[str, str] | None,
     ) -> tuple[str | None, dict[str, str] | None] | None:
@@ -288,7 +287,7 @@ class Pusher:
             merged = {**oldest_manifest(), **merged}
         return (next_version or version), (merged or None)
 
-    def _succeeded(self, primitive: Mapping[str, Any], manifest: dict[str, str] | None) -> None:
+    def _succeeded(self, primitive: Mapping[str, object], manifest: dict[str, str] | None) -> None:
         version = primitive.get(obj_base.KEY_VERSION)
         self._update(
             state=PUSHED,

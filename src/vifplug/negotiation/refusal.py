@@ -1,9 +1,22 @@
-"""Reading a peer's refusal of our HostInfo: which version it says it reads.
+"""Reading a peer's refusal of our HostInfo: which versions it says it reads.
 
-Seed 004: a manager with an older os-vif answers with an error naming the
-newest HostInfo version it reads, and the host backlevels and retries.  The
-push to the network manager (``vifplug.negotiation.push``) is the only
-reader.  Nothing here raises on odd input, since the text is the peer's.
+Seed 004: a network manager with an older os-vif refuses a HostInfo it
+cannot load with an error naming the newest version it reads, and the host
+backlevels and retries.  Managers word that in many ways (a JSON envelope
+with ``details.max_version`` like vifplug's own 406, oslo's "Version 1.1 of
+HostVIFInfo is not supported, supported version is 1.0", "maximum version
+1.0" in prose), and the limit may be on HostInfo or on an object inside it,
+so reading it is a module of its own; the push to the network manager
+(``vifplug.negotiation.push``) is its only caller.
+
+* ``max_version_from_error``: the newest HostInfo version the peer reads;
+* ``backlevel_version_from_error``: the HostInfo version to retry with;
+* ``manifest_from_error``: the per-object limits, as a version manifest for
+  ``hostinfo.backlevel``.
+
+The body is the peer's, so odd input gives ``None`` or an empty manifest,
+never an exception; only a version this host cannot produce raises
+(``VersionNotAvailable``, from ``backlevel_version_from_error``).
 """
 
 from __future__ import annotations
@@ -11,12 +24,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Any
 
 from vifplug.negotiation import hostinfo
 from vifplug.negotiation.hostinfo import HOST_INFO
 from vifplug.objects import base as obj_base
 from vifplug.objects import host_info as hi
+
+#: An error body as a peer sent it: raw, or already parsed from JSON.
+ErrorBody = str | bytes | Mapping[str, object] | None
 
 # "maximum version 1.0", "max_version=1.0", "max version: 1.0",
 # "maximum supported version is 1.0", "HostInfo maximum version of 1.0" ...
@@ -36,7 +51,7 @@ _OSLO_TEXT_RE = re.compile(
 )
 
 
-def _body_mapping(body: str | bytes | Mapping[str, Any] | None) -> tuple[Mapping[str, Any], str]:
+def _body_mapping(body: ErrorBody) -> tuple[Mapping[str, object], str]:
     """Split an error body into its JSON object (if any) and its plain text."""
     if body is None:
         return {}, ""
@@ -50,7 +65,7 @@ def _body_mapping(body: str | bytes | Mapping[str, Any] | None) -> tuple[Mapping
     return (parsed, "") if isinstance(parsed, dict) else ({}, text)
 
 
-def _texts(mapping: Mapping[str, Any], plain: str) -> list[str]:
+def _texts(mapping: Mapping[str, object], plain: str) -> list[str]:
     """Every human-readable string of an error body, most specific first."""
     found = [plain] if plain else []
     error = mapping.get("error")
@@ -64,31 +79,21 @@ def _texts(mapping: Mapping[str, Any], plain: str) -> list[str]:
     return found
 
 
-def _details(mapping: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    error = mapping.get("error")
-    holders: list[Mapping[str, Any]] = []
+def _details(mapping: Mapping[str, object]) -> list[Mapping[str, object]]:
+    """Every object of an error body that may hold ``max_version``, most specific first."""
+    error, details = mapping.get("error"), mapping.get("details")
+    holders: list[Mapping[str, object]] = []
     if isinstance(error, Mapping):
         if isinstance(error.get("details"), Mapping):
             holders.append(error["details"])
         holders.append(error)
-    if isinstance(mapping.get("details"), Mapping):
-        holders.append(mapping["details"])
+    if isinstance(details, Mapping):
+        holders.append(details)
     holders.append(mapping)
     return holders
 
 
-def _valid(version: object) -> str | None:
-    """``version`` if it is a well-formed MAJOR.MINOR string, else None."""
-    if not isinstance(version, str):
-        return None
-    try:
-        obj_base.version_tuple(version)
-    except ValueError:
-        return None
-    return version
-
-
-def max_version_from_error(body: str | bytes | Mapping[str, Any] | None) -> str | None:
+def max_version_from_error(body: ErrorBody) -> str | None:
     """The newest HostInfo version a peer's refusal says it reads, or None.
 
     Understands a JSON envelope with ``error.details.max_version`` (vifplug's
@@ -101,26 +106,23 @@ def max_version_from_error(body: str | bytes | Mapping[str, Any] | None) -> str 
     """
     mapping, plain = _body_mapping(body)
     for holder in _details(mapping):
-        name = holder.get("obj_name", HOST_INFO)
-        found = _valid(holder.get("max_version"))
-        if found is not None and name == HOST_INFO:
+        found = holder.get("max_version")
+        if obj_base.is_version(found) and holder.get("obj_name", HOST_INFO) == HOST_INFO:
             return found
     for text in _texts(mapping, plain):
         oslo_refusals = list(_OSLO_TEXT_RE.finditer(text))
-        for refusal in oslo_refusals:
-            if refusal.group(1) == HOST_INFO:
-                return refusal.group(2)
+        said = next((m.group(2) for m in oslo_refusals if m.group(1) == HOST_INFO), None)
+        plain_max = _MAX_TEXT_RE.search(text)
         # A message that is oslo's refusal of another object says nothing
         # about HostInfo, even if it also contains "max version".
-        plain_max = _MAX_TEXT_RE.search(text)
-        if plain_max is not None and not oslo_refusals:
-            return _valid(plain_max.group(1))
+        if said is None and plain_max is not None and not oslo_refusals:
+            said = plain_max.group(1)
+        if said is not None:
+            return said if obj_base.is_version(said) else None
     return None
 
 
-def backlevel_version_from_error(
-    body: str | bytes | Mapping[str, Any] | None, *, sent: str | None = None
-) -> str | None:
+def backlevel_version_from_error(body: ErrorBody, *, sent: str | None = None) -> str | None:
     """The HostInfo version to retry with after a peer refused ours.
 
     ``None`` when the refusal names no version, or when the version it names
@@ -133,13 +135,12 @@ def backlevel_version_from_error(
     if peer is None:
         return None
     target = hostinfo.producible(HOST_INFO, hi.HostInfo.VERSION, peer, cap=True)
-    if sent is not None and _valid(sent) is not None:
-        if obj_base.version_tuple(target) >= obj_base.version_tuple(sent):
-            return None
+    if obj_base.is_version(sent) and obj_base.version_tuple(sent) <= obj_base.version_tuple(target):
+        return None  # not older than what was sent: retrying would loop
     return target
 
 
-def manifest_from_error(body: str | bytes | Mapping[str, Any] | None) -> dict[str, str]:
+def manifest_from_error(body: ErrorBody) -> dict[str, str]:
     """The per-object limits a peer's refusal names, as a version manifest.
 
     An os-vif peer that cannot load a nested object (say HostVIFInfo 1.1)
@@ -150,10 +151,15 @@ def manifest_from_error(body: str | bytes | Mapping[str, Any] | None) -> dict[st
     mapping, plain = _body_mapping(body)
     found: dict[str, str] = {}
     for holder in _details(mapping):
-        name, version = holder.get("obj_name"), _valid(holder.get("max_version"))
-        if isinstance(name, str) and hostinfo.NAME_RE.fullmatch(name) and version is not None:
+        name, version = holder.get("obj_name"), holder.get("max_version")
+        if (
+            isinstance(name, str)
+            and hostinfo.NAME_RE.fullmatch(name)
+            and obj_base.is_version(version)
+        ):
             found.setdefault(name, version)
     for text in _texts(mapping, plain):
         for match in _OSLO_TEXT_RE.finditer(text):
-            found.setdefault(match.group(1), match.group(2))
+            if obj_base.is_version(match.group(2)):
+                found.setdefault(match.group(1), match.group(2))
     return found

@@ -3,7 +3,9 @@
 Importing this package registers every object (``register_all`` exists for
 callers that follow os-vif's habit of calling it explicitly; it is idempotent).
 The package knows nothing of OVS, netlink, plugins or HTTP, and imports
-nothing else of vifplug: an import-linter contract keeps it so.
+nothing else of vifplug but ``vifplug.exceptions`` (``loading`` raises
+``InvalidObject``), which imports nothing: a test and an import-linter contract
+keep it so.
 """
 
 from __future__ import annotations

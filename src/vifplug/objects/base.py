@@ -12,7 +12,7 @@ oslo leaves to each project:
   (os-vif 5.3.0 raises ``ObjectActionError`` there, for example when a
   ``Network`` or a ``VIFVHostUser`` with a network is asked for version 1.0):
   such a sub-object keeps its own version, as it would under a manifest;
-* strict version parsing and small primitive / JSON helpers.
+* strict version parsing and comparison, and small primitive / JSON helpers.
 
 oslo.versionedobjects keeps one registry per process, keyed by object name, so
 these classes and os-vif's cannot both be loaded in one process: whichever is
@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeGuard, TypeVar
 
 from oslo_versionedobjects import base as ovo_base
 
@@ -61,6 +61,26 @@ def version_tuple(version: str) -> tuple[int, int]:
 def version_string(version: tuple[int, int]) -> str:
     """``(1, 4)`` -> ``"1.4"``."""
     return f"{version[0]}.{version[1]}"
+
+
+def is_version(text: object) -> TypeGuard[str]:
+    """Whether ``text`` is a version ``version_tuple`` accepts; never raises."""
+    return isinstance(text, str) and _VERSION_RE.fullmatch(text) is not None
+
+
+def version_in_range(version: str, low: str, high: str) -> bool:
+    """Whether ``low <= version <= high``, compared as versions (1.10 is after 1.9)."""
+    return version_tuple(low) <= version_tuple(version) <= version_tuple(high)
+
+
+def oldest_of_major(version: str) -> str:
+    """``"1.4"`` -> ``"1.0"``.
+
+    For an object whose newest version is ``version``, the oldest one vifplug
+    reads and produces: oslo backlevels an object to any minor of its major
+    and to no other major.
+    """
+    return f"{version_tuple(version)[0]}.0"
 
 
 _O = TypeVar("_O", bound="type[VersionedObject]")

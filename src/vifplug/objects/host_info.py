@@ -6,10 +6,8 @@ with the range of versions it accepts and its port profiles), so that the
 manager only sends VIFs the host can plug.  A manager with an older os-vif
 may not read the newest versions; ``vifplug.negotiation.hostinfo`` backlevels them.
 
-The look-up helpers mirror os-vif's.  This package imports nothing else of
-vifplug, so they raise ``KeyError`` (unknown name) and ``ValueError`` (no
-common version) instead of vifplug's exceptions; ``vifplug.negotiation.hostinfo``
-turns those into errors a caller understands.
+The look-up helpers mirror os-vif's, exceptions included: ``KeyError`` for an
+unknown name and ``ValueError`` when no common version exists.
 """
 
 from __future__ import annotations
@@ -32,13 +30,12 @@ def _common_version(object_name: str, min_version: str, max_version: str) -> str
     cls = base.classes().get(object_name)
     if cls is None:
         raise KeyError(object_name)
-    ours = base.version_tuple(cls.VERSION)
-    oldest = (ours[0], 0)
-    best = min(base.version_tuple(max_version), ours)
-    if best < max(base.version_tuple(min_version), oldest):
+    oldest = base.oldest_of_major(cls.VERSION)
+    best = min(base.version_tuple(max_version), base.version_tuple(cls.VERSION))
+    if best < max(base.version_tuple(min_version), base.version_tuple(oldest)):
         raise ValueError(
             f"{object_name} versions {min_version} to {max_version} do not meet the "
-            f"versions {base.version_string(oldest)} to {cls.VERSION} this host has"
+            f"versions {oldest} to {cls.VERSION} this host has"
         )
     return base.version_string(best)
 

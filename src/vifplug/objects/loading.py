@@ -1,18 +1,21 @@
 """Loading the os_vif primitives a caller sent into vifplug's objects.
 
-Every way a primitive can be wrong (not a JSON object, another namespace, an
-unknown name, not a VIF, a malformed version or data, an ``id`` that is not a
-UUID, no ``plugin``, a version newer than this host knows) becomes an
-``InvalidObject`` with one sentence saying why.  ``primitive_identity`` checks
-the shape without comparing versions, so that admission can first check the
-version against the chosen plugin's range and name that range when it refuses.
+oslo's ``obj_from_primitive`` (``base.from_primitive``) trusts its input and
+fails with whatever exception the bad spot raises.  A primitive from the
+network deserves better: every way it can be wrong (not a JSON object,
+another namespace, an unknown name, not a VIF, a malformed version or data,
+an ``id`` that is not a UUID, no ``plugin``, a version newer than this host
+knows) becomes an ``InvalidObject`` with one sentence saying why, which the
+API answers with 400.  ``primitive_identity`` checks the shape without
+comparing versions, so that admission can first check the version against
+the chosen plugin's range and name that range when it refuses.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from oslo_versionedobjects import exception as ovo_exception
 
@@ -34,8 +37,8 @@ _KINDS: dict[str, tuple[str, type[obj_base.VersionedObject]]] = {
 _T = TypeVar("_T", bound=obj_base.VersionedObject)
 
 
-def _invalid(what: str, reason: str) -> exceptions.InvalidObject:
-    return exceptions.InvalidObject(what=what, reason=reason)
+def _invalid(label: str, reason: str) -> exceptions.InvalidObject:
+    return exceptions.InvalidObject(what=label, reason=reason)
 
 
 def primitive_identity(primitive: object, *, what: str = "object") -> tuple[str, str]:
@@ -43,10 +46,11 @@ def primitive_identity(primitive: object, *, what: str = "object") -> tuple[str,
 
     Checks that it is a JSON object with the four ``versioned_object.*``
     keys, the ``os_vif`` namespace, a name this host knows and that is of
-    the kind ``what`` asks for (``"vif"``, ``"instance"``, ``"host_info"``;
-    anything else accepts any os_vif object), and a well-formed version.  It
-    does *not* compare the version with this host's, so that the caller can
-    first check it against a plugin's range.  Raises ``InvalidObject``.
+    the kind ``what`` asks for (``"vif"``, ``"instance"``, ``"host_info"``,
+    ``"port_profile"``; anything else accepts any os_vif object), and a
+    well-formed version.  It does *not* compare the version with this
+    host's, so that the caller can first check it against a plugin's range.
+    Raises ``InvalidObject``.
     """
     label, expected = _KINDS.get(what, (what, obj_base.VersionedObject))
     if not isinstance(primitive, Mapping):
@@ -75,7 +79,7 @@ def primitive_identity(primitive: object, *, what: str = "object") -> tuple[str,
         raise _invalid(label, f"{name[:60]!r} is not an os_vif object this host knows.")
     if not issubclass(cls, expected):
         raise _invalid(label, f"it is a {name}, not a {expected.obj_name()}.")
-    if not isinstance(version, str) or not _well_formed(version):
+    if not obj_base.is_version(version):
         raise _invalid(label, f"its version {str(version)[:40]!r} is not of the form X.Y.")
     if not isinstance(primitive[obj_base.KEY_DATA], Mapping):
         raise _invalid(label, "its versioned_object.data is not a JSON object.")
@@ -85,18 +89,19 @@ def primitive_identity(primitive: object, *, what: str = "object") -> tuple[str,
     return name, version
 
 
+# JSON's name for each Python type json.loads makes (bool before int: a bool is an int).
+_JSON_TYPES: tuple[tuple[type | tuple[type, ...], str], ...] = (
+    (type(None), "null"),
+    (bool, "boolean"),
+    ((int, float), "number"),
+    (str, "string"),
+    ((list, tuple), "array"),
+    (Mapping, "object"),
+)
+
+
 def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, (list, tuple)):
-        return "array"
-    return type(value).__name__
+    return next((name for t, name in _JSON_TYPES if isinstance(value, t)), type(value).__name__)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -104,16 +109,26 @@ def _first_line(exc: BaseException) -> str:
     return text.rstrip(".")[:200]
 
 
-def _load(primitive: Mapping[str, Any], what: str, expected: type[_T]) -> _T:
-    """Load a primitive ``primitive_identity`` accepted; InvalidObject on failure."""
-    label = _KINDS.get(what, (what, expected))[0]
+def _load(
+    primitive: object,
+    what: str,
+    expected: type[_T],
+    check_data: Callable[[Mapping[str, object]], None],
+) -> _T:
+    """Load a primitive of kind ``what``: its shape (``primitive_identity``),
+    then its data (``check_data``), then its version against this host's.
+
+    Raises ``InvalidObject`` for whatever is wrong first.
+    """
     name, version = primitive_identity(primitive, what=what)
+    assert isinstance(primitive, Mapping)  # primitive_identity checked it
+    check_data(primitive[obj_base.KEY_DATA])
+    label = _KINDS[what][0]
     cls = obj_base.classes()[name]
-    got, ours = obj_base.version_tuple(version), obj_base.version_tuple(cls.VERSION)
-    if got[0] != ours[0] or got > ours:
+    oldest = obj_base.oldest_of_major(cls.VERSION)
+    if not obj_base.version_in_range(version, oldest, cls.VERSION):
         raise _invalid(
-            label,
-            f"it is {name} {version}, and this host knows {name} {ours[0]}.0 to {cls.VERSION}.",
+            label, f"it is {name} {version}, and this host knows {name} {oldest} to {cls.VERSION}."
         )
     try:
         obj = obj_base.from_primitive(primitive)
@@ -133,7 +148,7 @@ def _load(primitive: Mapping[str, Any], what: str, expected: type[_T]) -> _T:
     return obj
 
 
-def _require_uuid(label: str, data: Mapping[str, Any], field: str) -> None:
+def _require_uuid(label: str, data: Mapping[str, object], field: str) -> None:
     value = data.get(field)
     if not isinstance(value, str):
         raise _invalid(label, f"its {field} is missing or not a string.")
@@ -141,6 +156,17 @@ def _require_uuid(label: str, data: Mapping[str, Any], field: str) -> None:
         uuid.UUID(value)
     except ValueError:
         raise _invalid(label, f"its {field} {value[:60]!r} is not a UUID.") from None
+
+
+def _check_vif_data(data: Mapping[str, object]) -> None:
+    _require_uuid("VIF", data, "id")
+    plugin = data.get("plugin")
+    if not isinstance(plugin, str) or not plugin:
+        raise _invalid("VIF", "its plugin is missing or not a non-empty string.")
+
+
+def _check_instance_data(data: Mapping[str, object]) -> None:
+    _require_uuid("instance", data, "uuid")
 
 
 def load_vif(primitive: object) -> vifs.VIFBase:
@@ -151,28 +177,10 @@ def load_vif(primitive: object) -> vifs.VIFBase:
     ``id`` that is not a UUID, no ``plugin``, a version newer than this
     host knows).
     """
-    primitive_identity(primitive, what="vif")
-    assert isinstance(primitive, Mapping)  # primitive_identity checked it
-    data = primitive[obj_base.KEY_DATA]
-    _require_uuid("VIF", data, "id")
-    plugin = data.get("plugin")
-    if not isinstance(plugin, str) or not plugin:
-        raise _invalid("VIF", "its plugin is missing or not a non-empty string.")
-    return _load(primitive, "vif", vifs.VIFBase)
+    return _load(primitive, "vif", vifs.VIFBase, _check_vif_data)
 
 
 def load_instance(primitive: object) -> ii.InstanceInfo:
     """Load an InstanceInfo primitive; its ``uuid`` must be a UUID (vifplug
     writes it into OVS as ``vm-id``).  Raises ``InvalidObject``."""
-    primitive_identity(primitive, what="instance")
-    assert isinstance(primitive, Mapping)
-    _require_uuid("instance", primitive[obj_base.KEY_DATA], "uuid")
-    return _load(primitive, "instance", ii.InstanceInfo)
-
-
-def _well_formed(version: str) -> bool:
-    try:
-        obj_base.version_tuple(version)
-    except ValueError:
-        return False
-    return True
+    return _load(primitive, "instance", ii.InstanceInfo, _check_instance_data)

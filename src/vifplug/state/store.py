@@ -6,9 +6,9 @@ Why it looks like this:
   its change is committed to SQLite in WAL mode with ``synchronous=FULL`` (the
   WAL is fsynced at each commit), so the daemon may be killed at any moment.
   The lifecycle column is the intent log: ``plugging``/``unplugging`` is
-  written before the system is touched, ``plugged``/row deleted after, and
-  ``update_allocation`` records partial progress in between.  At start-up
-  ``in_flight()`` lists every operation a crash interrupted.
+  written before the system is touched, ``plugged``/row deleted after.  At
+  start-up every record whose lifecycle is not ``plugged`` is an operation a
+  crash interrupted, which the reconciler completes or undoes.
 * **Group commit.**  One fsync per VIF would cap the daemon at a few hundred
   plugs a second and make 256 concurrent requests queue behind each other.
   Instead a single writer thread owns the write connection; callers from any
@@ -340,17 +340,11 @@ class Store:
             ids = self._published.by_iface.get(iface_id, {})
             return [self._published.vifs[v] for v in ids]
 
-    def in_flight(self) -> list[VifRecord]:
-        """Records whose operation has not finished: what a restart must complete or undo."""
-        done = Lifecycle.PLUGGED
-        with self._lock:
-            return [r for r in self._published.vifs.values() if r.lifecycle is not done]
-
     def pool_holders(self, network: str) -> dict[str, list[str]]:
         """Device -> ids of the VIFs holding it, for the devices of ``network`` that are held.
 
-        A VIF holds its device from the ``begin_plug`` or ``update_allocation``
-        that names it until ``finish_unplug``, whatever its lifecycle.
+        A VIF holds its device from the ``begin_plug`` or ``finish_plug`` that
+        names it until ``finish_unplug``, whatever its lifecycle.
         """
         with self._lock:
             devices = self._published.pool.get(network, {})
@@ -386,19 +380,6 @@ class Store:
             return [_Put(new, new=True)], None
 
         self._submit(plan)
-
-    def update_allocation(self, vif_id: str, allocation: Allocation) -> VifRecord:
-        """Record what exists so far (e.g. the device was created), in any lifecycle.
-
-        Keeps the lifecycle; raises ``VIFNotFound`` and ``PoolDeviceTaken``.
-        """
-
-        def plan(ix: _Index, now: float) -> tuple[list[_Change], VifRecord]:
-            new = _require(ix, vif_id).with_changes(allocation=allocation, updated_at=now)
-            _check_pool(ix, new)
-            return [_Put(new, new=False)], new
-
-        return self._submit(plan)
 
     def finish_plug(
         self, vif_id: str, allocation: Allocation, *, iface_status: str | None

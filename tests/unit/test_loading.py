@@ -1,0 +1,160 @@
+"""Loading the primitives a caller sends: ``primitive_identity``, ``load_vif``
+and ``load_instance`` (``vifplug.objects.loading``), and what they say when a
+primitive is wrong."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from vifplug import exceptions
+from vifplug.objects import base, loading
+from vifplug.objects import vif as vifs
+
+DATA = base.KEY_DATA
+VERSION = base.KEY_VERSION
+PORT_ID = "3c1e2b1a-4f5d-4e6c-8a7b-9c0d1e2f3a4b"
+INSTANCE_ID = "9a8b7c6d-5e4f-4a3b-2c1d-0e9f8a7b6c5d"
+
+
+def _vif_primitive(**data: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "id": PORT_ID,
+        "plugin": "ovs",
+        "address": "fa:16:3e:5c:1d:2e",
+        "vif_name": "tap3c1e2b1a-4f",
+        "bridge_name": "br-int",
+        "port_profile": vifs.VIFPortProfileOpenVSwitch(
+            interface_id=PORT_ID, profile_id=""
+        ).obj_to_primitive(),
+    }
+    values.update(data)
+    return {
+        base.KEY_NAME: "VIFOpenVSwitch",
+        base.KEY_NAMESPACE: "os_vif",
+        VERSION: "1.0",
+        DATA: values,
+    }
+
+
+def _instance_primitive(**data: Any) -> dict[str, Any]:
+    values = {"uuid": INSTANCE_ID, "name": "instance-0000002a", "project_id": "4f1e2d3c"}
+    values.update(data)
+    return {
+        base.KEY_NAME: "InstanceInfo",
+        base.KEY_NAMESPACE: "os_vif",
+        VERSION: "1.0",
+        DATA: values,
+    }
+
+
+def test_load_vif_loads_an_os_vif_primitive() -> None:
+    vif = loading.load_vif(_vif_primitive())
+    assert isinstance(vif, vifs.VIFOpenVSwitch)
+    assert (vif.id, vif.plugin, vif.vif_name) == (PORT_ID, "ovs", "tap3c1e2b1a-4f")
+    assert isinstance(vif.port_profile, vifs.VIFPortProfileOpenVSwitch)
+
+
+def test_primitive_identity_names_the_object_without_judging_its_version() -> None:
+    newer = _vif_primitive()
+    newer[VERSION] = "1.7"
+    assert loading.primitive_identity(newer, what="vif") == ("VIFOpenVSwitch", "1.7")
+
+
+def _broken(change: Any) -> Any:
+    primitive = _vif_primitive()
+    result = change(primitive)
+    return primitive if result is None else result
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (lambda p: [p], "it is a JSON array, not a JSON object"),
+        (lambda p: "VIFOpenVSwitch", "it is a JSON string"),
+        (lambda p: p.pop(DATA) and None, "it has no versioned_object.data key"),
+        (lambda p: p.pop(base.KEY_NAME) and None, "it has no versioned_object.name key"),
+        (lambda p: p.update({base.KEY_NAMESPACE: "nova"}), "its namespace is 'nova', not 'os_vif'"),
+        (lambda p: p.update({base.KEY_NAME: "VIFNope"}), "'VIFNope' is not an os_vif object"),
+        (lambda p: p.update({base.KEY_NAME: 42}), "its object name is a JSON number"),
+        (
+            lambda p: p.update({base.KEY_NAME: "InstanceInfo"}),
+            "it is a InstanceInfo, not a VIFBase",
+        ),
+        (lambda p: p.update({base.KEY_NAME: "VIFPortProfileOpenVSwitch"}), "not a VIFBase"),
+        (lambda p: p.update({VERSION: "1"}), "its version '1' is not of the form X.Y"),
+        (lambda p: p.update({VERSION: 1.0}), "its version '1.0' is not of the form X.Y"),
+        (lambda p: p.update({DATA: []}), "versioned_object.data is not a JSON object"),
+        (lambda p: p.update({base.KEY_CHANGES: "id"}), "changes is not a list of field names"),
+        (lambda p: p[DATA].update({"id": "port-1"}), "its id 'port-1' is not a UUID"),
+        (lambda p: p[DATA].pop("id") and None, "its id is missing or not a string"),
+        (lambda p: p[DATA].pop("plugin") and None, "its plugin is missing"),
+        (lambda p: p[DATA].update({"plugin": ""}), "its plugin is missing"),
+        (lambda p: p.update({VERSION: "1.1"}), "it is VIFOpenVSwitch 1.1, and this host knows"),
+        (lambda p: p.update({VERSION: "2.0"}), "this host knows VIFOpenVSwitch 1.0 to 1.0"),
+        (lambda p: p[DATA].update({"address": "not-a-mac"}), "its data does not load"),
+        (lambda p: p[DATA].update({"port_profile": "ovs"}), "its data does not load"),
+        (
+            lambda p: p[DATA].update({"network": {"versioned_object.name": "Network"}}),
+            "its data does not load",
+        ),
+        (
+            lambda p: p[DATA]["port_profile"].update({base.KEY_NAME: "VIFPortProfileNope"}),
+            "its data does not load",
+        ),
+        (
+            lambda p: p[DATA]["port_profile"].update({VERSION: "1.9"}),
+            "its data does not load",
+        ),
+        (
+            lambda p: p[DATA].update({"port_profile": _instance_primitive()}),
+            "its data does not load",
+        ),
+    ],
+)
+def test_load_vif_explains_in_one_sentence_what_is_wrong(make: Any, says: str) -> None:
+    primitive = _broken(make)
+    with pytest.raises(exceptions.InvalidObject) as caught:
+        loading.load_vif(primitive)
+    message = str(caught.value)
+    assert says in message
+    assert message.startswith("The VIF is not a valid os_vif object: ")
+    assert message.endswith(".") and "\n" not in message
+    assert caught.value.code == "invalid_object"
+    json.dumps(caught.value.details())  # goes into the error envelope as is
+
+
+def test_load_vif_ignores_data_keys_its_version_does_not_have_as_os_vif_does() -> None:
+    primitive = _vif_primitive(vif_name="tap0", future_field={"x": 1})
+    vif = loading.load_vif(primitive)
+    assert isinstance(vif, vifs.VIFOpenVSwitch)
+    assert vif.vif_name == "tap0"
+    assert "future_field" not in vif.obj_to_primitive()[DATA]
+
+
+def test_load_vif_accepts_a_vif_with_only_id_and_plugin() -> None:
+    primitive = _vif_primitive()
+    primitive[DATA] = {"id": PORT_ID, "plugin": "ovs"}
+    vif = loading.load_vif(primitive)
+    assert not vif.obj_attr_is_set("vif_name")
+
+
+def test_load_vif_does_not_modify_its_input() -> None:
+    primitive = _vif_primitive()
+    before = copy.deepcopy(primitive)
+    loading.load_vif(primitive)
+    assert primitive == before
+
+
+def test_load_instance_loads_and_checks_the_uuid() -> None:
+    instance = loading.load_instance(_instance_primitive())
+    assert (instance.uuid, instance.name) == (INSTANCE_ID, "instance-0000002a")
+    with pytest.raises(exceptions.InvalidObject, match="The instance is not a valid os_vif"):
+        loading.load_instance(_instance_primitive(uuid="vm-1"))
+    with pytest.raises(
+        exceptions.InvalidObject, match="it is a VIFOpenVSwitch, not a InstanceInfo"
+    ):
+        loading.load_instance(_vif_primitive())
