@@ -44,20 +44,8 @@ COLUMNS: tuple[str, ...] = (
 
 # What may change after begin_plug: everything but the id, the request and its
 # digest, and the creation time.  Updates write only these.
-MUTABLE_COLUMNS: tuple[str, ...] = (
-    "lifecycle",
-    "plugin",
-    "obj_name",
-    "obj_version",
-    "instance_uuid",
-    "instance_name",
-    "iface_id",
-    "iface_status",
-    "mac",
-    "teaming_peer",
-    "allocation_json",
-    "updated_at",
-)
+IMMUTABLE_COLUMNS = frozenset({"vif_id", "request_json", "request_digest", "created_at"})
+MUTABLE_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMNS if c not in IMMUTABLE_COLUMNS)
 
 SELECT_SQL = f"SELECT {', '.join(COLUMNS)} FROM vifs ORDER BY created_at, vif_id"
 INSERT_SQL = f"INSERT INTO vifs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
