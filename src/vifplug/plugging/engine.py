@@ -38,10 +38,12 @@ class Engine:
         *,
         network_defs: dict[str, networks.NetworkDef] | None = None,
         owner: str = "vifplugd",
+        on_commit: connection.CommitHook | None = None,
     ) -> None:
         self.settings = settings
         self.owner = owner
         self.networks = networks.Networks(network_defs or {})
+        self._on_commit = on_commit
         self.sandbox: sandbox.OvsSandbox | None = None
         self.ovsdb: connection.Connection | None = None
         self.deleter: Any = None
@@ -111,6 +113,7 @@ class Engine:
             max_batch=s.max_batch,
             hold_max=s.hold_max,
             gather_max=s.gather_max,
+            on_commit=self._on_commit,
         )
 
     def _ensure_identity(self) -> str:
