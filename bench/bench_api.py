@@ -34,6 +34,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE.parent / "tests" / "functional"))
+sys.path.insert(0, str(HERE.parent / "devtools"))
 
 import nsisolate  # noqa: E402
 
@@ -133,10 +134,10 @@ def main() -> int:
         return 2
     import bench_plug
 
-    from vifplug.ovsdb import sandbox
+    import ovs_sandbox
 
     directory = Path(tempfile.mkdtemp(prefix="vpbench-", dir="/tmp"))
-    sb = sandbox.OvsSandbox(directory / "ovs").start()
+    sb = ovs_sandbox.OvsSandbox(directory / "ovs").start()
     proc = None
     try:
         f_plug, f_unplug = bench_plug.floor(sb.remote, args.n, "brfloor")

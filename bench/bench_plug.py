@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "functional"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "devtools"))
 
 import nsisolate
 
@@ -105,10 +106,10 @@ def main() -> int:
     if not nsisolate.isolate():
         print("needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) for a private namespace")
         return 2
-    from vifplug.ovsdb import sandbox
+    import ovs_sandbox
 
     directory = tempfile.mkdtemp(prefix="vpbench-", dir="/tmp")
-    sb = sandbox.OvsSandbox(directory).start()
+    sb = ovs_sandbox.OvsSandbox(directory).start()
     try:
         c0 = cpu_seconds(sb.vswitchd_pid)
         f_plug, f_unplug = floor(sb.remote, args.n, "brfloor")

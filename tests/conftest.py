@@ -24,8 +24,8 @@ import nsisolate
 
 ISOLATED = os.geteuid() == 0 and nsisolate.isolate()
 
+import ovs_sandbox  # noqa: E402
 from helpers import unique  # noqa: E402
-from vifplug.ovsdb import sandbox as ovs_sandbox  # noqa: E402
 
 HAVE_OVS = shutil.which("ovs-vswitchd") is not None
 

@@ -3,9 +3,9 @@
 Everything OVN-side lives in one short temp directory under /tmp (unix socket
 paths are limited to 107 bytes): the two databases, their sockets, every
 daemon's pid file, unixctl socket and log.  ovn-controller is pointed at an
-existing :class:`vifplug.ovsdb.sandbox.OvsSandbox` and at an integration
-bridge of the test's choosing (userspace datapath); it creates that bridge if
-it is missing.  All daemons are stopped by the pids they wrote, never by name.
+existing :class:`ovs_sandbox.OvsSandbox` (``devtools/ovs_sandbox.py``) and at
+an integration bridge of the test's choosing (userspace datapath); it creates
+that bridge if it is missing.  All daemons are stopped by the pids they wrote, never by name.
 
 ovn-controller reaches ovs-vswitchd's OpenFlow management socket as
 ``$OVS_RUNDIR/<bridge>.mgmt``, so it runs with ``OVS_RUNDIR`` set to the OVS
@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from vifplug.ovsdb import sandbox as ovs_sandbox
+import ovs_sandbox
 
 T = TypeVar("T")
 

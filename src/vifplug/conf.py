@@ -112,13 +112,6 @@ OVS_OPTS = [
         help="Longest a batch waits for plugs that are still creating their "
         "devices, so that a burst of plugs shares one transaction.",
     ),
-    cfg.StrOpt(
-        "sandbox_dir",
-        default=None,
-        help="When set and the OVSDB remote does not answer, start a private "
-        "ovsdb-server and ovs-vswitchd (userspace datapath) in this "
-        "directory and use it. Meant for trying vifplug out, not production.",
-    ),
 ]
 
 NETDEV_OPTS = [
@@ -364,7 +357,6 @@ class OvsSettings:
     max_batch: int = 2000
     hold_max: float = 0.2
     gather_max: float = 0.1
-    sandbox_dir: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -182,7 +182,10 @@ class Daemon:
             if self._stop_requested.is_set():
                 raise _Stop
             eng = engine.Engine(
-                self.settings, network_defs=network_defs, owner=self.settings.host.owner
+                self.settings,
+                network_defs=network_defs,
+                owner=self.settings.host.owner,
+                on_commit=self.metrics.observe_commit,
             )
             try:
                 eng.start()
@@ -203,7 +206,6 @@ class Daemon:
                 eng.stop()
                 raise _Stop
             assert eng.ovsdb is not None
-            eng.ovsdb.on_commit = self.metrics.observe_commit
             LOG.info(
                 "OVSDB connected at %s, system-id %s, state loaded and reconciled",
                 eng.ovsdb.remote,

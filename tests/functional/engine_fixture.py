@@ -67,7 +67,7 @@ def running_engine(
                 eng.service.unplug(record.vif_id)
             except Exception:
                 pass
-        eng.stop(stop_sandbox=False)
+        eng.stop()
 
 
 def mac() -> str:

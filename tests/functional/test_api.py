@@ -16,7 +16,7 @@ from typing import Any
 import primitives as prim
 from daemon_fixture import Daemon, DaemonFactory, link_details, links
 
-from vifplug.ovsdb import sandbox as ovs_sandbox
+import ovs_sandbox
 
 
 def iface_external_ids(ovs: ovs_sandbox.OvsSandbox, name: str) -> dict[str, str]:

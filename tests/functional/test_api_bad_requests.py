@@ -23,7 +23,7 @@ import primitives as prim
 import pytest
 from daemon_fixture import Daemon, base_config, cleanup_host, links, merge, start_daemon
 
-from vifplug.ovsdb import sandbox as ovs_sandbox
+import ovs_sandbox
 
 MAX_BODY = 65536
 

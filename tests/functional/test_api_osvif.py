@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from daemon_fixture import Daemon, links
 
-from vifplug.ovsdb import sandbox as ovs_sandbox
+import ovs_sandbox
 
 CLIENT = Path(__file__).resolve().parent / "osvif_client.py"
 

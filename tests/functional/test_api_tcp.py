@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from daemon_fixture import DaemonFactory
 
-from vifplug.ovsdb import sandbox as ovs_sandbox
+import ovs_sandbox
 
 TOKEN = "s3cr3t-token-for-tests"
 

@@ -30,9 +30,9 @@ import httpx
 from daemon_fixture import base_config, cleanup_host, links_in_group, start_daemon
 from engine_fixture import instance, mac, ovs_vif
 
+import ovs_sandbox
 from helpers import unique
 from vifplug import objects
-from vifplug.ovsdb import sandbox
 
 KILLS = 20
 CLIENTS = 4
@@ -99,7 +99,7 @@ def client(sock: str, world: World, stop: threading.Event, seed: int) -> None:
                 return
 
 
-def owned_interfaces(ovs: sandbox.OvsSandbox, owner: str) -> dict[str, int]:
+def owned_interfaces(ovs: ovs_sandbox.OvsSandbox, owner: str) -> dict[str, int]:
     out = json.loads(
         ovs.vsctl("--format=json", "--columns=name,ofport,external_ids", "list", "Interface")
     )
@@ -112,7 +112,7 @@ def owned_interfaces(ovs: sandbox.OvsSandbox, owner: str) -> dict[str, int]:
 
 
 def check(
-    ovs: sandbox.OvsSandbox, c: httpx.Client, world: World, owner: str, group: int
+    ovs: ovs_sandbox.OvsSandbox, c: httpx.Client, world: World, owner: str, group: int
 ) -> tuple[int, int, set[str]]:
     vifs = {v["vif_id"]: v for v in c.get("/v1/vifs").raise_for_status().json()["vifs"]}
     lost = leaked = 0
@@ -145,7 +145,7 @@ def check(
 
 
 def test_kill_9_at_random_moments_loses_and_leaks_nothing(
-    ovs: sandbox.OvsSandbox, tmp_path: Path, nics: list[str]
+    ovs: ovs_sandbox.OvsSandbox, tmp_path: Path, nics: list[str]
 ) -> None:
     bridge = unique("vpbk")
     config = base_config(tmp_path, ovs.remote, bridge=bridge)

@@ -27,7 +27,7 @@ from daemon_fixture import (
     write_config,
 )
 
-from vifplug.ovsdb import sandbox as ovs_sandbox
+import ovs_sandbox
 
 
 class Notify:

@@ -28,15 +28,15 @@ from engine_fixture import (
 )
 from pyroute2 import IPRoute
 
+import ovs_sandbox
 from helpers import unique
 from vifplug import exceptions
-from vifplug.ovsdb import sandbox
 from vifplug.plugging import engine as engine_mod
 from vifplug.records import Lifecycle
 
 
 @pytest.fixture
-def eng(ovs: sandbox.OvsSandbox, tmp_path: Path) -> Iterator[engine_mod.Engine]:
+def eng(ovs: ovs_sandbox.OvsSandbox, tmp_path: Path) -> Iterator[engine_mod.Engine]:
     br = unique("vpbr")
     with running_engine(settings_for(ovs.remote, tmp_path / "state", bridge=br)) as e:
         try:
@@ -45,7 +45,7 @@ def eng(ovs: sandbox.OvsSandbox, tmp_path: Path) -> Iterator[engine_mod.Engine]:
             ovs.vsctl("--if-exists", "del-br", br)
 
 
-def iface_ids(ovs: sandbox.OvsSandbox, name: str) -> dict[str, str]:
+def iface_ids(ovs: ovs_sandbox.OvsSandbox, name: str) -> dict[str, str]:
     out = ovs.vsctl("--format=json", "--columns=external_ids", "list", "Interface", name)
     import json
 
@@ -53,14 +53,14 @@ def iface_ids(ovs: sandbox.OvsSandbox, name: str) -> dict[str, str]:
     return {k: v for k, v in data[1]}
 
 
-def ports_of(ovs: sandbox.OvsSandbox, bridge: str) -> set[str]:
+def ports_of(ovs: ovs_sandbox.OvsSandbox, bridge: str) -> set[str]:
     """The ports of a bridge; none when the bridge does not exist (yet)."""
     if bridge not in ovs.vsctl("list-br").split():
         return set()
     return set(ovs.vsctl("list-ports", bridge).split())
 
 
-def iface_col(ovs: sandbox.OvsSandbox, name: str, column: str) -> str:
+def iface_col(ovs: ovs_sandbox.OvsSandbox, name: str, column: str) -> str:
     return ovs.vsctl("get", "Interface", name, column).strip()
 
 
@@ -88,7 +88,7 @@ def bridge_of(eng: engine_mod.Engine) -> str:
 
 
 def test_plug_creates_tap_and_port_with_integration_guide_ids(
-    eng: engine_mod.Engine, ovs: sandbox.OvsSandbox
+    eng: engine_mod.Engine, ovs: ovs_sandbox.OvsSandbox
 ) -> None:
     br = bridge_of(eng)
     name = unique("vpt")
@@ -128,7 +128,7 @@ def test_plug_creates_tap_and_port_with_integration_guide_ids(
 
 
 def test_second_plug_with_same_body_is_idempotent(
-    eng: engine_mod.Engine, ovs: sandbox.OvsSandbox
+    eng: engine_mod.Engine, ovs: ovs_sandbox.OvsSandbox
 ) -> None:
     assert eng.service is not None
     name = unique("vpt")
@@ -144,7 +144,9 @@ def test_second_plug_with_same_body_is_idempotent(
     assert len(eng.service.list()) == 1
 
 
-def test_replug_recreates_a_deleted_tap(eng: engine_mod.Engine, ovs: sandbox.OvsSandbox) -> None:
+def test_replug_recreates_a_deleted_tap(
+    eng: engine_mod.Engine, ovs: ovs_sandbox.OvsSandbox
+) -> None:
     assert eng.service is not None
     name = unique("vpt")
     vif = ovs_vif(bridge=bridge_of(eng), name=name)
@@ -159,7 +161,7 @@ def test_replug_recreates_a_deleted_tap(eng: engine_mod.Engine, ovs: sandbox.Ovs
 
 
 def test_conflicting_body_is_refused_and_changes_nothing(
-    eng: engine_mod.Engine, ovs: sandbox.OvsSandbox
+    eng: engine_mod.Engine, ovs: ovs_sandbox.OvsSandbox
 ) -> None:
     assert eng.service is not None
     name = unique("vpt")
@@ -173,7 +175,7 @@ def test_conflicting_body_is_refused_and_changes_nothing(
     assert iface_ids(ovs, name) == before
 
 
-def test_unplug_removes_port_and_tap(eng: engine_mod.Engine, ovs: sandbox.OvsSandbox) -> None:
+def test_unplug_removes_port_and_tap(eng: engine_mod.Engine, ovs: ovs_sandbox.OvsSandbox) -> None:
     assert eng.service is not None
     name = unique("vpt")
     vif = ovs_vif(bridge=bridge_of(eng), name=name)
@@ -187,7 +189,9 @@ def test_unplug_removes_port_and_tap(eng: engine_mod.Engine, ovs: sandbox.OvsSan
         eng.service.unplug(vif_id_of(vif))
 
 
-def test_plug_refused_before_any_change(eng: engine_mod.Engine, ovs: sandbox.OvsSandbox) -> None:
+def test_plug_refused_before_any_change(
+    eng: engine_mod.Engine, ovs: ovs_sandbox.OvsSandbox
+) -> None:
     assert eng.service is not None
     name = unique("vpt")
     ports_before = ovs.vsctl("list", "Interface")
@@ -209,7 +213,7 @@ def test_plug_refused_before_any_change(eng: engine_mod.Engine, ovs: sandbox.Ovs
 
 
 def test_device_owned_by_someone_else_is_not_taken(
-    eng: engine_mod.Engine, ovs: sandbox.OvsSandbox
+    eng: engine_mod.Engine, ovs: ovs_sandbox.OvsSandbox
 ) -> None:
     assert eng.service is not None
     name = unique("vpv")
@@ -232,10 +236,10 @@ def test_ovsdb_failure_rolls_back_the_tap(tmp_path: Path) -> None:
     the plug fails, the tap is removed, and when the server returns no port
     appears (the removal was queued behind the late write)."""
     directory = tempfile.mkdtemp(prefix="vpdb-", dir="/tmp")
-    sb = sandbox.OvsSandbox(directory)
+    sb = ovs_sandbox.OvsSandbox(directory)
     try:
         sb.dir.mkdir(parents=True, exist_ok=True)
-        sb._run("ovsdb-tool", "create", str(sb.db_path), sandbox._schema_path())
+        sb._run("ovsdb-tool", "create", str(sb.db_path), ovs_sandbox._schema_path())
         sb.start_ovsdb()
         sb.vsctl("--no-wait", "init")
         br = unique("vpbr")
@@ -265,7 +269,9 @@ def test_ovsdb_failure_rolls_back_the_tap(tmp_path: Path) -> None:
 # -- iface-status and ofport ---------------------------------------------------------
 
 
-def test_one_active_interface_per_iface_id(eng: engine_mod.Engine, ovs: sandbox.OvsSandbox) -> None:
+def test_one_active_interface_per_iface_id(
+    eng: engine_mod.Engine, ovs: ovs_sandbox.OvsSandbox
+) -> None:
     assert eng.service is not None and eng.ovsdb is not None
     iface_id = str(uuid.uuid4())
     a, b = unique("vpa"), unique("vpb")
@@ -293,7 +299,7 @@ def test_one_active_interface_per_iface_id(eng: engine_mod.Engine, ovs: sandbox.
 
 
 def test_ofport_found_by_iface_id_and_attached_mac(
-    eng: engine_mod.Engine, ovs: sandbox.OvsSandbox
+    eng: engine_mod.Engine, ovs: ovs_sandbox.OvsSandbox
 ) -> None:
     assert eng.service is not None and eng.ovsdb is not None
     name = unique("vpt")
@@ -358,7 +364,7 @@ def test_frame_written_into_one_tap_comes_out_of_another(eng: engine_mod.Engine)
 
 
 def test_many_threads_plugging_share_transactions(
-    eng: engine_mod.Engine, ovs: sandbox.OvsSandbox
+    eng: engine_mod.Engine, ovs: ovs_sandbox.OvsSandbox
 ) -> None:
     assert eng.service is not None and eng.ovsdb is not None
     n = 60
@@ -408,7 +414,7 @@ def test_many_threads_plugging_share_transactions(
 
 
 def test_hybrid_plug_builds_linux_bridge_and_veth_into_ovs(
-    eng: engine_mod.Engine, ovs: sandbox.OvsSandbox
+    eng: engine_mod.Engine, ovs: ovs_sandbox.OvsSandbox
 ) -> None:
     assert eng.service is not None
     vid = str(uuid.uuid4())
@@ -431,7 +437,7 @@ def test_hybrid_plug_builds_linux_bridge_and_veth_into_ovs(
 
 
 def test_host_identity_written_as_the_integration_guide_says(
-    ovs: sandbox.OvsSandbox, tmp_path: Path
+    ovs: ovs_sandbox.OvsSandbox, tmp_path: Path
 ) -> None:
     import dataclasses as dc
 
@@ -464,7 +470,7 @@ def test_host_identity_written_as_the_integration_guide_says(
 
 
 def test_taps_are_owned_by_the_configured_user_and_group(
-    ovs: sandbox.OvsSandbox, tmp_path: Path
+    ovs: ovs_sandbox.OvsSandbox, tmp_path: Path
 ) -> None:
     import dataclasses as dc
 
@@ -530,7 +536,7 @@ def test_operators_linux_bridge_is_used_but_never_taken(eng: engine_mod.Engine) 
     ("mode", "iface_type"), [("client", "dpdkvhostuser"), ("server", "dpdkvhostuserclient")]
 )
 def test_vhostuser_vif_becomes_an_ovs_dpdk_port(
-    eng: engine_mod.Engine, ovs: sandbox.OvsSandbox, mode: str, iface_type: str
+    eng: engine_mod.Engine, ovs: ovs_sandbox.OvsSandbox, mode: str, iface_type: str
 ) -> None:
     """As os-vif's ovs plugin does for OVS-DPDK.  This OVS has no DPDK, so the
     port cannot come up (wait=none); what is checked is what OVSDB holds."""
@@ -565,7 +571,7 @@ def test_vhostuser_vif_becomes_an_ovs_dpdk_port(
 
 
 def test_second_vif_with_the_same_device_name_is_refused_and_first_untouched(
-    eng: engine_mod.Engine, ovs: sandbox.OvsSandbox
+    eng: engine_mod.Engine, ovs: ovs_sandbox.OvsSandbox
 ) -> None:
     assert eng.service is not None
     name = unique("vpt")
@@ -581,7 +587,7 @@ def test_second_vif_with_the_same_device_name_is_refused_and_first_untouched(
 
 
 def test_devices_and_ports_vifplug_did_not_make_are_refused(
-    eng: engine_mod.Engine, ovs: sandbox.OvsSandbox
+    eng: engine_mod.Engine, ovs: ovs_sandbox.OvsSandbox
 ) -> None:
     assert eng.service is not None
     tap, qbr, port = unique("vpt"), unique("vpq"), unique("vpo")
@@ -620,7 +626,7 @@ def test_devices_and_ports_vifplug_did_not_make_are_refused(
 
 
 def test_failed_repeat_plug_keeps_the_acknowledged_port(
-    eng: engine_mod.Engine, ovs: sandbox.OvsSandbox
+    eng: engine_mod.Engine, ovs: ovs_sandbox.OvsSandbox
 ) -> None:
     assert eng.service is not None
     name = unique("vpt")
@@ -643,7 +649,7 @@ def test_failed_repeat_plug_keeps_the_acknowledged_port(
 
 
 def test_port_for_a_tap_libvirt_makes_later_waits_for_it(
-    eng: engine_mod.Engine, ovs: sandbox.OvsSandbox
+    eng: engine_mod.Engine, ovs: ovs_sandbox.OvsSandbox
 ) -> None:
     """create_tap=False (os-vif: libvirt creates the tap): the plug writes the
     port, waits for its ofport, and answers once the tap appears."""

@@ -16,9 +16,9 @@ from engine_fixture import instance, mac, ovs_vif, plug_request, settings_for, v
 from pyroute2 import IPRoute
 from test_engine import link, ports_of
 
+import ovs_sandbox
 from helpers import unique
 from vifplug import exceptions, objects
-from vifplug.ovsdb import sandbox
 from vifplug.plugging import engine, networks
 from vifplug.records import Bandwidth
 
@@ -52,7 +52,7 @@ def macvtap_of(name: str) -> tuple[str, str] | None:
 
 
 def make_engine(
-    ovs: sandbox.OvsSandbox,
+    ovs: ovs_sandbox.OvsSandbox,
     state: Path,
     bridge: str,
     defs: dict[str, networks.NetworkDef],
@@ -65,7 +65,7 @@ def make_engine(
 
 
 @pytest.fixture
-def make(ovs: sandbox.OvsSandbox, tmp_path: Path) -> Iterator[Any]:
+def make(ovs: ovs_sandbox.OvsSandbox, tmp_path: Path) -> Iterator[Any]:
     made: list[engine.Engine] = []
     owner = f"test-{uuid.uuid4().hex[:8]}"
     br = unique("vpbr")
@@ -199,7 +199,7 @@ def test_portgroup_inbound_bandwidth_on_macvtap(make: Any, nics: list[str]) -> N
 
 
 def test_portgroup_bandwidth_on_ovs_port_sets_ingress_policing(
-    make: Any, ovs: sandbox.OvsSandbox
+    make: Any, ovs: ovs_sandbox.OvsSandbox
 ) -> None:
     net_bridge = unique("vpbn")
     bw = Bandwidth(outbound_average=1000, outbound_burst=100)

@@ -8,12 +8,13 @@ from collections.abc import Iterator
 
 import pytest
 
+import ovs_sandbox
 from helpers import unique
-from vifplug.ovsdb import connection, ops, sandbox
+from vifplug.ovsdb import connection, ops, views
 
 
 @pytest.fixture
-def conn(ovs: sandbox.OvsSandbox) -> Iterator[connection.Connection]:
+def conn(ovs: ovs_sandbox.OvsSandbox) -> Iterator[connection.Connection]:
     c = connection.Connection(ovs.remote, gather_max=2.0).start()
     try:
         yield c
@@ -26,7 +27,7 @@ def bridge_op(name: str) -> ops.Op:
 
 
 def test_writes_announced_with_expecting_share_one_transaction(
-    conn: connection.Connection, ovs: sandbox.OvsSandbox
+    conn: connection.Connection, ovs: ovs_sandbox.OvsSandbox
 ) -> None:
     a, b = unique("vpga"), unique("vpgb")
     try:
@@ -55,7 +56,7 @@ def test_writes_announced_with_expecting_share_one_transaction(
 
 
 def test_gathering_is_bounded_by_gather_max(
-    conn: connection.Connection, ovs: sandbox.OvsSandbox
+    conn: connection.Connection, ovs: ovs_sandbox.OvsSandbox
 ) -> None:
     a = unique("vpgc")
     done = threading.Event()
@@ -77,7 +78,7 @@ def test_gathering_is_bounded_by_gather_max(
         ovs.vsctl("--if-exists", "del-br", a)
 
 
-def test_a_lone_write_is_not_held(conn: connection.Connection, ovs: sandbox.OvsSandbox) -> None:
+def test_a_lone_write_is_not_held(conn: connection.Connection, ovs: ovs_sandbox.OvsSandbox) -> None:
     a = unique("vpgd")
     try:
         started = time.monotonic()
@@ -88,7 +89,7 @@ def test_a_lone_write_is_not_held(conn: connection.Connection, ovs: sandbox.OvsS
 
 
 def test_a_wait_ends_when_its_interface_is_removed(
-    conn: connection.Connection, ovs: sandbox.OvsSandbox
+    conn: connection.Connection, ovs: ovs_sandbox.OvsSandbox
 ) -> None:
     from vifplug import exceptions
 
@@ -107,3 +108,71 @@ def test_a_wait_ends_when_its_interface_is_removed(
         assert time.monotonic() - started < 5
     finally:
         ovs.vsctl("--if-exists", "del-br", br)
+
+
+def test_watchers_run_in_the_notify_thread_and_do_not_hold_transactions(
+    ovs: ovs_sandbox.OvsSandbox,
+) -> None:
+    br, port = unique("vpwb"), unique("vpwp")
+    seen: list[str] = []
+    release = threading.Event()
+
+    def slow_watcher(view: views.InterfaceView) -> None:
+        if view.name == port:
+            seen.append(threading.current_thread().name)
+            release.wait(20)
+
+    c = connection.Connection(ovs.remote).start()
+    try:
+        c.add_interface_watcher(slow_watcher)
+        c.transact(bridge_op(br), timeout=10)
+        ovs.vsctl("add-port", br, port, "--", "set", "Interface", port, "type=internal")
+        deadline = time.monotonic() + 10
+        while not seen:
+            assert time.monotonic() < deadline, "the watcher was not called"
+            time.sleep(0.02)
+        assert seen[0] == "ovsdb-notify"
+        # The watcher is still blocked; the IDL thread goes on committing.
+        c.transact(lambda t: None, timeout=5)
+        assert c.interface(port) is not None
+    finally:
+        release.set()
+        c.stop()
+        ovs.vsctl("--if-exists", "del-br", br)
+
+
+def test_the_commit_hook_is_given_to_the_connection(ovs: ovs_sandbox.OvsSandbox) -> None:
+    br = unique("vpch")
+    calls: list[tuple[int, float, str]] = []
+
+    def on_commit(size: int, seconds: float) -> None:
+        calls.append((size, seconds, threading.current_thread().name))
+
+    c = connection.Connection(ovs.remote, on_commit=on_commit).start()
+    try:
+        c.transact(bridge_op(br), timeout=10)
+        size, seconds, thread = calls[-1]
+        assert size == 1 and 0 <= seconds < 10 and thread == "ovsdb-idl"
+    finally:
+        c.stop()
+        ovs.vsctl("--if-exists", "del-br", br)
+
+
+def test_resync_callbacks_run_in_the_notify_thread(private_ovs: ovs_sandbox.OvsSandbox) -> None:
+    called: list[str] = []
+    done = threading.Event()
+
+    def on_resync() -> None:
+        called.append(threading.current_thread().name)
+        done.set()
+
+    c = connection.Connection(private_ovs.remote, timeout=5).start()
+    try:
+        c.add_resync_callback(on_resync)
+        generation = c.generation
+        private_ovs.restart_ovsdb()
+        assert done.wait(30), "no resync callback after ovsdb-server restarted"
+        assert called == ["ovsdb-notify"]
+        assert c.connected and c.generation == generation + 1
+    finally:
+        c.stop()

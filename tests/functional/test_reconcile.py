@@ -20,9 +20,9 @@ from engine_fixture import ovs_vif, plug_request, settings_for, vif_id_of
 from pyroute2 import IPRoute
 from test_engine import link, ports_of
 
+import ovs_sandbox
 from helpers import unique
 from vifplug import conf
-from vifplug.ovsdb import sandbox
 from vifplug.plugging import engine
 from vifplug.records import Allocation, Lifecycle
 
@@ -38,7 +38,7 @@ class Host:
 
 
 @pytest.fixture
-def host(ovs: sandbox.OvsSandbox, tmp_path: Path) -> Iterator[Host]:
+def host(ovs: ovs_sandbox.OvsSandbox, tmp_path: Path) -> Iterator[Host]:
     br = unique("vpbr")
     h = Host(
         settings_for(ovs.remote, tmp_path / "state", bridge=br),
@@ -71,7 +71,7 @@ def plug_some(h: Host, n: int) -> list[str]:
         e.stop()
 
 
-def test_plugged_vifs_survive_restart_untouched(host: Host, ovs: sandbox.OvsSandbox) -> None:
+def test_plugged_vifs_survive_restart_untouched(host: Host, ovs: ovs_sandbox.OvsSandbox) -> None:
     ids = plug_some(host, 3)
     e = host.engine()
     try:
@@ -90,7 +90,7 @@ def test_plugged_vifs_survive_restart_untouched(host: Host, ovs: sandbox.OvsSand
 
 
 def test_missing_tap_and_port_of_a_plugged_vif_are_recreated(
-    host: Host, ovs: sandbox.OvsSandbox
+    host: Host, ovs: ovs_sandbox.OvsSandbox
 ) -> None:
     ids = plug_some(host, 2)
     e = host.engine()
@@ -118,7 +118,7 @@ def test_missing_tap_and_port_of_a_plugged_vif_are_recreated(
 
 
 def test_interrupted_plug_is_rolled_back_and_interrupted_unplug_finished(
-    host: Host, ovs: sandbox.OvsSandbox
+    host: Host, ovs: ovs_sandbox.OvsSandbox
 ) -> None:
     ids = plug_some(host, 2)
     e = host.engine()
@@ -148,7 +148,9 @@ def test_interrupted_plug_is_rolled_back_and_interrupted_unplug_finished(
         e.stop()
 
 
-def test_leaks_are_removed_and_nothing_else_is_touched(host: Host, ovs: sandbox.OvsSandbox) -> None:
+def test_leaks_are_removed_and_nothing_else_is_touched(
+    host: Host, ovs: ovs_sandbox.OvsSandbox
+) -> None:
     ids = plug_some(host, 1)
     group = host.settings.netdev.link_group
     leaked_tap, foreign_tap, foreign_group_tap = unique("vpl"), unique("vpf"), unique("vpg")
@@ -217,7 +219,7 @@ def test_leaks_are_removed_and_nothing_else_is_touched(host: Host, ovs: sandbox.
 
 
 def test_ovsdb_server_restart_during_churn_loses_nothing(
-    host: Host, ovs: sandbox.OvsSandbox
+    host: Host, ovs: ovs_sandbox.OvsSandbox
 ) -> None:
     """Plugs keep coming while ovsdb-server restarts; afterwards every plugged
     VIF has its port with an ofport and nothing is leaked."""
@@ -274,7 +276,9 @@ def test_ovsdb_server_restart_during_churn_loses_nothing(
         e.stop()
 
 
-def test_ovs_vswitchd_restart_brings_every_port_back(host: Host, ovs: sandbox.OvsSandbox) -> None:
+def test_ovs_vswitchd_restart_brings_every_port_back(
+    host: Host, ovs: ovs_sandbox.OvsSandbox
+) -> None:
     ids = plug_some(host, 5)
     e = host.engine()
     try:
@@ -292,7 +296,7 @@ def test_ovs_vswitchd_restart_brings_every_port_back(host: Host, ovs: sandbox.Ov
 
 
 def test_device_lost_across_vswitchd_restart_is_recreated(
-    host: Host, ovs: sandbox.OvsSandbox
+    host: Host, ovs: ovs_sandbox.OvsSandbox
 ) -> None:
     """ovs-vswitchd goes away, a VIF's tap disappears meanwhile; when the switch
     comes back it reports the interface broken, and the daemon (running all
@@ -363,7 +367,7 @@ def test_shared_linux_bridge_survives_restart_while_in_use(host: Host) -> None:
 
 
 def test_many_lost_ports_are_repaired_in_shared_transactions(
-    host: Host, ovs: sandbox.OvsSandbox
+    host: Host, ovs: ovs_sandbox.OvsSandbox
 ) -> None:
     """As after ovsdb-server lost its database: every port is gone, the taps
     remain.  Repairs run concurrently and share OVSDB transactions."""

@@ -42,9 +42,9 @@ from engine_fixture import (
 )
 
 import ovn_fixture
+import ovs_sandbox
 from ovn_fixture import unique
 from vifplug import exceptions
-from vifplug.ovsdb import sandbox
 from vifplug.plugging import engine as engine_mod
 from vifplug.plugging import service
 from vifplug.records import Lifecycle
@@ -62,7 +62,7 @@ OVN_TIMEOUT = 60.0
 
 
 @pytest.fixture(scope="module")
-def ovn(ovs: sandbox.OvsSandbox) -> Iterator[ovn_fixture.OvnSandbox]:
+def ovn(ovs: ovs_sandbox.OvsSandbox) -> Iterator[ovn_fixture.OvnSandbox]:
     """A private OVN whose ovn-controller manages a fresh integration bridge."""
     with ovn_fixture.running_ovn(ovs, bridge=unique("vpint")) as o:
         yield o
@@ -70,7 +70,7 @@ def ovn(ovs: sandbox.OvsSandbox) -> Iterator[ovn_fixture.OvnSandbox]:
 
 @pytest.fixture
 def eng(
-    ovs: sandbox.OvsSandbox, ovn: ovn_fixture.OvnSandbox, tmp_path: Path
+    ovs: ovs_sandbox.OvsSandbox, ovn: ovn_fixture.OvnSandbox, tmp_path: Path
 ) -> Iterator[engine_mod.Engine]:
     """The engine, plugging into OVN's integration bridge, with OVN's chassis
     name as its system-id (so neither renames the chassis under the other)."""
@@ -98,14 +98,14 @@ def add_lsp(ovn: ovn_fixture.OvnSandbox, switch: str, name: str, address: str, i
     ovn.nbctl("lsp-add", switch, name, "--", "lsp-set-addresses", name, f"{address} {ip}")
 
 
-def iface_external_ids(ovs: sandbox.OvsSandbox, name: str) -> dict[str, str]:
+def iface_external_ids(ovs: ovs_sandbox.OvsSandbox, name: str) -> dict[str, str]:
     import json
 
     out = ovs.vsctl("--format=json", "--columns=external_ids", "list", "Interface", name)
     return {k: v for k, v in json.loads(out)["data"][0][0][1]}
 
 
-def ports_of(ovs: sandbox.OvsSandbox, bridge: str) -> set[str]:
+def ports_of(ovs: ovs_sandbox.OvsSandbox, bridge: str) -> set[str]:
     return set(ovs.vsctl("list-ports", bridge).split())
 
 
@@ -150,7 +150,7 @@ def plug_bound(
 def test_ovn_controller_binds_the_vif_by_iface_id(
     eng: engine_mod.Engine,
     ovn: ovn_fixture.OvnSandbox,
-    ovs: sandbox.OvsSandbox,
+    ovs: ovs_sandbox.OvsSandbox,
     switch: str,
     record_property: Any,
 ) -> None:
@@ -179,7 +179,7 @@ def test_ovn_controller_binds_the_vif_by_iface_id(
 
 
 def test_unknown_iface_id_times_out_but_stays_plugged(
-    eng: engine_mod.Engine, ovn: ovn_fixture.OvnSandbox, ovs: sandbox.OvsSandbox, switch: str
+    eng: engine_mod.Engine, ovn: ovn_fixture.OvnSandbox, ovs: ovs_sandbox.OvsSandbox, switch: str
 ) -> None:
     assert eng.service is not None
     name = unique("vpt")
@@ -218,7 +218,7 @@ def test_unknown_iface_id_times_out_but_stays_plugged(
 def test_unplug_releases_the_port_binding(
     eng: engine_mod.Engine,
     ovn: ovn_fixture.OvnSandbox,
-    ovs: sandbox.OvsSandbox,
+    ovs: ovs_sandbox.OvsSandbox,
     switch: str,
     record_property: Any,
 ) -> None:
@@ -245,7 +245,7 @@ def test_unplug_releases_the_port_binding(
 
 
 def test_two_interfaces_with_one_iface_id_a_move_on_the_same_host(
-    eng: engine_mod.Engine, ovn: ovn_fixture.OvnSandbox, ovs: sandbox.OvsSandbox, switch: str
+    eng: engine_mod.Engine, ovn: ovn_fixture.OvnSandbox, ovs: ovs_sandbox.OvsSandbox, switch: str
 ) -> None:
     """A move of a logical port between two interfaces of this host (seed 002,
     ``iface-status``): the new one comes up inactive, is activated, the old one

@@ -133,7 +133,8 @@ class Metrics:
 
     # -- hooks -----------------------------------------------------------------------
     def observe_commit(self, batch_size: int, seconds: float) -> None:
-        """``ovsdb.connection.Connection.on_commit``; runs in the IDL thread, so cheap."""
+        """The ``on_commit`` hook of ``ovsdb.connection.Connection`` (passed in
+        through ``Engine``); runs in the IDL thread, so cheap."""
         self.ovsdb_batch.observe(batch_size)
         self.ovsdb_commit_seconds.observe(seconds)
 

@@ -33,6 +33,12 @@ and while any such caller is still preparing, the queue is held for at most
 ``gather_max`` seconds from the oldest queued write.  A lone plug is never
 held (nobody else is expected); a burst of plugs goes out as one transaction
 instead of one per arrival.
+
+This module is the thread and the batching only.  What is known of the
+database between transactions (name and iface-id indexes, Interface
+snapshots, waiters, watchers) is ``replica.Replica``: the IDL thread feeds it
+row changes, and it runs watchers in a notify thread of its own, never in
+this one.
 """
 
 from __future__ import annotations
@@ -44,7 +50,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -54,12 +59,17 @@ import ovs.poller
 
 from vifplug import exceptions
 from vifplug.ovsdb import schema, views
+from vifplug.ovsdb.replica import InterfaceWatcher, Predicate, Replica, ResyncCallback
+from vifplug.ovsdb.schema import Row
 from vifplug.ovsdb.txn import Txn
 
 LOG = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Op = Callable[[Txn], Any]
+CommitHook = Callable[[int, float], None]
+"""``on_commit(batch_size, seconds)``: called in the IDL thread after each
+committed transaction, so it must be cheap (a metric)."""
 
 MAX_TRY_AGAIN = 50
 
@@ -73,96 +83,47 @@ class _Pending:
     alone: bool = False  # after a server-side error: retried in a transaction of its own
 
 
-class _Idl(ovs.db.idl.Idl):  # type: ignore[misc]
-    """An Idl that reports row changes and reconnects to its owner."""
+@dataclasses.dataclass
+class _Inflight:
+    txn: ovs.db.idl.Transaction
+    batch: list[_Pending]
+    results: list[Any]
+    started: float
 
-    def __init__(self, owner: Connection, remote: str, helper: Any, probe_interval: int) -> None:
-        self._owner = owner
+
+class _Idl(ovs.db.idl.Idl):  # type: ignore[misc]
+    """An Idl that reports row changes and reconnects."""
+
+    def __init__(
+        self,
+        remote: str,
+        helper: ovs.db.idl.SchemaHelper,
+        probe_interval: int,
+        *,
+        on_row: Callable[[str, Row], None],
+        on_restart: Callable[[], None],
+    ) -> None:
+        self._vifplug_on_row = on_row
+        self._vifplug_on_restart = on_restart
         super().__init__(remote, helper, probe_interval=probe_interval)
 
-    def notify(self, event: str, row: Any, updates: Any = None) -> None:
-        self._owner._on_row(event, row)
+    def notify(self, event: str, row: Row, updates: Row = None) -> None:
+        self._vifplug_on_row(event, row)
 
     def restart_fsm(self) -> None:
         # Called when the session (re)connects: the IDL will reload every row
         # without telling us about rows deleted while it was away.
-        self._owner._resync_pending = True
+        self._vifplug_on_restart()
         super().restart_fsm()
-
-
-class _Index:
-    """Name and iface-id indexes over the replica, updated per row change.
-
-    Each update costs O(1) per changed row (O(ports) for a changed Bridge), so
-    keeping it costs nothing that grows with the number of VIFs per VIF.
-    """
-
-    def __init__(self) -> None:
-        self.names: dict[str, dict[str, uuid.UUID]] = {"Bridge": {}, "Port": {}, "Interface": {}}
-        self.row_names: dict[uuid.UUID, tuple[str, str]] = {}
-        self.iface_ids: dict[str, set[str]] = collections.defaultdict(set)
-        self.iface_id_of: dict[str, str] = {}
-        self.port_bridge: dict[uuid.UUID, uuid.UUID] = {}
-        self.bridge_ports: dict[uuid.UUID, frozenset[uuid.UUID]] = {}
-
-    def uuid_by_name(self, table: str, name: str) -> uuid.UUID | None:
-        return self.names[table].get(name)
-
-    def bridge_of_port(self, port_uuid: uuid.UUID) -> uuid.UUID | None:
-        return self.port_bridge.get(port_uuid)
-
-    def names_with_iface_id(self, iface_id: str) -> list[str]:
-        return list(self.iface_ids.get(iface_id, ()))
-
-    def clear(self) -> None:
-        self.__init__()  # type: ignore[misc]
-
-
-def _opt_str(value: Any) -> str | None:
-    if isinstance(value, list):
-        return value[0] if value else None
-    return value or None
-
-
-def _opt_int(value: Any) -> int | None:
-    if isinstance(value, list):
-        return int(value[0]) if value else None
-    return int(value) if value is not None else None
-
-
-def _iface_view(row: Any) -> views.InterfaceView:
-    return views.InterfaceView(
-        uuid=str(row.uuid),
-        name=row.name,
-        type=row.type,
-        external_ids=dict(row.external_ids),
-        ofport=_opt_int(row.ofport),
-        error=_opt_str(row.error),
-        mac_in_use=_opt_str(row.mac_in_use),
-        link_state=_opt_str(row.link_state),
-        options=dict(row.options),
-        ingress_policing_rate=int(row.ingress_policing_rate),
-        ingress_policing_burst=int(row.ingress_policing_burst),
-    )
-
-
-class _Waiter:
-    __slots__ = ("event", "gone", "predicate", "view")
-
-    def __init__(self, predicate: Callable[[views.InterfaceView], bool]) -> None:
-        self.predicate = predicate
-        self.event = threading.Event()
-        self.view: views.InterfaceView | None = None
-        self.gone = False
 
 
 class Connection:
     """One OVSDB client connection shared by every thread of the daemon.
 
     ``submit``/``transact`` may be called from any thread; reads
-    (``interface``, ``bridge``...) return snapshots and never block on the
-    server.  ``on_resync`` callbacks run in their own thread after the
-    connection comes back from a loss, so reconciliation can run there.
+    (``interface``, ``bridges``...) return snapshots and never block on the
+    server.  Watchers (``add_interface_watcher``) and resync callbacks run in
+    the replica's notify thread, so reconciliation can run there.
     """
 
     def __init__(
@@ -174,35 +135,31 @@ class Connection:
         max_batch: int = 2000,
         hold_max: float = 0.2,
         gather_max: float = 0.1,
+        on_commit: CommitHook | None = None,
     ) -> None:
         self.remote = remote
-        self.hold_max = hold_max
-        self.gather_max = gather_max
-        self._expected = 0
-        self._queued_since: float | None = None
         self.timeout = timeout
         self.probe_interval = probe_interval
         self.max_batch = max_batch
+        self.hold_max = hold_max
+        self.gather_max = gather_max
+        self.replica = Replica()
+        self.transactions = 0  # committed transactions (statistics)
+        self.ops_committed = 0
+        self.batch_sizes: collections.deque[int] = collections.deque(maxlen=1000)
+        self._on_commit = on_commit
         self._idl: _Idl | None = None
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _queue, _queued_since, _expected
         self._queue: collections.deque[_Pending] = collections.deque()
+        self._queued_since: float | None = None
+        self._expected = 0
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._stopping = False
         self._resync_pending = False
         self._synced = threading.Event()
-        self._index = _Index()
-        self._ifaces: dict[str, views.InterfaceView] = {}
-        self._waiters: dict[str, list[_Waiter]] = collections.defaultdict(list)
-        self._inflight: tuple[ovs.db.idl.Transaction, list[_Pending], list[Any]] | None = None
-        self._resync_callbacks: list[Callable[[], None]] = []
-        self._iface_watchers: list[Callable[[views.InterfaceView], None]] = []
-        self._generation = 0
-        self.transactions = 0  # committed transactions (statistics)
-        self.ops_committed = 0
-        self.batch_sizes: collections.deque[int] = collections.deque(maxlen=1000)
-        self.on_commit: Callable[[int, float], None] | None = None
+        self._inflight: _Inflight | None = None
         self._awaited_cfg: int | None = None  # next_cfg of our last write
         self._awaited_since = 0.0
         self._vswitchd_silent = False  # it missed hold_max: stop holding
@@ -213,22 +170,27 @@ class Connection:
         wait = self.timeout if wait is None else wait
         deadline = time.monotonic() + wait
         helper = None
-        last: Exception | None = None
         while helper is None:
             try:
                 helper = schema.schema_helper(
                     schema.fetch_schema_json(self.remote, max(0.1, deadline - time.monotonic()))
                 )
-            except exceptions.OvsdbUnavailable as exc:
-                last = exc
+            except exceptions.OvsdbUnavailable:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
-        del last
-        self._idl = _Idl(self, self.remote, helper, self.probe_interval)
+        self._idl = _Idl(
+            self.remote,
+            helper,
+            self.probe_interval,
+            on_row=self.replica.on_row,
+            on_restart=self._on_restart,
+        )
+        self.replica.start()
         self._thread = threading.Thread(target=self._loop, name="ovsdb-idl", daemon=True)
         self._thread.start()
         if not self._synced.wait(max(0.0, deadline - time.monotonic())):
+            self.stop()
             raise exceptions.OvsdbUnavailable(
                 remote=self.remote, reason="no database contents received"
             )
@@ -243,11 +205,12 @@ class Connection:
             pending = list(self._queue)
             self._queue.clear()
         if self._inflight is not None:
-            pending.extend(self._inflight[1])
+            pending.extend(self._inflight.batch)
             self._inflight = None
         for p in pending:
             if not p.future.done():
                 p.future.set_exception(exceptions.ShuttingDown())
+        self.replica.stop()
         if self._idl is not None:
             self._idl.close()
         for fd in (self._wake_r, self._wake_w):
@@ -267,15 +230,18 @@ class Connection:
     @property
     def generation(self) -> int:
         """Incremented each time the replica was reloaded after a reconnect."""
-        return self._generation
+        return self.replica.generation
 
-    def add_resync_callback(self, callback: Callable[[], None]) -> None:
-        self._resync_callbacks.append(callback)
+    def add_resync_callback(self, callback: ResyncCallback) -> None:
+        """Call ``callback()`` each time the connection came back from a loss
+        and the replica was reloaded.  It runs in the notify thread."""
+        self.replica.add_resync_callback(callback)
 
-    def add_interface_watcher(self, callback: Callable[[views.InterfaceView], None]) -> None:
-        """Call ``callback(view)`` on every Interface change.  It runs in the IDL
-        thread, so it must only look at the view and hand work elsewhere."""
-        self._iface_watchers.append(callback)
+    def add_interface_watcher(self, callback: InterfaceWatcher) -> None:
+        """Call ``callback(view)`` on every Interface change.  It runs in the
+        notify thread, one notification after the other, so a slow watcher
+        delays other watchers (and resync callbacks) but never a transaction."""
+        self.replica.add_interface_watcher(callback)
 
     # -- writes ----------------------------------------------------------------
     def submit(self, op: Op, *, writes: bool = True) -> Future[Any]:
@@ -330,38 +296,7 @@ class Connection:
             raise exceptions.OvsdbTimeout(timeout=wait) from None
 
     # -- reads -----------------------------------------------------------------
-    def interface(self, name: str) -> views.InterfaceView | None:
-        return self._ifaces.get(name)
-
-    def interfaces_with_iface_id(self, iface_id: str) -> list[views.InterfaceView]:
-        out = []
-        for name in list(self._index.iface_ids.get(iface_id, ())):
-            view = self._ifaces.get(name)
-            if view is not None:
-                out.append(view)
-        return out
-
-    def find_ofport(
-        self, *, iface_id: str | None = None, attached_mac: str | None = None
-    ) -> int | None:
-        """The ofport of the interface with this iface-id (the active one if
-        several) or attached-mac, as the IntegrationGuide describes."""
-        if iface_id is not None:
-            candidates = self.interfaces_with_iface_id(iface_id)
-            candidates.sort(key=lambda v: v.external_ids.get("iface-status") != "active")
-        else:
-            mac = (attached_mac or "").lower()
-            candidates = [
-                v
-                for v in list(self._ifaces.values())
-                if v.external_ids.get("attached-mac", "").lower() == mac
-            ]
-        for view in candidates:
-            if view.has_ofport:
-                return view.ofport
-        return None
-
-    def read(self, fn: Callable[[Any], T], *, timeout: float | None = None) -> T:
+    def read(self, fn: Callable[[ovs.db.idl.Idl], T], *, timeout: float | None = None) -> T:
         """Run ``fn(idl)`` in the IDL thread for whole-table reads (reconcile)."""
 
         def op(txn: Txn) -> T:
@@ -369,33 +304,35 @@ class Connection:
 
         return self.transact(op, timeout=timeout, writes=False)
 
+    def interface(self, name: str) -> views.InterfaceView | None:
+        return self.replica.interface(name)
+
+    def interfaces(self) -> list[views.InterfaceView]:
+        return self.replica.interfaces()
+
+    def interfaces_with_iface_id(self, iface_id: str) -> list[views.InterfaceView]:
+        return self.replica.interfaces_with_iface_id(iface_id)
+
+    def find_ofport(
+        self, *, iface_id: str | None = None, attached_mac: str | None = None
+    ) -> int | None:
+        """See ``Replica.find_ofport``."""
+        return self.replica.find_ofport(iface_id=iface_id, attached_mac=attached_mac)
+
     def wait_interface(
-        self, name: str, predicate: Callable[[views.InterfaceView], bool], timeout: float
+        self, name: str, predicate: Predicate, timeout: float
     ) -> views.InterfaceView | None:
-        """Block until the Interface ``name`` satisfies ``predicate``; return its
-        snapshot, or None on timeout.  Driven by row notifications, no polling.
-        Raises ``InterfaceGone`` when the interface is deleted meanwhile (an
-        unplug raced the wait)."""
-        waiter = _Waiter(predicate)
-        with self._lock:
-            view = self._ifaces.get(name)
-            if view is not None and predicate(view):
-                return view
-            self._waiters[name].append(waiter)
-        try:
-            if waiter.event.wait(timeout):
-                if waiter.gone:
-                    raise exceptions.InterfaceGone(device=name)
-                return waiter.view
-            return None
-        finally:
-            with self._lock:
-                lst = self._waiters.get(name)
-                if lst is not None:
-                    with contextlib.suppress(ValueError):
-                        lst.remove(waiter)
-                    if not lst:
-                        del self._waiters[name]
+        """See ``Replica.wait_interface``; raises ``InterfaceGone``."""
+        return self.replica.wait_interface(name, predicate, timeout)
+
+    def host(self) -> views.HostView | None:
+        return self.read(self.replica.host_view)
+
+    def bridges(self) -> dict[str, views.BridgeView]:
+        return self.read(self.replica.bridge_views)
+
+    def ports(self) -> dict[str, views.PortView]:
+        return self.read(self.replica.port_views)
 
     # -- the IDL thread --------------------------------------------------------
     def _wake(self) -> None:
@@ -406,6 +343,9 @@ class Connection:
         with contextlib.suppress(BlockingIOError, OSError):
             while os.read(self._wake_r, 4096):
                 pass
+
+    def _on_restart(self) -> None:
+        self._resync_pending = True
 
     def _loop(self) -> None:
         idl = self._idl
@@ -420,7 +360,7 @@ class Connection:
     def _iterate(self, idl: _Idl) -> None:
         idl.run()
         if self._resync_pending and idl.state == idl.IDL_S_MONITORING:
-            self._resync()
+            self._resync(idl)
         if self._inflight is not None:
             self._poll_inflight()
         hold = max(self._hold_for_vswitchd(idl), self._hold_for_expected())
@@ -431,12 +371,24 @@ class Connection:
             poller.timer_wait(int(hold * 1000) + 1)
         idl.wait(poller)
         if self._inflight is not None:
-            self._inflight[0].wait(poller)
+            self._inflight.txn.wait(poller)
         poller.fd_wait(self._wake_r, ovs.poller.POLLIN)
         poller.timer_wait(1000)
         poller.block()
         self._drain_wake()
 
+    def _resync(self, idl: _Idl) -> None:
+        """The IDL reloaded every row after (re)connecting: rebuild the replica,
+        then tell the resync callbacks (not on the first connection)."""
+        first = not self._synced.is_set()
+        self.replica.rebuild(idl)
+        self._resync_pending = False
+        self._synced.set()
+        if not first:
+            LOG.info("OVSDB connection to %s re-established; replica reloaded", self.remote)
+            self.replica.resynced()
+
+    # -- pacing ------------------------------------------------------------------
     def _hold_for_expected(self) -> float:
         """Seconds to keep gathering for writes announced with ``expecting()``."""
         with self._lock:
@@ -472,7 +424,10 @@ class Connection:
             return int(row.cur_cfg)
         return None
 
-    def _start_txn(self, idl: _Idl) -> None:
+    # -- batches -----------------------------------------------------------------
+    def _take_batch(self) -> list[_Pending]:
+        """What the next transaction carries: everything queued (``max_batch``
+        at most), or the one write at the head that must go alone."""
         with self._lock:
             if self._queue[0].alone:
                 batch = [self._queue.popleft()]
@@ -481,10 +436,13 @@ class Connection:
                 while self._queue and len(batch) < self.max_batch and not self._queue[0].alone:
                     batch.append(self._queue.popleft())
             self._queued_since = time.monotonic() if self._queue else None
-        batch = [p for p in batch if not p.future.done()]
+        return [p for p in batch if not p.future.done()]
+
+    def _start_txn(self, idl: _Idl) -> None:
+        batch = self._take_batch()
         while batch:
             txn = ovs.db.idl.Transaction(idl)
-            t = Txn(idl, txn, self._index)
+            t = Txn(idl, txn, self.replica.index)
             results: list[Any] = []
             failed: _Pending | None = None
             for p in batch:
@@ -502,49 +460,62 @@ class Connection:
                 # (the IDL keeps the rows a transaction touches in _txn_rows).
                 if host is not None and txn._txn_rows and any(p.writes for p in batch):
                     host.increment("next_cfg")
-                self._inflight = (txn, batch, results)
-                self._started = time.monotonic()
+                self._inflight = _Inflight(txn, batch, results, time.monotonic())
                 self._poll_inflight()
                 return
             txn.abort()
             batch = [p for p in batch if p is not failed]
 
     def _poll_inflight(self) -> None:
-        assert self._inflight is not None
-        txn, batch, results = self._inflight
-        status = txn.commit()
+        inflight = self._inflight
+        assert inflight is not None
+        status = inflight.txn.commit()
         if status == ovs.db.idl.Transaction.INCOMPLETE:
             return
-        LOG.debug("transaction of %d operation(s): %s", len(batch), status)
+        LOG.debug("transaction of %d operation(s): %s", len(inflight.batch), status)
         self._inflight = None
         if status in (ovs.db.idl.Transaction.SUCCESS, ovs.db.idl.Transaction.UNCHANGED):
-            self.transactions += 1
-            self.ops_committed += len(batch)
-            self.batch_sizes.append(len(batch))
-            if self.on_commit is not None:
-                self.on_commit(len(batch), time.monotonic() - self._started)
-            if status == ovs.db.idl.Transaction.SUCCESS and any(p.writes for p in batch):
-                with contextlib.suppress(Exception):
-                    self._awaited_cfg = int(txn.get_increment_new_value())
-                    self._awaited_since = time.monotonic()
-            for p, r in zip(batch, results, strict=True):
-                if not p.future.done():
-                    p.future.set_result(r)
-            return
-        if status == ovs.db.idl.Transaction.TRY_AGAIN:
-            retry = []
-            for p in batch:
-                p.tries += 1
-                if p.tries > MAX_TRY_AGAIN:
-                    p.future.set_exception(
-                        exceptions.OvsdbTransactionFailed(status=status, reason="retried too often")
-                    )
-                else:
-                    retry.append(p)
-            with self._lock:
-                self._queue.extendleft(reversed(retry))
-            return
-        error = txn.get_error() or status
+            self._committed(inflight, status)
+        elif status == ovs.db.idl.Transaction.TRY_AGAIN:
+            self._try_again(inflight.batch, status)
+        else:
+            self._refused(inflight, status)
+
+    def _committed(self, inflight: _Inflight, status: str) -> None:
+        batch = inflight.batch
+        self.transactions += 1
+        self.ops_committed += len(batch)
+        self.batch_sizes.append(len(batch))
+        if self._on_commit is not None:
+            try:
+                self._on_commit(len(batch), time.monotonic() - inflight.started)
+            except Exception:
+                LOG.exception("on_commit hook failed")
+        if status == ovs.db.idl.Transaction.SUCCESS and any(p.writes for p in batch):
+            with contextlib.suppress(Exception):
+                self._awaited_cfg = int(inflight.txn.get_increment_new_value())
+                self._awaited_since = time.monotonic()
+        for p, r in zip(batch, inflight.results, strict=True):
+            if not p.future.done():
+                p.future.set_result(r)
+
+    def _try_again(self, batch: list[_Pending], status: str) -> None:
+        """Rebuild the batch from fresh data once the server is back."""
+        retry = []
+        for p in batch:
+            p.tries += 1
+            if p.tries > MAX_TRY_AGAIN:
+                p.future.set_exception(
+                    exceptions.OvsdbTransactionFailed(status=status, reason="retried too often")
+                )
+            else:
+                retry.append(p)
+        with self._lock:
+            self._queue.extendleft(reversed(retry))
+
+    def _refused(self, inflight: _Inflight, status: str) -> None:
+        batch = inflight.batch
+        error = inflight.txn.get_error() or status
         if status == ovs.db.idl.Transaction.ERROR and len(batch) > 1:
             # The server refused the batch (a constraint some request broke):
             # retry each in a transaction of its own, so only the culprit fails.
@@ -561,182 +532,6 @@ class Connection:
                 p.future.set_exception(
                     exceptions.OvsdbTransactionFailed(status=status, reason=error)
                 )
-
-    # -- keeping snapshots and indexes -----------------------------------------
-    def _on_row(self, event: str, row: Any) -> None:
-        table = row._table.name
-        if table == "Interface":
-            self._on_interface(event, row)
-        elif table in ("Port", "Bridge"):
-            self._on_named(table, event, row)
-        elif table == "Open_vSwitch":
-            pass
-        if table == "Bridge":
-            self._on_bridge_ports(event, row)
-
-    def _on_named(self, table: str, event: str, row: Any) -> None:
-        names = self._index.names[table]
-        if event == ovs.db.idl.ROW_DELETE:
-            known = self._index.row_names.pop(row.uuid, None)
-            if known is not None and names.get(known[1]) == row.uuid:
-                del names[known[1]]
-            return
-        name = row.name
-        names[name] = row.uuid
-        self._index.row_names[row.uuid] = (table, name)
-
-    def _on_bridge_ports(self, event: str, row: Any) -> None:
-        idx = self._index
-        old = idx.bridge_ports.pop(row.uuid, frozenset())
-        new: frozenset[uuid.UUID] = frozenset()
-        if event != ovs.db.idl.ROW_DELETE:
-            new = frozenset(p.uuid for p in row.ports)
-            idx.bridge_ports[row.uuid] = new
-        for port_uuid in old - new:
-            if idx.port_bridge.get(port_uuid) == row.uuid:
-                del idx.port_bridge[port_uuid]
-        for port_uuid in new - old:
-            idx.port_bridge[port_uuid] = row.uuid
-
-    def _on_interface(self, event: str, row: Any) -> None:
-        self._on_named("Interface", event, row)
-        if event == ovs.db.idl.ROW_DELETE:
-            name = row.name
-            with self._lock:
-                current = self._ifaces.get(name)
-                if current is None or current.uuid != str(row.uuid):
-                    return  # a newer row of the same name replaced it
-                del self._ifaces[name]
-                waiters = list(self._waiters.get(name, ()))
-            self._set_iface_id(name, None)
-            for w in waiters:  # the interface is gone: stop waiting for it
-                w.gone = True
-                w.event.set()
-            return
-        view = _iface_view(row)
-        self._set_iface_id(view.name, view.iface_id)
-        with self._lock:
-            self._ifaces[view.name] = view
-            waiters = list(self._waiters.get(view.name, ()))
-        for w in waiters:
-            if not w.event.is_set() and self._check(w, view):
-                w.view = view
-                w.event.set()
-        for watcher in self._iface_watchers:
-            try:
-                watcher(view)
-            except Exception:
-                LOG.exception("interface watcher failed for %s", view.name)
-
-    @staticmethod
-    def _check(waiter: _Waiter, view: views.InterfaceView) -> bool:
-        try:
-            return waiter.predicate(view)
-        except Exception:
-            LOG.exception("interface wait predicate failed for %s", view.name)
-            return False
-
-    def _set_iface_id(self, name: str, iface_id: str | None) -> None:
-        idx = self._index
-        old = idx.iface_id_of.get(name)
-        if old == iface_id:
-            return
-        if old is not None:
-            idx.iface_ids[old].discard(name)
-            if not idx.iface_ids[old]:
-                del idx.iface_ids[old]
-        if iface_id is None:
-            idx.iface_id_of.pop(name, None)
-        else:
-            idx.iface_id_of[name] = iface_id
-            idx.iface_ids[iface_id].add(name)
-
-    def _resync(self) -> None:
-        """Rebuild snapshots and indexes from the reloaded replica (O(rows), once
-        per reconnect), then tell waiters and the resync callbacks."""
-        idl = self._idl
-        assert idl is not None
-        first = not self._synced.is_set()
-        self._index.clear()
-        with self._lock:
-            self._ifaces = {}
-        for table in ("Bridge", "Port"):
-            for row in idl.tables[table].rows.values():
-                self._on_named(table, ovs.db.idl.ROW_CREATE, row)
-        for row in idl.tables["Bridge"].rows.values():
-            self._on_bridge_ports(ovs.db.idl.ROW_CREATE, row)
-        for row in idl.tables["Interface"].rows.values():
-            self._on_interface(ovs.db.idl.ROW_CREATE, row)
-        self._resync_pending = False
-        self._generation += 1
-        self._synced.set()
-        if not first:
-            LOG.info("OVSDB connection to %s re-established; replica reloaded", self.remote)
-            for cb in list(self._resync_callbacks):
-                threading.Thread(
-                    target=self._run_callback, args=(cb,), name="ovsdb-resync", daemon=True
-                ).start()
-
-    @staticmethod
-    def _run_callback(cb: Callable[[], None]) -> None:
-        try:
-            cb()
-        except Exception:
-            LOG.exception("resync callback failed")
-
-    # -- snapshots for whole-host views -----------------------------------------
-    def host(self) -> views.HostView | None:
-        def fn(idl: Any) -> views.HostView | None:
-            for row in idl.tables["Open_vSwitch"].rows.values():
-                return views.HostView(
-                    external_ids=dict(row.external_ids),
-                    other_config=dict(row.other_config),
-                    system_type=_opt_str(row.system_type),
-                    system_version=_opt_str(row.system_version),
-                    ovs_version=_opt_str(row.ovs_version),
-                    cur_cfg=int(row.cur_cfg),
-                    next_cfg=int(row.next_cfg),
-                )
-            return None
-
-        return self.read(fn)
-
-    def bridges(self) -> dict[str, views.BridgeView]:
-        def fn(idl: Any) -> dict[str, views.BridgeView]:
-            return {
-                row.name: views.BridgeView(
-                    uuid=str(row.uuid),
-                    name=row.name,
-                    datapath_type=row.datapath_type,
-                    external_ids=dict(row.external_ids),
-                    other_config=dict(row.other_config),
-                    port_count=len(row.ports),
-                )
-                for row in idl.tables["Bridge"].rows.values()
-            }
-
-        return self.read(fn)
-
-    def ports(self) -> dict[str, views.PortView]:
-        def fn(idl: Any) -> dict[str, views.PortView]:
-            out = {}
-            for row in idl.tables["Port"].rows.values():
-                b_uuid = self._index.bridge_of_port(row.uuid)
-                b_row = idl.tables["Bridge"].rows.get(b_uuid) if b_uuid else None
-                out[row.name] = views.PortView(
-                    uuid=str(row.uuid),
-                    name=row.name,
-                    bridge=b_row.name if b_row is not None else None,
-                    interfaces=tuple(i.name for i in row.interfaces),
-                    external_ids=dict(row.external_ids),
-                )
-            return out
-
-        return self.read(fn)
-
-    def interfaces(self) -> list[views.InterfaceView]:
-        with self._lock:
-            return list(self._ifaces.values())
 
 
 def flatten(ops: Iterable[Op]) -> Op:

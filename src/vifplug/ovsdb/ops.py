@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from vifplug import exceptions
+from vifplug.ovsdb.schema import Row
 from vifplug.ovsdb.txn import Txn, col, is_new
 
 ACTIVE = "active"
@@ -67,12 +68,12 @@ class PortSpec:
 Op = Callable[[Txn], Any]
 
 
-def _carries(iface: Any, wanted: Mapping[str, str]) -> bool:
+def _carries(iface: Row, wanted: Mapping[str, str]) -> bool:
     ids = col(iface, "external_ids", {})
     return all(ids.get(k) == v for k, v in wanted.items())
 
 
-def _set_keys(row: Any, column: str, values: Mapping[str, str]) -> None:
+def _set_keys(row: Row, column: str, values: Mapping[str, str]) -> None:
     if is_new(row):
         merged = dict(col(row, column, {}))
         merged.update(values)
@@ -222,7 +223,7 @@ def ensure_port(t: Txn, spec: PortSpec) -> list[str]:
     return demoted
 
 
-def _apply_status(t: Txn, iface: Any, status: str, *, exclusive: bool) -> list[str]:
+def _apply_status(t: Txn, iface: Row, status: str, *, exclusive: bool) -> list[str]:
     """Set iface-status; activating one interface makes the others with the same
     iface-id inactive in this same transaction (seed: vswitch.xml iface-status)."""
     demoted: list[str] = []

@@ -6,6 +6,8 @@ with thousands of ports and unrelated tables (flows, QoS, mirrors...).
 
 from __future__ import annotations
 
+from typing import Any, TypeAlias
+
 import ovs.db.idl
 import ovs.jsonrpc
 import ovs.stream
@@ -13,6 +15,11 @@ import ovs.stream
 from vifplug import exceptions
 
 DB_NAME = "Open_vSwitch"
+
+Row: TypeAlias = Any
+"""An ``ovs.db.idl.Row`` of one of the tables below (or one a transaction
+inserted).  The ovs bindings are untyped, and a row's columns are attributes
+made from the schema at run time; this is the one name vifplug gives them."""
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "Open_vSwitch": (

@@ -14,8 +14,11 @@ from typing import Any
 
 import ovs.db.idl
 
+from vifplug.ovsdb.replica import Index
+from vifplug.ovsdb.schema import Row
 
-def col(row: Any, column: str, default: Any = None) -> Any:
+
+def col(row: Row, column: str, default: Any = None) -> Any:
     """A column of a row, also for rows inserted by this transaction, which
     have no value for columns not yet assigned (the IDL raises for those)."""
     try:
@@ -24,24 +27,24 @@ def col(row: Any, column: str, default: Any = None) -> Any:
         return default
 
 
-def is_new(row: Any) -> bool:
+def is_new(row: Row) -> bool:
     return row._data is None
 
 
 class Txn:
     """A transaction under construction; only ever used in the IDL thread."""
 
-    def __init__(self, idl: ovs.db.idl.Idl, txn: ovs.db.idl.Transaction, index: Any) -> None:
+    def __init__(self, idl: ovs.db.idl.Idl, txn: ovs.db.idl.Transaction, index: Index) -> None:
         self.idl = idl
         self.txn = txn
         self._index = index
-        self._inserted: dict[tuple[str, str], Any] = {}
+        self._inserted: dict[tuple[str, str], Row] = {}
         self._deleted: set[uuid.UUID] = set()
-        self._bridge_of_new_port: dict[uuid.UUID, Any] = {}
-        self._iface_ids: dict[str, dict[uuid.UUID, Any]] = {}  # set in this transaction
+        self._bridge_of_new_port: dict[uuid.UUID, Row] = {}
+        self._iface_ids: dict[str, dict[uuid.UUID, Row]] = {}  # set in this transaction
 
     # -- look-ups ----------------------------------------------------------------
-    def _row(self, table: str, name: str) -> Any:
+    def _row(self, table: str, name: str) -> Row:
         row = self._inserted.get((table, name))
         if row is not None:
             return row
@@ -50,16 +53,16 @@ class Txn:
             return None
         return self.idl.tables[table].rows.get(row_uuid)
 
-    def bridge(self, name: str) -> Any:
+    def bridge(self, name: str) -> Row:
         return self._row("Bridge", name)
 
-    def port(self, name: str) -> Any:
+    def port(self, name: str) -> Row:
         return self._row("Port", name)
 
-    def interface(self, name: str) -> Any:
+    def interface(self, name: str) -> Row:
         return self._row("Interface", name)
 
-    def bridge_of_port(self, port: Any) -> Any:
+    def bridge_of_port(self, port: Row) -> Row:
         new = self._bridge_of_new_port.get(port.uuid)
         if new is not None:
             return new
@@ -68,7 +71,7 @@ class Txn:
             return None
         return self.idl.tables["Bridge"].rows.get(bridge_uuid)
 
-    def interfaces_with_iface_id(self, iface_id: str) -> list[Any]:
+    def interfaces_with_iface_id(self, iface_id: str) -> list[Row]:
         rows = []
         for name in self._index.names_with_iface_id(iface_id):
             row = self.interface(name)
@@ -79,29 +82,29 @@ class Txn:
                 rows.append(row)
         return rows
 
-    def note_iface_id(self, iface: Any, iface_id: str | None) -> None:
+    def note_iface_id(self, iface: Row, iface_id: str | None) -> None:
         """Remember that this transaction gave ``iface`` this iface-id, so the
         next write of the batch finds it without scanning what was inserted."""
         if iface_id is not None:
             self._iface_ids.setdefault(iface_id, {})[iface.uuid] = iface
 
-    def host(self) -> Any:
+    def host(self) -> Row:
         for row in self.idl.tables["Open_vSwitch"].rows.values():
             return row
         return None
 
     # -- changes ---------------------------------------------------------------
-    def insert(self, table: str, name: str) -> Any:
+    def insert(self, table: str, name: str) -> Row:
         row = self.txn.insert(self.idl.tables[table])
         row.name = name
         self._inserted[(table, name)] = row
         return row
 
-    def attach_port(self, bridge: Any, port: Any) -> None:
+    def attach_port(self, bridge: Row, port: Row) -> None:
         bridge.addvalue("ports", port)
         self._bridge_of_new_port[port.uuid] = bridge
 
-    def detach_port(self, bridge: Any, port: Any) -> None:
+    def detach_port(self, bridge: Row, port: Row) -> None:
         """Remove the port from its bridge; OVSDB garbage-collects it and its
         interfaces, since nothing else references them."""
         ifaces = list(col(port, "interfaces", []))

@@ -1,7 +1,7 @@
 """Everything behind the API, wired together and started in the right order.
 
 The daemon builds one ``Engine`` from its settings; tests build one in-process
-against a sandbox OVS.  Order matters: state is loaded and OVSDB connected
+against a private OVS.  Order matters: state is loaded and OVSDB connected
 before the host identity is written, and reconciliation runs before the
 engine reports ready.
 """
@@ -15,8 +15,8 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
-from vifplug import conf, exceptions, netdev
-from vifplug.ovsdb import connection, ops, sandbox, views
+from vifplug import conf, netdev
+from vifplug.ovsdb import connection, ops, views
 from vifplug.plugging import inventory, lifecycle, networks, placement, ports, reconcile, service
 from vifplug.plugins import base as plugin_base
 from vifplug.plugins import loader
@@ -38,11 +38,12 @@ class Engine:
         *,
         network_defs: Mapping[str, networks.NetworkDef] | None = None,
         owner: str = "vifplugd",
+        on_commit: connection.CommitHook | None = None,
     ) -> None:
         self.settings = settings
         self.owner = owner
         self.placer = placement.Placer(settings.ovs, network_defs or {})
-        self.sandbox: sandbox.OvsSandbox | None = None
+        self._on_commit = on_commit
         self.ovsdb: connection.Connection | None = None
         self.deleter: netdev.Deleter | None = None
         self.store: state_store.Store | None = None
@@ -98,18 +99,7 @@ class Engine:
         return self
 
     def _connect(self) -> connection.Connection:
-        s = self.settings.ovs
-        remote = s.connection
-        try:
-            return self._connection(remote).start(wait=3.0 if s.sandbox_dir else None)
-        except exceptions.OvsdbUnavailable:
-            if not s.sandbox_dir:
-                raise
-        LOG.info(
-            "no OVSDB at %s; starting a private sandbox Open vSwitch in %s", remote, s.sandbox_dir
-        )
-        self.sandbox = sandbox.OvsSandbox(s.sandbox_dir).start()
-        return self._connection(self.sandbox.remote).start()
+        return self._connection(self.settings.ovs.connection).start()
 
     def _connection(self, remote: str) -> connection.Connection:
         s = self.settings.ovs
@@ -120,6 +110,7 @@ class Engine:
             max_batch=s.max_batch,
             hold_max=s.hold_max,
             gather_max=s.gather_max,
+            on_commit=self._on_commit,
         )
 
     def _ensure_identity(self) -> str:
@@ -209,7 +200,7 @@ class Engine:
             and not (self.reconciler is not None and self.reconciler.running)
         )
 
-    def stop(self, *, stop_sandbox: bool = True) -> None:
+    def stop(self) -> None:
         self.ready.clear()
         self._stopping.set()
         if self._repairer is not None:
@@ -220,5 +211,3 @@ class Engine:
             self.deleter.close()
         if self.store is not None:
             self.store.close()
-        if self.sandbox is not None and stop_sandbox:
-            self.sandbox.stop()

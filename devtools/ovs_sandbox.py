@@ -1,7 +1,9 @@
 """A private Open vSwitch (ovsdb-server + ovs-vswitchd) in one directory.
 
-Used by the test fixtures and by ``vifplugd`` when no system OVS answers and
-``[ovs] sandbox_dir`` is set, so that a newcomer can plug a VIF a minute after
+A development tool, not part of the vifplug package: the test fixtures and
+the benchmarks import it (pytest has this folder on its ``pythonpath``), and
+``scripts/run`` starts one through the command line below when the machine
+has no system Open vSwitch, so that a newcomer can plug a VIF a minute after
 cloning.  Everything lives under ``directory`` (database, sockets, pid files,
 logs); the daemons are stopped by the pids they wrote, never by name.
 
@@ -9,16 +11,28 @@ The sandbox uses whatever network namespace the calling process is in.  Two
 ovs-vswitchd with the userspace datapath cannot share a namespace (each
 creates a tap called ``ovs-netdev``), so callers running several sandboxes
 must give each its own namespace.
+
+Command line::
+
+    python devtools/ovs_sandbox.py start DIR         # start (or reuse) it; prints the remote
+    python devtools/ovs_sandbox.py stop DIR          # stop it by its pid files
+    python devtools/ovs_sandbox.py run DIR -- CMD... # start it, run CMD, stop it when CMD exits
+
+``run`` gives CMD the remote in ``OVS_SANDBOX_REMOTE``, passes SIGTERM,
+SIGINT and SIGHUP on to it, and exits with its status.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 SCHEMA_CANDIDATES = (
@@ -215,3 +229,71 @@ class OvsSandbox:
         if proc.returncode != 0:
             raise SandboxError(f"ovs-appctl {' '.join(args)}: {proc.stderr.strip()}")
         return proc.stdout
+
+
+# -- command line -------------------------------------------------------------------
+def _run_command(sb: OvsSandbox, argv: Sequence[str]) -> int:
+    """Start the sandbox, run ``argv`` until it exits, then stop the sandbox.
+
+    A signal that comes before the command runs stops the sandbox without
+    running it; one that comes later is passed on to the command."""
+    procs: list[subprocess.Popen[bytes]] = []
+    received: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        received.append(signum)
+        for proc in procs:
+            proc.send_signal(signum)
+
+    forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    for sig in forwarded:
+        signal.signal(sig, forward)
+    try:
+        sb.start()
+        if received:
+            return 128 + received[0]
+        procs.append(
+            subprocess.Popen(list(argv), env=dict(os.environ, OVS_SANDBOX_REMOTE=sb.remote))
+        )
+        return procs[0].wait()
+    finally:
+        for sig in forwarded:
+            signal.signal(sig, signal.SIG_DFL)
+        sb.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="ovs_sandbox.py", description="A private Open vSwitch in one directory."
+    )
+    sub = parser.add_subparsers(dest="action", required=True)
+    for action, what in (
+        ("start", "start ovsdb-server and ovs-vswitchd in DIR (reusing running ones)"),
+        ("stop", "stop the daemons of DIR by their pid files"),
+        ("run", "start them, run CMD, and stop them when CMD exits"),
+    ):
+        p = sub.add_parser(action, help=what)
+        p.add_argument("directory", metavar="DIR")
+        if action == "run":
+            p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD...")
+    args = parser.parse_args(argv)
+    sb = OvsSandbox(args.directory)
+    try:
+        if args.action == "start":
+            sb.start()
+            print(sb.remote)
+            return 0
+        if args.action == "stop":
+            sb.stop()
+            return 0
+        command = args.command[1:] if args.command[:1] == ["--"] else args.command
+        if not command:
+            parser.error("run: no command given (run DIR -- CMD...)")
+        return _run_command(sb, command)
+    except SandboxError as exc:
+        print(f"ovs_sandbox: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
