@@ -80,6 +80,17 @@ OVS_OPTS = [
         help="Bridges VIFs may be plugged into. Empty means the integration "
         "bridge and the bridges of configured networks; any other is refused.",
     ),
+    cfg.StrOpt(
+        "inactive_iface_id",
+        default="auto",
+        choices=["auto", "hide", "keep"],
+        help="Where an inactive interface carries its iface-id. 'keep': in "
+        "external_ids:iface-id, as the IntegrationGuide says. 'hide': in "
+        "external_ids:vifplug-iface-id, moved back when it is activated, so a "
+        "controller that binds ports by iface-id alone and ignores iface-status "
+        "(OVN) never claims an inactive interface. 'auto': hide when "
+        "Open_vSwitch external_ids:ovn-remote is set.",
+    ),
     cfg.FloatOpt(
         "timeout",
         default=30.0,
@@ -352,6 +363,7 @@ class OvsSettings:
     datapath_type: str = "system"
     integration_bridge: str = "br-int"
     allowed_bridges: tuple[str, ...] = ()
+    inactive_iface_id: str = "auto"
     timeout: float = 30.0
     probe_interval: int = 5000
     max_batch: int = 2000

@@ -244,23 +244,19 @@ def test_unplug_releases_the_port_binding(
         eng.service.get(iface_id)
 
 
-def test_two_interfaces_with_one_iface_id_a_move_on_the_same_host(
+def test_ovn_claims_only_the_active_interface_of_an_iface_id(
     eng: engine_mod.Engine, ovn: ovn_fixture.OvnSandbox, ovs: ovs_sandbox.OvsSandbox, switch: str
 ) -> None:
-    """A move of a logical port between two interfaces of this host (seed 002,
+    """A move of a logical port between two interfaces of this host (seed 000,
     ``iface-status``): the new one comes up inactive, is activated, the old one
-    goes away -- and OVN ends up on the new one.
+    goes away.
 
-    What ovn-controller does meanwhile is *its* business, and this test only
-    asserts what is true of it.  Observed with OVN 23.03 (Debian's ovn-host):
-    ovn-controller does not read ``iface-status`` at all.  When a second
-    interface with the same ``iface-id`` appears it logs "Multiple bindings
-    for <lport>: force recompute", classifies the traffic of exactly one of
-    the two (in practice the one it saw last, even when it is ``inactive``)
-    and leaves ``ovn-installed=true`` on both.  So during the overlap neither
-    ``iface-status`` nor ``ovn-installed`` tells which interface OVN uses;
-    the Port_Binding stays on this chassis throughout, and once the old
-    interface is unplugged the remaining one is the one bound.
+    OVN 23.03 ignores ``iface-status``: given two interfaces with one
+    ``iface-id`` it installs both and classifies the newest, even an inactive
+    one.  On an OVN host (``ovn-remote`` is set) vifplug therefore keeps an
+    inactive interface's iface-id under ``vifplug-iface-id``, and activating
+    one moves the key in the same transaction: ovn-controller then claims,
+    classifies and installs exactly the active interface, at every step.
     """
     assert eng.service is not None
     old_name, new_name = unique("vpo"), unique("vpn")
@@ -272,41 +268,90 @@ def test_two_interfaces_with_one_iface_id_a_move_on_the_same_host(
 
     eng.service.plug(plug_request(old, wait="ovn-installed", timeout=OVN_TIMEOUT))
     old_port = int(ovs.vsctl("get", "Interface", old_name, "ofport").strip())
-    wait_for(
-        "the old interface classified into OVN", lambda: old_port in ovn.classified_in_ports(), ovn
-    )
 
-    # The destination, plugged inactive (wait=ofport: see the docstring on why
-    # ovn-installed proves nothing about an interface that shares its iface-id).
-    eng.service.plug(plug_request(new, iface_status="inactive", timeout=OVN_TIMEOUT))
+    # The destination, plugged inactive: OVN never sees its iface-id.
+    eng.service.plug(plug_request(new, iface_status="inactive", wait="ovn-installed"))
     new_port = int(ovs.vsctl("get", "Interface", new_name, "ofport").strip())
-    assert iface_external_ids(ovs, old_name)["iface-status"] == "active"
-    assert iface_external_ids(ovs, new_name)["iface-status"] == "inactive"
-    # OVN classifies exactly one of the two; the binding stays on this chassis.
-    wait_for(
-        "exactly one of the two interfaces classified into OVN",
-        lambda: len(ovn.classified_in_ports() & {old_port, new_port}) == 1,
-        ovn,
-    )
-    assert ovn.binding_chassis(iface_id) == ovn.system_id
+    new_ids = iface_external_ids(ovs, new_name)
+    assert "iface-id" not in new_ids and new_ids["vifplug-iface-id"] == iface_id
+    assert new_ids["iface-status"] == "inactive"
+    assert iface_external_ids(ovs, old_name)["iface-id"] == iface_id
+    claimed_only(ovn, ovs, iface_id, active=(old_name, old_port), inactive=(new_name, new_port))
 
-    # Activate the destination: vifplug makes the source inactive in the same
-    # transaction, so at most one interface per iface-id is active.
+    # Activate the destination: the key moves in one transaction.
     eng.service.set_status(vif_id_of(new), "active")
-    statuses = {n: iface_external_ids(ovs, n)["iface-status"] for n in (old_name, new_name)}
-    assert statuses == {old_name: "inactive", new_name: "active"}
+    old_ids, new_ids = (iface_external_ids(ovs, n) for n in (old_name, new_name))
+    assert new_ids["iface-id"] == iface_id and "vifplug-iface-id" not in new_ids
+    assert "iface-id" not in old_ids and old_ids["vifplug-iface-id"] == iface_id
+    assert (old_ids["iface-status"], new_ids["iface-status"]) == ("inactive", "active")
     assert eng.service.get(vif_id_of(old)).iface_status == "inactive"
+    claimed_only(ovn, ovs, iface_id, active=(new_name, new_port), inactive=(old_name, old_port))
 
-    # The source goes away: OVN is on the destination, and only there.
+    # And back: the source again.
+    eng.service.set_status(vif_id_of(old), "active")
+    claimed_only(ovn, ovs, iface_id, active=(old_name, old_port), inactive=(new_name, new_port))
+
+    # The source goes away while inactive: OVN stays on the destination.
+    eng.service.set_status(vif_id_of(new), "active")
     eng.service.unplug(vif_id_of(old))
-    wait_for(
-        "the new interface classified into OVN", lambda: new_port in ovn.classified_in_ports(), ovn
-    )
-    assert old_port not in ovn.classified_in_ports()
-    wait_for(
-        "ovn-installed on the new interface",
-        lambda: iface_external_ids(ovs, new_name).get("ovn-installed") == "true",
-        ovn,
-    )
-    assert ovn.binding_chassis(iface_id) == ovn.system_id
+    claimed_only(ovn, ovs, iface_id, active=(new_name, new_port), inactive=None)
     wait_for(f"NB port {iface_id} up", lambda: ovn.lsp_up(iface_id), ovn)
+
+
+def claimed_only(
+    ovn: ovn_fixture.OvnSandbox,
+    ovs: ovs_sandbox.OvsSandbox,
+    iface_id: str,
+    *,
+    active: tuple[str, int],
+    inactive: tuple[str, int] | None,
+) -> None:
+    """ovn-controller classifies and installs the active interface, and not
+    the inactive one; the binding is on this chassis."""
+    name, port = active
+
+    def settled() -> bool:
+        classified = ovn.classified_in_ports()
+        installed = iface_external_ids(ovs, name).get("ovn-installed") == "true"
+        other = inactive is None or (
+            inactive[1] not in classified
+            and iface_external_ids(ovs, inactive[0]).get("ovn-installed") != "true"
+        )
+        return port in classified and installed and other
+
+    wait_for(f"OVN on {name} only", settled, ovn)
+    assert ovn.binding_chassis(iface_id) == ovn.system_id
+
+
+def test_reconciliation_hides_an_inactive_interface_on_a_host_that_became_ovn(
+    ovs: ovs_sandbox.OvsSandbox, ovn: ovn_fixture.OvnSandbox, switch: str, tmp_path: Path
+) -> None:
+    """Two interfaces plugged while vifplug kept every iface-id (``keep``):
+    restarted with the default rule on this OVN host, reconciliation moves the
+    inactive one's key away, and OVN settles on the active interface."""
+    base = settings_for(ovs.remote, tmp_path / "state", bridge=ovn.bridge)
+    host = dataclasses.replace(base.host, system_id=ovn.system_id)
+    keep = dataclasses.replace(
+        base, host=host, ovs=dataclasses.replace(base.ovs, inactive_iface_id="keep")
+    )
+    iface_id, address = str(uuid.uuid4()), mac()
+    add_lsp(ovn, switch, iface_id, address, "10.0.0.88")
+    names = unique("vpa"), unique("vpb")
+    vifs = [
+        ovs_vif(bridge=ovn.bridge, name=n, address=address, interface_id=iface_id) for n in names
+    ]
+    owner = f"test-{uuid.uuid4().hex[:8]}"
+    eng = engine_mod.Engine(keep, owner=owner).start()
+    try:
+        assert eng.service is not None
+        eng.service.plug(plug_request(vifs[0], wait="ovn-installed", timeout=OVN_TIMEOUT))
+        eng.service.plug(plug_request(vifs[1], iface_status="inactive"))
+        assert iface_external_ids(ovs, names[1])["iface-id"] == iface_id  # kept, as told
+    finally:
+        eng.stop()
+    ports = [int(ovs.vsctl("get", "Interface", n, "ofport").strip()) for n in names]
+    with running_engine(dataclasses.replace(keep, ovs=base.ovs), owner=owner) as again:
+        assert again.service is not None
+        ids = iface_external_ids(ovs, names[1])
+        assert "iface-id" not in ids and ids["vifplug-iface-id"] == iface_id
+        claimed_only(ovn, ovs, iface_id, active=(names[0], ports[0]), inactive=(names[1], ports[1]))

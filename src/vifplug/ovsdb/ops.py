@@ -8,6 +8,13 @@ and they only set the keys they own: keys that others wrote into an
 What is written follows the Open vSwitch IntegrationGuide: ``system-id`` in
 ``Open_vSwitch``, ``bridge-id`` and ``other_config:hwaddr`` in ``Bridge``,
 ``iface-id``/``attached-mac``/``vm-id``/``iface-status`` in ``Interface``.
+
+One exception, by rule (``IFACE_ID_RULES``): on a host whose controller binds
+by ``iface-id`` alone (OVN, recognised by ``Open_vSwitch
+external_ids:ovn-remote``), an inactive interface keeps its iface-id under
+``views.HIDDEN_IFACE_ID`` instead, and activating an interface moves the key
+back on it and away from the others in the same transaction: the controller
+then claims exactly the active interface.
 """
 
 from __future__ import annotations
@@ -17,11 +24,18 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from vifplug import exceptions
+from vifplug.ovsdb import views
 from vifplug.ovsdb.schema import Row
 from vifplug.ovsdb.txn import Txn, col, is_new
 
 ACTIVE = "active"
 INACTIVE = "inactive"
+
+#: Where an inactive interface carries its iface-id: ``auto`` hides it when
+#: ``Open_vSwitch external_ids:ovn-remote`` is set, ``hide`` always, ``keep``
+#: never (every interface keeps ``iface-id``, as the IntegrationGuide says).
+IFACE_ID_RULES = ("auto", "hide", "keep")
+IFACE_ID = "iface-id"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +73,7 @@ class PortSpec:
     ingress_policing_rate: int | None = None
     ingress_policing_burst: int | None = None
     mtu_request: int | None = None
+    iface_id_rule: str = "auto"
     require_ids: Mapping[str, str] = dataclasses.field(default_factory=dict)
     """An existing port is taken over only if its interface already carries
     all these external_ids (vifplug's own marks for this VIF); any other port
@@ -202,8 +217,9 @@ def ensure_port(t: Txn, spec: PortSpec) -> list[str]:
             port.interfaces = [iface]
     if col(iface, "type", "") != spec.iface_type or is_new(iface):
         iface.type = spec.iface_type
-    _set_keys(iface, "external_ids", spec.external_ids)
-    t.note_iface_id(iface, spec.external_ids.get("iface-id"))
+    ids = dict(spec.external_ids)
+    iface_id = ids.pop(IFACE_ID, None)
+    _set_keys(iface, "external_ids", ids)
     _set_keys(iface, "options", spec.options)
     if (
         spec.ingress_policing_rate is not None
@@ -217,17 +233,63 @@ def ensure_port(t: Txn, spec: PortSpec) -> list[str]:
         iface.ingress_policing_burst = spec.ingress_policing_burst
     if spec.mtu_request is not None and col(iface, "mtu_request", []) != [spec.mtu_request]:
         iface.mtu_request = spec.mtu_request
-    demoted: list[str] = []
-    if spec.iface_status is not None:
-        demoted = _apply_status(t, iface, spec.iface_status, exclusive=spec.exclusive)
-    return demoted
+    if spec.iface_status is None:
+        if iface_id:
+            _place_iface_id(t, iface, iface_id, visible=True)
+        return []
+    return _apply_status(
+        t,
+        iface,
+        spec.iface_status,
+        exclusive=spec.exclusive,
+        rule=spec.iface_id_rule,
+        iface_id=iface_id,
+    )
 
 
-def _apply_status(t: Txn, iface: Row, status: str, *, exclusive: bool) -> list[str]:
+def effective_iface_id(iface: Row) -> str | None:
+    """The interface's iface-id, shown or hidden."""
+    ids: Mapping[str, str] = col(iface, "external_ids", {})
+    return ids.get(IFACE_ID) or ids.get(views.HIDDEN_IFACE_ID)
+
+
+def _hides(t: Txn, rule: str) -> bool:
+    """Whether inactive interfaces hide their iface-id on this host now."""
+    if rule != "auto":
+        return rule == "hide"
+    host = t.host()
+    return host is not None and "ovn-remote" in col(host, "external_ids", {})
+
+
+def _place_iface_id(t: Txn, iface: Row, iface_id: str, *, visible: bool) -> None:
+    """Put ``iface_id`` under ``iface-id`` (``visible``) or the hidden key,
+    and remove it from the other one."""
+    want, other = (IFACE_ID, views.HIDDEN_IFACE_ID)
+    if not visible:
+        want, other = other, want
+    ids = col(iface, "external_ids", {})
+    if is_new(iface):
+        merged = {k: v for k, v in ids.items() if k != other}
+        merged[want] = iface_id
+        iface.external_ids = merged
+    else:
+        if ids.get(want) != iface_id:
+            iface.setkey("external_ids", want, iface_id)
+        if other in ids:
+            iface.delkey("external_ids", other)
+    t.note_iface_id(iface, iface_id)
+
+
+def _apply_status(
+    t: Txn, iface: Row, status: str, *, exclusive: bool, rule: str, iface_id: str | None = None
+) -> list[str]:
     """Set iface-status; activating one interface makes the others with the same
-    iface-id inactive in this same transaction (seed: vswitch.xml iface-status)."""
+    iface-id inactive in this same transaction (seed: vswitch.xml iface-status)
+    and, where inactive interfaces hide their iface-id, moves it onto this one
+    and away from the others."""
     demoted: list[str] = []
-    iface_id = col(iface, "external_ids", {}).get("iface-id")
+    iface_id = iface_id or effective_iface_id(iface)
+    hide = _hides(t, rule)
     if status == ACTIVE and exclusive and iface_id:
         for other in t.interfaces_with_iface_id(iface_id):
             if other.uuid == iface.uuid:
@@ -235,11 +297,35 @@ def _apply_status(t: Txn, iface: Row, status: str, *, exclusive: bool) -> list[s
             if col(other, "external_ids", {}).get("iface-status") == ACTIVE:
                 _set_keys(other, "external_ids", {"iface-status": INACTIVE})
                 demoted.append(other.name)
+            if hide:
+                _place_iface_id(t, other, iface_id, visible=False)
+    if iface_id:
+        _place_iface_id(t, iface, iface_id, visible=status == ACTIVE or not hide)
     _set_keys(iface, "external_ids", {"iface-status": status})
     return demoted
 
 
-def set_iface_status_op(name: str, status: str, *, exclusive: bool = True) -> Op:
+def enforce_iface_id_rule_op(names: list[str], *, rule: str) -> Op:
+    """Place the iface-id of each named interface by the rule and its current
+    iface-status (reconciliation: the host became, or stopped being, an OVN
+    host while vifplug was away).  Changes nothing that is already right."""
+
+    def op(t: Txn) -> None:
+        hide = _hides(t, rule)
+        for name in names:
+            iface = t.interface(name)
+            iface_id = effective_iface_id(iface) if iface is not None else None
+            if iface is None or iface_id is None:
+                continue
+            status = col(iface, "external_ids", {}).get("iface-status")
+            _place_iface_id(t, iface, iface_id, visible=status != INACTIVE or not hide)
+
+    return op
+
+
+def set_iface_status_op(
+    name: str, status: str, *, exclusive: bool = True, rule: str = "auto"
+) -> Op:
     """Returns the names of the interfaces made inactive by activating ``name``."""
     if status not in (ACTIVE, INACTIVE):
         raise exceptions.InvalidRequest(
@@ -252,7 +338,7 @@ def set_iface_status_op(name: str, status: str, *, exclusive: bool = True) -> Op
             raise exceptions.InterfaceError(
                 device=name, bridge="?", reason="the interface is not in OVSDB"
             )
-        return _apply_status(t, iface, status, exclusive=exclusive)
+        return _apply_status(t, iface, status, exclusive=exclusive, rule=rule)
 
     return op
 

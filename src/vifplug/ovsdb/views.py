@@ -9,6 +9,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
+#: Where an inactive interface keeps its iface-id on a host whose controller
+#: binds ports by ``iface-id`` alone and ignores ``iface-status`` (OVN), so
+#: that the controller never claims an inactive interface.
+HIDDEN_IFACE_ID = "vifplug-iface-id"
+
 
 @dataclasses.dataclass(frozen=True)
 class InterfaceView:
@@ -26,7 +31,14 @@ class InterfaceView:
 
     @property
     def iface_id(self) -> str | None:
-        return self.external_ids.get("iface-id")
+        """The interface's iface-id, wherever vifplug keeps it (see
+        ``HIDDEN_IFACE_ID``)."""
+        return self.external_ids.get("iface-id") or self.external_ids.get(HIDDEN_IFACE_ID)
+
+    @property
+    def iface_id_hidden(self) -> bool:
+        """True when the iface-id is kept where a controller does not look."""
+        return "iface-id" not in self.external_ids and HIDDEN_IFACE_ID in self.external_ids
 
     @property
     def has_ofport(self) -> bool:

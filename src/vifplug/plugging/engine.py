@@ -68,7 +68,7 @@ class Engine:
             )
         )
         gate = lifecycle.Gate()
-        ovs_ports = ports.OvsPorts(ovsdb)
+        ovs_ports = ports.OvsPorts(ovsdb, iface_id_rule=s.ovs.inactive_iface_id)
         transitions = lifecycle.Transitions(store=store, plugins=plugins, ports=ovs_ports)
         self.service = service.Service(
             store=store,

@@ -9,6 +9,8 @@ made it.  The service uses this helper when the plan has such a port.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from vifplug import exceptions
 from vifplug.ovsdb import connection, ops, views
 from vifplug.records import Allocation
@@ -26,8 +28,9 @@ def port_of(allocation: Allocation) -> str | None:
 class OvsPorts:
     """Reads and switches the OVS ports of plugged VIFs through one connection."""
 
-    def __init__(self, ovsdb: connection.Connection) -> None:
+    def __init__(self, ovsdb: connection.Connection, *, iface_id_rule: str = "auto") -> None:
         self._ovsdb = ovsdb
+        self._rule = iface_id_rule
 
     def wait_ready(self, allocation: Allocation, mode: str, timeout: float) -> bool:
         """Block until the VIF's port has an ofport (``ofport``) or OVN bound it
@@ -44,7 +47,9 @@ class OvsPorts:
         def ready(view: views.InterfaceView) -> bool:
             if view.failed and ours:
                 return True
-            if mode == OVN_INSTALLED:
+            # An inactive interface whose iface-id is hidden from OVN is never
+            # installed by it: ready when ovs-vswitchd attached it.
+            if mode == OVN_INSTALLED and not view.iface_id_hidden:
                 return view.external_ids.get("ovn-installed") == "true"
             return view.has_ofport
 
@@ -63,7 +68,16 @@ class OvsPorts:
         port = port_of(allocation)
         if port is None:
             return []
-        return self._ovsdb.transact(ops.set_iface_status_op(port, status, exclusive=exclusive))
+        return self._ovsdb.transact(
+            ops.set_iface_status_op(port, status, exclusive=exclusive, rule=self._rule)
+        )
+
+    def enforce_iface_id_rule(self, allocations: Iterable[Allocation]) -> None:
+        """Place every port's iface-id by the rule and its iface-status, in one
+        transaction that changes nothing when all is right (reconciliation)."""
+        names = [p for p in map(port_of, allocations) if p is not None]
+        if names:
+            self._ovsdb.transact(ops.enforce_iface_id_rule_op(names, rule=self._rule))
 
     def ofport(self, allocation: Allocation) -> int | None:
         port = port_of(allocation)

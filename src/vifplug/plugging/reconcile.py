@@ -112,8 +112,23 @@ class Reconciler:
                     report.errors.append(f"{record.vif_id}: {error}")
         for action in Action:
             getattr(report, action.value).sort()
+        self._enforce_iface_id_rule(report)
         self._remove_leaks(report)
         return report
+
+    def _enforce_iface_id_rule(self, report: Report) -> None:
+        """Which interface carries the iface-id where a controller sees it
+        follows the host's rule (it may have become an OVN host meanwhile)."""
+        plugged = [
+            r.allocation
+            for r in self.store.all()
+            if r.lifecycle == Lifecycle.PLUGGED and r.allocation is not None
+        ]
+        try:
+            self.transitions.ports.enforce_iface_id_rule(plugged)
+        except Exception as exc:  # the rest of reconciliation still runs
+            LOG.exception("could not place the iface-ids of plugged VIFs")
+            report.errors.append(f"iface-id placement: {exc}")
 
     def _classify(self, links: frozenset[str]) -> list[tuple[Action, VifRecord]]:
         work: list[tuple[Action, VifRecord]] = []

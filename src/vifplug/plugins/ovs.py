@@ -249,6 +249,7 @@ class OvsPlugin(base.PluginBase):
             ingress_policing_rate=rate,
             ingress_policing_burst=burst,
             mtu_request=mtu,
+            iface_id_rule=self.ctx.ovs.inactive_iface_id,
         )
         return ops.ensure_port_op(spec, bridge=self._bridge_spec(plan))
 
