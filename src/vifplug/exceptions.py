@@ -33,10 +33,16 @@ class VifplugError(Exception):
 
     def details(self) -> dict[str, Any]:
         """Context as JSON-safe values for the error envelope."""
-        return {
-            k: v if isinstance(v, (int, float, bool, type(None))) else str(v)
-            for k, v in self.context.items()
-        }
+        return {k: _json_safe(v) for k, v in self.context.items()}
+
+
+def _json_safe(value: object) -> object:
+    """Scalars and lists of scalars as they are; anything else as text."""
+    if isinstance(value, int | float | bool | type(None)):
+        return value
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return str(value)
 
 
 # --- caller mistakes (4xx) ---------------------------------------------------
@@ -135,7 +141,15 @@ class PlugTimeout(VifplugError):
     code = "plug_timeout"
     template = (
         "VIF {vif_id} is plugged as {device} but {condition} did not happen "
-        "within {timeout} seconds; it stays plugged and listed."
+        "within {timeout} seconds ({seen}); it stays plugged and listed."
+    )
+
+
+class IfaceIdTaken(VifplugError):
+    code = "iface_id_taken"
+    template = (
+        "VIF {vif_id} was made inactive while its plug waited for OVN: interface "
+        "{taken_by} on this host now carries iface-id {iface_id}."
     )
 
 

@@ -290,6 +290,11 @@ def test_one_active_interface_per_iface_id(
     assert iface_ids(ovs, b)["iface-status"] == "inactive"
     assert eng.service.get(vif_id_of(vif_b)).iface_status == "inactive"
 
+    # Not an OVN host (no ovn-remote): both keep iface-id, as the
+    # IntegrationGuide says.
+    assert iface_ids(ovs, a)["iface-id"] == iface_ids(ovs, b)["iface-id"] == iface_id
+    assert "vifplug-iface-id" not in iface_ids(ovs, a) | iface_ids(ovs, b)
+
     # The self-migration exception, asked for explicitly.
     eng.service.set_status(vif_id_of(vif_b), "active", allow_dual_active=True)
     assert iface_ids(ovs, a)["iface-status"] == "active"
@@ -687,3 +692,89 @@ def test_multicast_mac_is_refused_before_any_change(eng: engine_mod.Engine) -> N
             plug_request(ovs_vif(bridge=bridge_of(eng), name=name, address="01:00:5e:00:00:01"))
         )
     assert link(name) is None and eng.service.list() == []
+
+
+@pytest.fixture
+def hiding(ovs: ovs_sandbox.OvsSandbox, tmp_path: Path) -> Iterator[engine_mod.Engine]:
+    """An engine told to hide inactive interfaces' iface-ids, as on OVN hosts."""
+    br = unique("vpbr")
+    settings = settings_for(ovs.remote, tmp_path / "state", bridge=br, inactive_iface_id="hide")
+    with running_engine(settings) as e:
+        try:
+            yield e
+        finally:
+            ovs.vsctl("--if-exists", "del-br", br)
+
+
+def test_hidden_iface_id_moves_with_the_active_interface(
+    hiding: engine_mod.Engine, ovs: ovs_sandbox.OvsSandbox
+) -> None:
+    eng = hiding
+    assert eng.service is not None and eng.ovsdb is not None
+    iface_id = str(uuid.uuid4())
+    a, b = unique("vpa"), unique("vpb")
+    vif_a = ovs_vif(bridge=bridge_of(eng), name=a, interface_id=iface_id)
+    vif_b = ovs_vif(bridge=bridge_of(eng), name=b, interface_id=iface_id)
+    eng.service.plug(plug_request(vif_a))
+    eng.service.plug(plug_request(vif_b, iface_status="inactive"))
+    assert iface_ids(ovs, a)["iface-id"] == iface_id
+    assert "iface-id" not in iface_ids(ovs, b)
+    assert iface_ids(ovs, b)["vifplug-iface-id"] == iface_id
+
+    txns = eng.ovsdb.transactions
+    eng.service.set_status(vif_id_of(vif_b), "active")
+    assert eng.ovsdb.transactions == txns + 1  # both keys move in one transaction
+    ids_a, ids_b = iface_ids(ovs, a), iface_ids(ovs, b)
+    assert (ids_a.get("iface-id"), ids_a.get("vifplug-iface-id")) == (None, iface_id)
+    assert (ids_b.get("iface-id"), ids_b.get("vifplug-iface-id")) == (iface_id, None)
+    # The iface-id index still finds both, the active one first.
+    assert eng.ovsdb.find_ofport(iface_id=iface_id) == int(
+        ovs.vsctl("get", "Interface", b, "ofport").strip()
+    )
+
+
+def test_ovn_wait_timeout_says_what_the_host_sees(eng: engine_mod.Engine) -> None:
+    assert eng.service is not None
+    vif = ovs_vif(bridge=bridge_of(eng), name=unique("vpw"))
+    with pytest.raises(exceptions.PlugTimeout) as info:
+        eng.service.plug(plug_request(vif, wait="ovn-installed", timeout=1.0))
+    details = info.value.details()
+    assert isinstance(details["ofport"], int) and details["ofport"] > 0
+    assert details["ovn_keys_present"] == ["iface-id"]
+    assert details["ovn_keys_missing"] == ["ovn-installed", "ovn-installed-ts"]
+    assert details["waited"] >= 1.0
+    assert "no ovn-controller is configured on this host" in info.value.message
+    assert eng.service.get(vif_id_of(vif)).lifecycle == Lifecycle.PLUGGED
+
+
+def test_ovn_wait_ends_at_once_when_a_newer_plug_takes_the_iface_id(
+    eng: engine_mod.Engine,
+) -> None:
+    assert eng.service is not None
+    service = eng.service
+    iface_id = str(uuid.uuid4())
+    first = ovs_vif(bridge=bridge_of(eng), name=unique("vpf"), interface_id=iface_id)
+    second = ovs_vif(bridge=bridge_of(eng), name=unique("vps"), interface_id=iface_id)
+    outcome: list[BaseException] = []
+
+    def plug_first() -> None:
+        try:
+            service.plug(plug_request(first, wait="ovn-installed", timeout=120.0))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=plug_first)
+    waiter.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and eng.ovsdb is not None:
+        view = eng.ovsdb.interface(str(first["versioned_object.data"]["vif_name"]))
+        if view is not None and view.has_ofport:
+            break
+        time.sleep(0.05)
+    started = time.monotonic()
+    service.plug(plug_request(second))
+    waiter.join(timeout=60)
+    assert not waiter.is_alive()
+    assert time.monotonic() - started < 60  # not the 120 s timeout
+    assert len(outcome) == 1 and isinstance(outcome[0], exceptions.IfaceIdTaken)
+    assert outcome[0].details()["taken_by"] == second["versioned_object.data"]["vif_name"]

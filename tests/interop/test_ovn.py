@@ -194,6 +194,11 @@ def test_unknown_iface_id_times_out_but_stays_plugged(
     waited = time.monotonic() - started
     assert 3.0 <= waited < 3.0 + 15.0
     assert info.value.code == "plug_timeout"
+    # The 504 says why, from what the host sees: attached, but not installed.
+    assert "ovn-controller has not set ovn-installed" in info.value.message
+    details = info.value.details()
+    assert isinstance(details["ofport"], int) and details["ofport"] > 0
+    assert "ovn-installed" in details["ovn_keys_missing"]
 
     # Plugged and listed all the same: tap, port, ofport, iface-id; not installed.
     record = eng.service.get(vid)

@@ -139,7 +139,7 @@ def test_plug_201_then_200_and_work_runs_in_the_api_pool(service: FakeService) -
 
 def test_plug_timeout_is_504_with_the_envelope(service: FakeService) -> None:
     service.raise_on_plug = exceptions.PlugTimeout(
-        vif_id="v1", device="tap1", condition="an ofport", timeout=1.0
+        vif_id="v1", device="tap1", condition="an ofport", timeout=1.0, seen="no ofport yet"
     )
     error = envelope(make_client(service).post("/v1/vifs", json=body()), 504, "plug_timeout")
     assert error["details"]["vif_id"] == "v1"
@@ -250,7 +250,7 @@ def test_many_blocking_calls_run_concurrently(service: FakeService) -> None:
 
 def test_plug_metric_names_only_installed_plugins(service: FakeService) -> None:
     service.raise_on_plug = exceptions.PlugTimeout(
-        vif_id="v1", device="tap1", condition="an ofport", timeout=1.0
+        vif_id="v1", device="tap1", condition="an ofport", timeout=1.0, seen="no ofport yet"
     )
     c = make_client(service)
     for plugin in ("ovs", "made-up"):

@@ -67,6 +67,7 @@ STATUS: Mapping[str, int] = {
     exceptions.OvsdbTransactionFailed.code: 502,
     exceptions.InterfaceError.code: 502,
     exceptions.InterfaceGone.code: 409,
+    exceptions.IfaceIdTaken.code: 409,
     exceptions.OvsdbUnavailable.code: 503,
     exceptions.NotReady.code: 503,
     exceptions.ShuttingDown.code: 503,

@@ -166,15 +166,13 @@ class Service:
         if request.wait == "none" or record.allocation is None:
             return
         timeout = self.default_timeout if request.timeout is None else request.timeout
-        if not self.ports.wait_ready(record.allocation, request.wait, timeout):
-            raise exceptions.PlugTimeout(
-                vif_id=record.vif_id,
-                device=record.allocation.device,
-                condition="ovn-controller's ovn-installed"
-                if request.wait == ports.OVN_INSTALLED
-                else "an ofport",
-                timeout=timeout,
-            )
+        self.ports.wait_ready(
+            record.allocation,
+            request.wait,
+            timeout,
+            vif_id=record.vif_id,
+            active=record.iface_status == admission.ACTIVE,
+        )
 
     # -- unplug and iface-status -------------------------------------------------------
     def unplug(self, vif_id: str) -> None:
