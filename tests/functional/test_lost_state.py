@@ -13,12 +13,16 @@ import dataclasses
 import json
 import os
 import select
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import primitives as prim
 import pytest
+from daemon_fixture import Daemon, DaemonFactory
 from engine_fixture import (
     Frame,
     mac,
@@ -409,3 +413,85 @@ def test_the_guard_is_kept_in_the_state_as_json() -> None:
     assert reconcile._load_guard(json.dumps({"reason": "r", "since": 5.0})) == ("r", 5.0)
     held = reconcile._load_guard("not json")
     assert held is not None
+
+
+# -- the real daemon --------------------------------------------------------------------
+
+
+def _metric(text: str, line_start: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(line_start + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{line_start} not in /metrics:\n{text}")
+
+
+def _cli(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vifplug.cli", "--socket", daemon.socket_path, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_daemon_started_on_a_lost_state_keeps_every_port_says_so_and_purges_on_request(
+    daemon_factory: DaemonFactory, ovs: ovs_sandbox.OvsSandbox
+) -> None:
+    first = daemon_factory()
+    vifs = [prim.vif_ovs(bridge=first.bridge) for _ in range(2)]
+    taps = [prim.data(v)["vif_name"] for v in vifs]
+    with first.client() as c:
+        for v in vifs:
+            assert c.post("/v1/vifs", json=prim.body(v)).status_code == 201
+    before_ofport = wait_ofports(ovs, taps)
+    before_index = {t: ifindex(t) for t in taps}
+    assert first.stop() == 0
+    state = Path(first.config["DEFAULT"]["state_dir"]) / engine.STATE_FILE
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{state}{suffix}").unlink(missing_ok=True)
+
+    second = daemon_factory(config=first.config)
+    assert "reconciliation removes nothing" in second.stderr()
+    assert " ERROR " in second.stderr()
+    with second.client() as c:
+        ready = c.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        guard = ready.json()["details"]["leak_guard"]
+        assert guard["held"] and "is new" in guard["reason"]
+        assert (guard["ports"], guard["devices"]) == (2, 2)
+        metrics = c.get("/metrics").text
+        assert _metric(metrics, "vifplug_leak_guard_held") == 1.0
+        assert _metric(metrics, 'vifplug_leaks_kept{kind="port"}') == 2.0
+        assert {t: ifindex(t) for t in taps} == before_index
+        assert wait_ofports(ovs, taps) == before_ofport
+
+        listed = c.get("/v1/leaks").json()
+        assert sorted(p["name"] for p in listed["ports"]) == sorted(taps)
+        assert listed["devices"] == sorted(taps) and listed["guard"]["held"]
+        refused = c.post("/v1/leaks/purge", json={})
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["code"] == "purge_not_confirmed"
+        assert set(taps) <= ports_of(ovs, second.bridge)
+
+        # The compute service re-plugs the first VIF: its tap and port are adopted.
+        again = c.post("/v1/vifs", json=prim.body(vifs[0]))
+        assert again.status_code == 201, again.text
+        assert again.json()["ofport"] == before_ofport[taps[0]]
+        assert ifindex(taps[0]) == before_index[taps[0]]
+
+    dry = _cli(second, "purge-leaks")
+    assert dry.returncode == 0, dry.stderr
+    assert taps[1] in dry.stdout and taps[0] not in dry.stdout and "--yes" in dry.stdout
+    assert set(taps) <= ports_of(ovs, second.bridge) and ifindex(taps[1]) is not None
+
+    done = _cli(second, "purge-leaks", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert "Removed 1 port(s) and 1 device(s)" in done.stdout
+    assert taps[1] not in ports_of(ovs, second.bridge) and ifindex(taps[1]) is None
+    assert ifindex(taps[0]) == before_index[taps[0]]
+    assert ofport(ovs, taps[0]) == before_ofport[taps[0]]
+    with second.client() as c:
+        assert c.get("/readyz").json()["details"]["leak_guard"]["held"] is False
+        assert _metric(c.get("/metrics").text, "vifplug_leak_guard_held") == 0.0
+        assert c.delete(f"/v1/vifs/{prim.data(vifs[0])['id']}").status_code == 204
