@@ -2,7 +2,8 @@
 
 It exists so that an operator (and a shell script) can do by hand what the
 compute service and the network manager do through the API: look at what the
-host can plug, plug and unplug VIFs, flip ``iface-status``, list networks.
+host can plug, plug and unplug VIFs, flip ``iface-status``, list networks,
+and purge what a lost state left behind.
 It is deliberately a thin client: every decision stays in the daemon, and the
 CLI only turns the API's JSON into tables for people (or passes it through
 with ``--json``) and the API's error envelope into an exit status.
@@ -619,6 +620,60 @@ def cmd_networks(ctx: Context, args: argparse.Namespace) -> None:
         ctx.emit(render_networks(_items(body, "networks")))
 
 
+def render_leaks(body: Any) -> str:
+    """What a purge would remove, and whether the leak guard holds."""
+    leaks: dict[str, Any] = body if isinstance(body, dict) else {}
+    found = leaks.get("guard")
+    guard: dict[str, Any] = found if isinstance(found, dict) else {}
+    rows = [("port", p.get("name"), p.get("vif_id")) for p in _items(leaks, "ports")]
+    rows += [("device", d, None) for d in leaks.get("devices") or [] if isinstance(d, str)]
+    lines = []
+    if guard.get("held"):
+        lines.append(
+            f"The leak guard holds since {_cell(_when(guard.get('since')))}: {guard.get('reason')}."
+        )
+        lines.append("Reconciliation removes nothing until the leaks are purged.")
+    if not rows:
+        lines.append("Nothing carries this daemon's marks without a VIF to account for it.")
+    else:
+        lines.append(format_table(["KIND", "NAME", "VIFPLUG-VIF-ID"], rows))
+    return "\n".join(lines)
+
+
+def cmd_leaks(ctx: Context, args: argparse.Namespace) -> None:
+    _, body = ctx.api.call("GET", "/v1/leaks")
+    if ctx.json:
+        ctx.emit_json(body)
+    else:
+        ctx.emit(render_leaks(body))
+
+
+def cmd_purge_leaks(ctx: Context, args: argparse.Namespace) -> None:
+    """Without --yes, show what would go and remove nothing."""
+    if not args.yes:
+        _, body = ctx.api.call("GET", "/v1/leaks")
+        if ctx.json:
+            ctx.emit_json(body)
+            return
+        ctx.emit(render_leaks(body))
+        if _items(body, "ports") or (isinstance(body, dict) and body.get("devices")):
+            ctx.emit(
+                "Nothing was removed. These may still serve running VMs; "
+                "run again with --yes to remove them."
+            )
+        return
+    _, body = ctx.api.call("POST", "/v1/leaks/purge", body={"confirm": True})
+    if ctx.json:
+        ctx.emit_json(body)
+        return
+    result = body if isinstance(body, dict) else {}
+    ports = result.get("removed_ports") or []
+    devices = result.get("removed_devices") or []
+    ctx.emit(f"Removed {len(ports)} port(s) and {len(devices)} device(s); the leak guard is off.")
+    for name in [*ports, *devices]:
+        ctx.emit(f"  {name}")
+
+
 def _path_id(vif_id: str) -> str:
     """A VIF id as exactly one path segment, whatever it contains; the daemon
     answers 404 for an id it does not know."""
@@ -799,12 +854,40 @@ def build_parser() -> argparse.ArgumentParser:
         "(migration from this host to itself)",
     )
 
+    _add_host_commands(command)
+    return parser
+
+
+#: ``command(name, func, help)`` of ``build_parser``: adds a subcommand.
+_Command = Callable[
+    [str, Callable[[Context, argparse.Namespace], None], str], argparse.ArgumentParser
+]
+
+
+def _add_host_commands(command: _Command) -> None:
+    """The commands about the host rather than one VIF: networks and leaks."""
     command(
         "networks",
         cmd_networks,
         "List the configured networks, their device pools and who holds what.",
     )
-    return parser
+    command(
+        "leaks",
+        cmd_leaks,
+        "List the ports and devices with this daemon's marks that no VIF accounts "
+        "for, and whether the leak guard holds.",
+    )
+    p = command(
+        "purge-leaks",
+        cmd_purge_leaks,
+        "Remove the ports and devices that no VIF accounts for (after a lost state, "
+        "once the compute service has re-plugged its VIFs); without --yes, only list them.",
+    )
+    p.add_argument(
+        "--yes",
+        action="store_true",
+        help="really remove them (they may still serve running VMs)",
+    )
 
 
 def _read_token(path: str) -> str:

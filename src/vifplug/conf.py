@@ -125,6 +125,33 @@ OVS_OPTS = [
     ),
 ]
 
+RECONCILE_OPTS = [
+    cfg.IntOpt(
+        "max_leak_removal",
+        default=8,
+        min=0,
+        help="Most leaked OVS ports, and most leaked devices, one reconciliation "
+        "removes. A run that finds more removes none of them, says so (ERROR log, "
+        "/readyz, metric) and waits for an operator's purge (vifplug purge-leaks).",
+    ),
+    cfg.FloatOpt(
+        "max_leak_fraction",
+        default=0.5,
+        min=0.0,
+        max=1.0,
+        help="Largest share of the OVS ports (and of the devices) carrying this "
+        "daemon's marks that one reconciliation removes as leaked. More, and it "
+        "removes none of them: the state is more likely lost than the ports leaked.",
+    ),
+    cfg.StrOpt(
+        "boot_id_file",
+        default="/proc/sys/kernel/random/boot_id",
+        help="File holding the kernel's boot id. A boot id other than the one kept "
+        "in the state means the host rebooted: VIFs whose devices the reboot took "
+        "are forgotten instead of recreated.",
+    ),
+]
+
 NETDEV_OPTS = [
     cfg.IntOpt(
         "link_group",
@@ -323,6 +350,7 @@ GROUPS: dict[str | None, list[cfg.Opt]] = {
     None: DEFAULT_OPTS,
     "ovs": OVS_OPTS,
     "netdev": NETDEV_OPTS,
+    "reconcile": RECONCILE_OPTS,
     "api": API_OPTS,
     "network_manager": NETWORK_MANAGER_OPTS,
 }
@@ -369,6 +397,13 @@ class OvsSettings:
     max_batch: int = 2000
     hold_max: float = 0.2
     gather_max: float = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class ReconcileSettings:
+    max_leak_removal: int = 8
+    max_leak_fraction: float = 0.5
+    boot_id_file: str = "/proc/sys/kernel/random/boot_id"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -457,6 +492,7 @@ class Settings:
     host: HostSettings = HostSettings()
     ovs: OvsSettings = OvsSettings()
     netdev: NetdevSettings = NetdevSettings()
+    reconcile: ReconcileSettings = ReconcileSettings()
     api: ApiSettings = ApiSettings()
     network_manager: NetworkManagerSettings = NetworkManagerSettings()
 
@@ -479,6 +515,7 @@ class Settings:
                 tap_owner=resolve_user(conf.netdev.tap_owner),
                 tap_group=resolve_group(conf.netdev.tap_group),
             ),
+            reconcile=take(ReconcileSettings, conf.reconcile),
             api=take(ApiSettings, conf.api),
             network_manager=take(NetworkManagerSettings, conf.network_manager),
         )

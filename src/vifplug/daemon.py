@@ -220,14 +220,25 @@ class Daemon:
         service = eng.service
         ovsdb = eng.ovsdb
         assert ovsdb is not None
+        reconciler = eng.reconciler
+        assert reconciler is not None
+
+        def leak_guard() -> tuple[bool, int, int]:
+            guard = reconciler.guard
+            return guard.held, guard.ports, guard.links
+
         self.metrics.watch_state(
-            service.list, lambda: ovsdb.connected, lambda: (ovsdb.transactions, ovsdb.ops_committed)
+            service.list,
+            lambda: ovsdb.connected,
+            lambda: (ovsdb.transactions, ovsdb.ops_committed),
+            leak_guard,
         )
         return api_app.Runtime(
             executor=self.executor,
             metrics=self.metrics,
             readiness=self.readiness,
             max_body_bytes=api.max_body_bytes,
+            reconciler=reconciler,
         )
 
     def _listeners(
@@ -320,6 +331,14 @@ class Daemon:
             "running": bool(reconciler is not None and reconciler.running),
             "summary": last.summary() if last is not None else None,
             "errors": list(last.errors) if last is not None else [],
+        }
+        guard = reconciler.guard if reconciler is not None else None
+        details["leak_guard"] = {
+            "held": bool(guard is not None and guard.held),
+            "reason": guard.reason if guard is not None else None,
+            "since": guard.since if guard is not None else None,
+            "ports": guard.ports if guard is not None else 0,
+            "devices": guard.links if guard is not None else 0,
         }
         details["system_id"] = eng.system_id if eng is not None else None
         details["network_manager"] = (

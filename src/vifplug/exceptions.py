@@ -129,6 +129,16 @@ class PhysicalDeviceNotFound(VifplugError):
     template = "Physical device {device} for VIF {vif_id} does not exist on this host."
 
 
+class PurgeNotConfirmed(VifplugError):
+    """A purge of leaks without the operator's explicit confirmation."""
+
+    code = "purge_not_confirmed"
+    template = (
+        "Nothing was removed: a purge removes {ports} OVS port(s) and {devices} device(s) "
+        'that running VMs may still use, and needs the body {{"confirm": true}}.'
+    )
+
+
 class Unauthorized(VifplugError):
     code = "unauthorized"
     template = "A valid bearer token is required."

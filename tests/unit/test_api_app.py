@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from vifplug import exceptions
 from vifplug.api import app as api_app
 from vifplug.api import metrics, routes
-from vifplug.api.routes import host_info, networks, operations, vifs
+from vifplug.api.routes import host_info, leaks, networks, operations, vifs
 from vifplug.negotiation import hostinfo
 from vifplug.plugging.service import PlugRequest, PlugResult, Service
 from vifplug.records import Allocation, Lifecycle, VifRecord
@@ -277,6 +277,8 @@ def test_the_routers_hold_the_named_handlers_in_document_order(service: FakeServ
         (["DELETE"], "/v1/vifs/{vif_id}", vifs.unplug),
         (["PUT"], "/v1/vifs/{vif_id}/status", vifs.set_status),
         (["GET"], "/v1/networks", networks.networks),
+        (["GET"], "/v1/leaks", leaks.list_leaks),
+        (["POST"], "/v1/leaks/purge", leaks.purge_leaks),
         (["GET"], "/healthz", operations.healthz),
         (["GET"], "/readyz", operations.readyz),
         (["GET"], "/metrics", operations.metrics),

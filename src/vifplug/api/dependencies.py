@@ -23,6 +23,7 @@ from typing import Annotated, ParamSpec, TypeVar
 from fastapi import Depends, Request
 
 from vifplug.api import metrics as metrics_mod
+from vifplug.plugging import reconcile
 from vifplug.plugging.service import Service
 from vifplug.records import JsonObject
 
@@ -36,13 +37,14 @@ class Runtime:
 
     ``readiness()`` answers ``(ready, details)`` for ``/readyz`` (the
     daemon's details include the state of the HostInfo push to the network
-    manager).
+    manager).  ``reconciler`` serves ``/v1/leaks`` (None: not started).
     """
 
     executor: ThreadPoolExecutor
     metrics: metrics_mod.Metrics
     readiness: Callable[[], tuple[bool, JsonObject]] = lambda: (True, {})
     max_body_bytes: int = 1048576
+    reconciler: reconcile.Reconciler | None = None
 
     async def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """``fn(*args, **kwargs)`` in the API pool, awaited from the event loop.

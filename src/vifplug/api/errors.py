@@ -47,6 +47,7 @@ STATUS: Mapping[str, int] = {
     exceptions.InvalidDeviceName.code: 400,
     exceptions.NetworkNotFound.code: 400,
     exceptions.PhysicalDeviceNotFound.code: 400,
+    exceptions.PurgeNotConfirmed.code: 400,
     MALFORMED_JSON: 400,
     exceptions.Unauthorized.code: 401,
     exceptions.VIFNotFound.code: 404,

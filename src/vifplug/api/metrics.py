@@ -19,6 +19,9 @@ from prometheus_client.registry import Collector
 
 from vifplug.records import VifRecord
 
+#: What the leak gauges show: (guard held, ports kept, devices kept).
+LeakGuardReading = Callable[[], tuple[bool, int, int]]
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -34,10 +37,12 @@ class _StateCollector(Collector):
         records: Callable[[], Iterable[VifRecord]],
         connected: Callable[[], bool] | None,
         ovsdb_counts: Callable[[], tuple[int, int]] | None,
+        leak_guard: LeakGuardReading | None = None,
     ) -> None:
         self._records = records
         self._connected = connected
         self._ovsdb_counts = ovsdb_counts
+        self._leak_guard = leak_guard
 
     def collect(self) -> Iterator[Metric]:
         vifs = GaugeMetricFamily(
@@ -70,6 +75,27 @@ class _StateCollector(Collector):
                 "Write operations committed to OVSDB since start (several share one transaction)",
                 value=operations,
             )
+        if self._leak_guard is not None:
+            yield from _leak_metrics(*self._leak_guard())
+
+
+def _leak_metrics(held: bool, ports: int, devices: int) -> Iterator[Metric]:
+    guard = GaugeMetricFamily(
+        "vifplug_leak_guard_held",
+        "1 while reconciliation removes no leaked port or device (the state looks "
+        "lost); 'vifplug purge-leaks' lists and removes them",
+    )
+    guard.add_metric([], 1.0 if held else 0.0)
+    yield guard
+    kept = GaugeMetricFamily(
+        "vifplug_leaks_kept",
+        "Ports and devices with this daemon's marks that no VIF accounts for, kept by "
+        "the leak guard at the last reconciliation",
+        labels=["kind"],
+    )
+    kept.add_metric(["port"], ports)
+    kept.add_metric(["device"], devices)
+    yield kept
 
 
 class Metrics:
@@ -124,12 +150,14 @@ class Metrics:
         records: Callable[[], Iterable[VifRecord]],
         connected: Callable[[], bool] | None = None,
         ovsdb_counts: Callable[[], tuple[int, int]] | None = None,
+        leak_guard: LeakGuardReading | None = None,
     ) -> None:
         """Compute the state metrics at every scrape: VIFs from ``records()``,
-        ``connected()``, and ``ovsdb_counts()`` -> (transactions, operations)
+        ``connected()``, ``ovsdb_counts()`` -> (transactions, operations)
         from the OVSDB connection's own counters (which include what was
-        committed before the API started)."""
-        self.registry.register(_StateCollector(records, connected, ovsdb_counts))
+        committed before the API started), and ``leak_guard()`` -> (held,
+        ports kept, devices kept)."""
+        self.registry.register(_StateCollector(records, connected, ovsdb_counts, leak_guard))
 
     # -- hooks -----------------------------------------------------------------------
     def observe_commit(self, batch_size: int, seconds: float) -> None:

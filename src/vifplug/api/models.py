@@ -157,3 +157,42 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready"]
     details: JsonObject
+
+
+# --- leaks -------------------------------------------------------------------------
+
+
+class LeakGuard(BaseModel):
+    """Whether reconciliation keeps leaks instead of removing them, and why."""
+
+    held: bool = Field(description="true: no reconciliation removes anything until a purge")
+    reason: str | None = Field(description="why the guard holds")
+    since: float | None = Field(description="when it started to hold (Unix time)")
+
+
+class LeakedPort(BaseModel):
+    name: str = Field(description="the OVS port and interface name")
+    vif_id: str = Field(description="the interface's vifplug-vif-id")
+
+
+class Leaks(BaseModel):
+    """What carries this daemon's marks and no VIF of the state accounts for."""
+
+    guard: LeakGuard
+    ports: list[LeakedPort] = Field(description="OVS ports carrying our vifplug-owner")
+    devices: list[str] = Field(description="devices in our kernel link group")
+
+
+class PurgeBody(_Strict):
+    """The body of ``POST /v1/leaks/purge``."""
+
+    confirm: StrictBool = Field(
+        default=False,
+        description="must be true: the ports and devices removed may still serve running VMs",
+    )
+
+
+class PurgeResult(BaseModel):
+    removed_ports: list[str]
+    removed_devices: list[str]
+    guard: LeakGuard

@@ -78,6 +78,10 @@ class PortSpec:
     """An existing port is taken over only if its interface already carries
     all these external_ids (vifplug's own marks for this VIF); any other port
     or interface of that name is someone else's and is refused."""
+    transient: bool = False
+    """``Port other_config:transient=true``, as libvirt and ovn-kubernetes mark
+    ports whose device dies with the host: ``ovs-ctl --delete-transient-ports``
+    removes them at boot, instead of leaving ports without devices."""
 
 
 Op = Callable[[Txn], Any]
@@ -215,6 +219,8 @@ def ensure_port(t: Txn, spec: PortSpec) -> list[str]:
         if iface is None:
             iface = t.insert("Interface", spec.name)
             port.interfaces = [iface]
+    if spec.transient:
+        _set_keys(port, "other_config", {"transient": "true"})
     if col(iface, "type", "") != spec.iface_type or is_new(iface):
         iface.type = spec.iface_type
     ids = dict(spec.external_ids)

@@ -33,7 +33,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "ovs_version",
     ),
     "Bridge": ("name", "ports", "external_ids", "other_config", "datapath_type", "datapath_id"),
-    "Port": ("name", "interfaces", "external_ids", "tag"),
+    "Port": ("name", "interfaces", "external_ids", "other_config", "tag"),
     "Interface": (
         "name",
         "type",

@@ -4,6 +4,11 @@ The daemon builds one ``Engine`` from its settings; tests build one in-process
 against a private OVS.  Order matters: state is loaded and OVSDB connected
 before the host identity is written, and reconciliation runs before the
 engine reports ready.
+
+What the first reconciliation needs to know is read before anything is
+written: whether the state is new or another host's (then leaks are not
+removed, ``reconcile``'s leak guard) and whether the host rebooted since the
+state was last reconciled (a boot id other than the one kept in the state).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ LOG = logging.getLogger(__name__)
 
 STATE_FILE = "vifplug.sqlite"
 META_SYSTEM_ID = "system_id"
+META_BOOT_ID = "boot_id"
 REPAIR_DEBOUNCE = 0.5
 
 
@@ -86,9 +92,17 @@ class Engine:
             inventory=inventory.Inventory(
                 ovsdb=ovsdb, deleter=deleter, owner=self.owner, link_group=s.netdev.link_group
             ),
+            limits=reconcile.LeakLimits(
+                max_removal=s.reconcile.max_leak_removal,
+                max_fraction=s.reconcile.max_leak_fraction,
+            ),
         )
+        suspect = self._suspect_state()
+        boot_id, rebooted = self._boot()
         self.system_id = self._ensure_identity()
-        self.reconciler.run()
+        self.reconciler.run(suspect=suspect, rebooted=rebooted)
+        if boot_id is not None:
+            store.meta_set(META_BOOT_ID, boot_id)
         ovsdb.add_resync_callback(self._on_resync)
         ovsdb.add_interface_watcher(self._on_interface)
         self._repairer = threading.Thread(
@@ -112,6 +126,45 @@ class Engine:
             gather_max=s.gather_max,
             on_commit=self._on_commit,
         )
+
+    def _suspect_state(self) -> str | None:
+        """Why the state may not describe this host, read before start-up
+        writes anything: it is new (never used by a daemon: no system-id
+        kept), or it kept another system-id than OVSDB holds (another
+        host's, or restored from one)."""
+        assert self.ovsdb is not None and self.store is not None
+        kept = self.store.meta_get(META_SYSTEM_ID)
+        if kept is None:
+            return f"the state database {self.store.path} is new"
+        host = self.ovsdb.host()
+        current = host.external_ids.get("system-id") if host is not None else None
+        if current is not None and current != kept:
+            return (
+                f"the state database {self.store.path} belongs to system-id {kept}, "
+                f"and OVSDB holds {current}"
+            )
+        return None
+
+    def _boot(self) -> tuple[str | None, bool]:
+        """This boot's id, and whether it differs from the one kept in the
+        state (the host rebooted since the state was last reconciled)."""
+        assert self.store is not None
+        path = self.settings.reconcile.boot_id_file
+        try:
+            boot_id = Path(path).read_text().strip() or None
+        except OSError as exc:
+            LOG.warning("cannot read the boot id from %s (%s); reboots go unnoticed", path, exc)
+            return None, False
+        kept = self.store.meta_get(META_BOOT_ID)
+        rebooted = boot_id is not None and kept is not None and kept != boot_id
+        if rebooted:
+            LOG.warning(
+                "the host rebooted since the state was last reconciled (boot id %s, was %s): "
+                "VIFs whose devices the reboot took are forgotten, not recreated",
+                boot_id,
+                kept,
+            )
+        return boot_id, rebooted
 
     def _ensure_identity(self) -> str:
         """system-id: configured, else OVSDB's, else the file, else generated;
@@ -184,6 +237,16 @@ class Engine:
                     LOG.exception("reconciliation after an interface error failed")
 
     # -- shared ------------------------------------------------------------------
+    def leaks(self) -> reconcile.Leaks:
+        """What carries our marks and no VIF accounts for (what a purge would remove)."""
+        assert self.reconciler is not None
+        return self.reconciler.leaks()
+
+    def purge_leaks(self) -> reconcile.Report:
+        """The operator's explicit purge: remove every leak, release the guard."""
+        assert self.reconciler is not None
+        return self.reconciler.purge()
+
     def reload_networks(self, defs: Mapping[str, networks.NetworkDef]) -> list[str]:
         """Swap in new network definitions (SIGHUP); returns the removed
         networks kept because they still have VIFs."""

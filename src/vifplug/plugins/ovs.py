@@ -250,6 +250,9 @@ class OvsPlugin(base.PluginBase):
             ingress_policing_burst=burst,
             mtu_request=mtu,
             iface_id_rule=self.ctx.ovs.inactive_iface_id,
+            # The port's device is one we make (a tap, the hybrid plug's veth
+            # end): it is gone after a reboot, and so should the port be.
+            transient=plan.port in plan.created_devices,
         )
         return ops.ensure_port_op(spec, bridge=self._bridge_spec(plan))
 

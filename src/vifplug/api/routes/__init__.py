@@ -1,6 +1,6 @@
 """The endpoints of API v1, one ``APIRouter`` per OpenAPI tag.
 
-``host_info`` (negotiation), ``vifs``, ``networks`` and ``operations`` each
+``host_info`` (negotiation), ``vifs``, ``networks``, ``leaks`` and ``operations`` each
 hold module-level handlers that receive the service and the runtime as
 dependencies (``vifplug.api.dependencies``), so a handler can be named,
 listed and called alone.  ``vifplug.api.app`` includes the routers in the
@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from vifplug.api.routes import host_info, networks, operations, vifs
+from vifplug.api.routes import host_info, leaks, networks, operations, vifs
 
 #: Every router of API v1, in the order of the OpenAPI document.
-ROUTERS: tuple[APIRouter, ...] = (host_info.router, vifs.router, networks.router, operations.router)
+ROUTERS: tuple[APIRouter, ...] = (
+    host_info.router,
+    vifs.router,
+    networks.router,
+    leaks.router,
+    operations.router,
+)
