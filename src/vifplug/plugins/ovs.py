@@ -44,9 +44,13 @@ class OvsPlugin(base.PluginBase):
     )
 
     # -- planning (pure) ---------------------------------------------------------
-    def _profile(self, vif: vifs.VIFBase) -> vifs.VIFPortProfileOpenVSwitch | None:
+    def _profile(self, vif: vifs.VIFBase) -> vifs.VIFPortProfileOpenVSwitch:
+        """The VIF's ``VIFPortProfileOpenVSwitch``.  Mandatory, as in os-vif's
+        ovs plugin, which refuses every one of its VIFs without it."""
         if not vif.obj_attr_is_set("port_profile") or vif.port_profile is None:
-            return None
+            raise exceptions.MissingPortProfile(
+                plugin=self.NAME, profile=OVS_PROFILE[0], obj_name=vif.obj_name(), vif_id=vif.id
+            )
         profile = vif.port_profile
         # Exactly this object: its subclasses (fast path, representor) need
         # what this plugin does not do.
