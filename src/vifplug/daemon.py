@@ -15,21 +15,62 @@ SIGTERM (or SIGINT): ``STOPPING=1``, stop accepting, let in-flight requests
 finish (at most ``[api] shutdown_timeout``), stop the engine, exit 0.
 SIGHUP: re-read the configuration files' network definitions and push
 HostInfo again.  uvicorn installs no handler of its own (``api.server``).
+
+Before any of that, while the modules below are still being imported (2-3 s
+on a cold machine), SIGTERM and SIGINT exit 0 at once and SIGHUP is ignored:
+see ``_guard_start_up``, the first code this module runs.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
 import signal
 import sys
-import threading
-import time
-import warnings
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+
+
+def _exit_during_start_up(signum: int, frame: object) -> None:
+    """SIGTERM/SIGINT before the event loop's handlers exist: nothing has been
+    made yet that outlives the process (no socket, no state, no OVSDB write:
+    the first of those comes after ``Daemon._main`` replaced this handler),
+    so exit 0 at once, as a stop after start-up does.  ``os._exit``: nothing
+    half-imported may catch a ``SystemExit`` and carry on."""
+    os.write(2, f"vifplugd: {signal.Signals(signum).name} during start-up; exiting\n".encode())
+    os._exit(0)  # EXIT_OK
+
+
+def _ignore_during_start_up(signum: int, frame: object) -> None:
+    """SIGHUP (reload) before there is anything to reload: ignored, as
+    ``Daemon._on_hup`` ignores it until the engine runs; by default it
+    would kill the process."""
+    os.write(2, b"vifplugd: SIGHUP during start-up ignored\n")
+
+
+def _guard_start_up() -> None:
+    """Handle stop signals from the first line on, not only once the heavy
+    imports below are done: a SIGTERM during them killed the process by the
+    signal.  Only when this module is the program (``python -m
+    vifplug.daemon``, or the ``vifplugd`` console script, which imports it
+    first): a process that merely imports it keeps its own signal handling.
+    What no Python code can cover is the interpreter's own start (some 10-50
+    ms before this line runs), where the kernel's default action applies."""
+    is_program = __name__ == "__main__" or os.path.basename(sys.argv[0]).startswith("vifplugd")
+    if not is_program:
+        return
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_during_start_up)
+    signal.signal(signal.SIGHUP, _ignore_during_start_up)
+
+
+_guard_start_up()
+
+import asyncio  # noqa: E402
+import logging  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+from typing import Any  # noqa: E402
 
 # oslo.versionedobjects imports oslo.messaging, which imports oslo.service's
 # eventlet backend; eventlet then warns on stderr at every start although

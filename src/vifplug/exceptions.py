@@ -81,6 +81,16 @@ class UnsupportedPortProfile(VifplugError):
     template = "Plugin {plugin} does not support port profile {profile} on a {obj_name}."
 
 
+class MissingPortProfile(VifplugError):
+    """os-vif's ovs plugin refuses the same VIF (``MissingPortProfile``): without
+    a profile there is no ``interface_id``, so OVN could never bind the port."""
+
+    code = "missing_port_profile"
+    template = (
+        "Plugin {plugin} needs a port profile ({profile}) on {obj_name} {vif_id}, and it has none."
+    )
+
+
 class BridgeNotAllowed(VifplugError):
     code = "bridge_not_allowed"
     template = "VIF {vif_id} asks for bridge {bridge}, which is not in allowed_bridges."

@@ -131,3 +131,15 @@ class Placement:
     bridge_id: str | None = None
     bridge_hwaddr: str | None = None
     mode: str | None = None  # a direct network's forward mode
+
+
+@dataclasses.dataclass(frozen=True)
+class LeftAlone:
+    """Something an unplug found under a name vifplug had recorded, but did not
+    make, and so left in place: a device outside this daemon's link group, or
+    an OVS port without this VIF's ``vifplug-`` marks.  The unplug still
+    succeeds (the VIF's own things are gone); the caller is told what stayed."""
+
+    kind: str  # "device" or "port"
+    name: str
+    reason: str  # one phrase: "not made by vifplug (link group 0, not 1234)"

@@ -114,6 +114,12 @@ def top(ctx: Ctx, **changes: Any) -> dict[str, Any]:
     return prim.body(vif)
 
 
+def _with_data_value(primitive: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """``primitive`` with one data field set to ``value`` (``mutate`` removes on None)."""
+    prim.data(primitive)[key] = value
+    return primitive
+
+
 def _deep(n: int) -> bytes:
     return b'{"vif": ' + b"[" * n + b"]" * n + b', "instance": {}}'
 
@@ -206,6 +212,28 @@ BAD: dict[str, Callable[[Ctx], Bad]] = {
     ),
     "device-name-dot-dot": lambda c: Bad(
         json_body=vif_with_data(c, vif_name=".."), code="invalid_device_name"
+    ),
+    "device-name-all": lambda c: Bad(
+        json_body=vif_with_data(c, vif_name="all"), code="invalid_device_name"
+    ),
+    "device-name-default": lambda c: Bad(
+        json_body=vif_with_data(c, vif_name="default"), code="invalid_device_name"
+    ),
+    "ovs-vif-without-port-profile": lambda c: Bad(
+        json_body=vif_with_data(c, port_profile=None), code="missing_port_profile"
+    ),
+    "ovs-vif-with-a-null-port-profile": lambda c: Bad(
+        json_body=prim.body(_with_data_value(c.vif(), "port_profile", None)),
+        code="invalid_object",
+    ),
+    "network-mtu-a-fraction": lambda c: Bad(
+        json_body=network_change(c, mtu=1.5), code="invalid_object"
+    ),
+    "network-mtu-a-boolean": lambda c: Bad(
+        json_body=network_change(c, mtu=True), code="invalid_object"
+    ),
+    "network-mtu-a-string": lambda c: Bad(
+        json_body=network_change(c, mtu="1500"), code="invalid_object"
     ),
     "unknown-plugin": lambda c: Bad(
         json_body=vif_with_data(c, plugin="teleporter"), code="no_matching_plugin"

@@ -110,16 +110,109 @@ def test_not_ready_until_ovsdb_answers(workdir: Path, notify: Notify, netns_name
         subprocess.run(["rm", "-rf", str(ovs_dir)], check=False)
 
 
-def test_sigterm_during_start_up_exits_0(workdir: Path, notify: Notify) -> None:
-    d = start_daemon(
+def catches(pid: int, sig: signal.Signals) -> bool:
+    """Whether the process has a handler for ``sig`` (the kernel's SigCgt mask)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    mask = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(mask, 16) & (1 << (sig - 1)))
+
+
+def wait_until_it_catches(d: Daemon, *sigs: signal.Signals, timeout: float = 60) -> None:
+    """Until the daemon's first lines have installed their handlers.  Before
+    that only the interpreter runs (some 10-50 ms), where no program can
+    handle a signal; waiting for the kernel to say so, not for a time, keeps
+    the test honest on a slow machine."""
+    deadline = time.monotonic() + timeout
+    while not all(catches(d.pid, sig) for sig in sigs):
+        assert d.proc.poll() is None, d.stderr()
+        assert time.monotonic() < deadline, f"no handler after {timeout}s:\n{d.stderr()}"
+        time.sleep(0.001)
+
+
+def start_without_ovsdb(workdir: Path, notify: Notify) -> Daemon:
+    """A daemon that cannot finish starting (its OVSDB does not exist)."""
+    return start_daemon(
         workdir / "d",
         base_config(workdir / "d", "unix:/nonexistent/db.sock"),
         wait=False,
         env={"NOTIFY_SOCKET": str(notify.path)},
     )
-    time.sleep(1.5)
-    assert d.stop(timeout=20) == 0, d.stderr()
+
+
+def loaded(pid: int, library: str) -> bool:
+    """Whether the process has mapped a shared library whose path contains ``library``."""
+    try:
+        return library in Path(f"/proc/{pid}/maps").read_text()
+    except FileNotFoundError:
+        return False
+
+
+def wait_until_loaded(d: Daemon, library: str, timeout: float = 60) -> None:
+    """Until the daemon's imports reach ``library`` (a C extension of one of
+    them): a moment in the middle of importing, found by what the process
+    did rather than by how long it took."""
+    deadline = time.monotonic() + timeout
+    while not loaded(d.pid, library):
+        assert d.proc.poll() is None, d.stderr()
+        assert not d.stderr(), f"imports done before {library} was loaded:\n{d.stderr()}"
+        assert time.monotonic() < deadline, f"{library} not loaded after {timeout}s"
+        time.sleep(0.001)
+
+
+#: When the SIGTERM comes: at the first moment the process catches it, while
+#: it imports fastapi (pydantic_core) and oslo.versionedobjects (eventlet's
+#: greenlet), or some seconds after exec (importing, or the engine retrying).
+MOMENTS: list[str | float] = ["first-handler", "_pydantic_core", "_greenlet", 1.0, 3.0]
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_sigterm_during_start_up_exits_0(
+    workdir: Path, notify: Notify, moment: str | float
+) -> None:
+    """However early the stop comes, the daemon exits 0 without a traceback
+    and leaves nothing behind.  Only the interpreter's own start, before the
+    daemon's first line runs, is waited out (see ``wait_until_it_catches``)."""
+    started = time.monotonic()
+    d = start_without_ovsdb(workdir, notify)
+    if isinstance(moment, float):
+        time.sleep(max(0.0, started + moment - time.monotonic()))
+    elif moment != "first-handler":
+        wait_until_loaded(d, moment)
+    wait_until_it_catches(d, signal.SIGTERM)
+    printed = d.stderr()
+    d.signal(signal.SIGTERM)
+    assert d.wait(60) == 0, d.stderr()
+    log = d.stderr()
+    assert "Traceback" not in log, log
+    assert "during start-up" in log, log
+    if not printed:
+        # Still importing: the first lines' handler, not the event loop's, stopped it.
+        assert log == "vifplugd: SIGTERM during start-up; exiting\n", log
+    elif isinstance(moment, str):
+        raise AssertionError(f"the daemon printed before its imports were done:\n{printed}")
     assert "READY=1" not in notify.read(0.2)
+    assert not os.path.exists(d.socket_path)
+
+
+def test_sigint_and_sighup_during_start_up(workdir: Path, notify: Notify) -> None:
+    """SIGHUP (a reload) before there is anything to reload is ignored, not
+    fatal; SIGINT (Ctrl-C in a foreground run) stops it like SIGTERM, with
+    no KeyboardInterrupt traceback."""
+    d = start_without_ovsdb(workdir, notify)
+    wait_until_it_catches(d, signal.SIGHUP, signal.SIGTERM)
+    d.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 60
+    while "SIGHUP" not in d.stderr():
+        assert d.proc.poll() is None, d.stderr()
+        assert time.monotonic() < deadline, d.stderr()
+        time.sleep(0.01)
+    assert d.proc.poll() is None
+    d.signal(signal.SIGINT)
+    assert d.wait(60) == 0, d.stderr()
+    assert "Traceback" not in d.stderr(), d.stderr()
 
 
 # --- SIGTERM with requests in flight -------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 
 import pytest
@@ -116,7 +118,7 @@ def test_deleter_coalesces_concurrent_requests(
 
     with netdev.Deleter(delete_group=dev.delete_group) as deleter:
         started = time.perf_counter()
-        results = in_threads(50, lambda i: deleter.delete(per_thread[i]))
+        results = in_threads(50, lambda i: deleter.delete(per_thread[i]).deleted)
         took = time.perf_counter() - started
         calls, batches = deleter.group_delete_calls, deleter.batches
 
@@ -138,7 +140,7 @@ def test_deleter_reports_each_request_its_own_errors(dev: Devices) -> None:
 
         def work(i: int) -> str:
             try:
-                return repr(deleter.delete(["lo"] if i == 0 else [good[i - 1]]))
+                return repr(deleter.delete(["lo"] if i == 0 else [good[i - 1]]).deleted)
             except exceptions.NetdevError as err:
                 return f"error on {err.context['device']}"
 
@@ -153,7 +155,7 @@ def test_deleter_reports_each_request_its_own_errors(dev: Devices) -> None:
 def test_deleter_close_drains_and_then_refuses(dev: Devices) -> None:
     names = make_taps(dev, 2)
     deleter = netdev.Deleter(delete_group=dev.delete_group)
-    assert deleter.delete(names) == names
+    assert deleter.delete(names) == netdev.Deletion(deleted=names)
     deleter.close()
     deleter.close()  # idempotent
 
@@ -161,3 +163,51 @@ def test_deleter_close_drains_and_then_refuses(dev: Devices) -> None:
         deleter.delete(make_taps(dev, 1))
     with pytest.raises(exceptions.InvalidDeviceName):
         deleter.delete(["bad/name"])
+
+
+# --- only our own devices ---------------------------------------------------------
+
+
+def kernel_groups() -> dict[str, int]:
+    """Every device and its link group, read with ``ip -j -d link`` (not through netdev)."""
+    out = subprocess.run(
+        ["ip", "-j", "-d", "link", "show"], capture_output=True, text=True, check=True
+    ).stdout
+    return {
+        link["ifname"]: 0 if link.get("group", "default") == "default" else int(link["group"])
+        for link in json.loads(out)
+    }
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+def test_a_deleter_with_a_link_group_leaves_other_devices_alone(dev: Devices) -> None:
+    ours = make_taps(dev, 2)
+    foreign_tap, foreign_veth, peer, ghost = (dev.name("f") for _ in range(4))
+    # Made as an operator or another tool would: ip(8), default group 0.
+    ip("tuntap", "add", "dev", foreign_tap, "mode", "tap")
+    ip("link", "add", foreign_veth, "type", "veth", "peer", "name", peer)
+    # A device of ours left in the delete group by an interrupted batch is ours.
+    crashed = make_taps(dev, 1, group=dev.delete_group)
+
+    with netdev.Deleter(delete_group=dev.delete_group, link_group=dev.link_group) as deleter:
+        done = deleter.delete([*ours, foreign_tap, foreign_veth, ghost, *crashed])
+
+    assert done.deleted == [*ours, *crashed]
+    assert set(done.left_alone) == {foreign_tap, foreign_veth}
+    assert "not made by vifplug (link group 0" in done.left_alone[foreign_tap]
+    groups = kernel_groups()
+    assert not {*ours, *crashed} & set(groups)
+    assert groups[foreign_tap] == 0 and groups[foreign_veth] == 0 and groups[peer] == 0
+
+
+def test_the_daemons_deleter_checks_its_link_group(dev: Devices) -> None:
+    settings = conf.NetdevSettings(link_group=dev.link_group, delete_group=dev.delete_group)
+    foreign = dev.name("f")
+    ip("tuntap", "add", "dev", foreign, "mode", "tap")
+    with netdev.Deleter.from_settings(settings) as deleter:
+        done = deleter.delete([foreign])
+    assert done.deleted == [] and list(done.left_alone) == [foreign]
+    assert kernel_groups()[foreign] == 0

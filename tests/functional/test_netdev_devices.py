@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import subprocess
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -154,7 +155,30 @@ def test_tap_mtu_beyond_the_device_limit_is_refused_and_rolled_back(dev: Devices
 
 # --- names -------------------------------------------------------------------------
 
-BAD_NAMES = ["x" * 16, "tap/1", "", "tap 1", "..", "tap:1", "tap%d", "täpäpäpäpäpäpä"]
+BAD_NAMES = [
+    "x" * 16,
+    "tap/1",
+    "",
+    "tap 1",
+    "..",
+    "tap:1",
+    "tap%d",
+    "täpäpäpäpäpäpä",
+    "all",
+    "default",
+]
+
+
+@pytest.mark.parametrize("reserved", ["all", "default"])
+def test_the_kernel_itself_refuses_all_and_default(dev: Devices, reserved: str) -> None:
+    """Why ``validate_name`` refuses them: the kernel keeps them for its
+    ``net/ipv4/conf`` entries and fails the registration with EINVAL."""
+    proc = subprocess.run(
+        ["ip", "link", "add", reserved, "type", "veth", "peer", "name", dev.name("v")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0 and "Invalid argument" in proc.stderr, proc
 
 
 @pytest.mark.parametrize("bad", BAD_NAMES)

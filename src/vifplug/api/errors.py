@@ -43,6 +43,7 @@ STATUS: Mapping[str, int] = {
     exceptions.NoMatchingPlugin.code: 400,
     exceptions.UnsupportedVIFType.code: 400,
     exceptions.UnsupportedPortProfile.code: 400,
+    exceptions.MissingPortProfile.code: 400,
     exceptions.BridgeNotAllowed.code: 400,
     exceptions.InvalidDeviceName.code: 400,
     exceptions.NetworkNotFound.code: 400,

@@ -119,6 +119,13 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.unplug_left_alone = Counter(
+            "vifplug_unplug_left_alone",
+            "Devices and ports an unplug found under a recorded name but left in "
+            "place because vifplug did not make them, by kind (device, port)",
+            ["kind"],
+            registry=r,
+        )
         self.ovsdb_batch = Histogram(
             "vifplug_ovsdb_transaction_operations",
             "Operations coalesced per OVSDB transaction",

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from vifplug.netdev.bandwidth import Bandwidth, clear_bandwidth, get_bandwidth, set_bandwidth
 from vifplug.netdev.bridge import BridgeSpec, ensure_bridge
-from vifplug.netdev.delete import Deleter, check_delete_group, delete_links
+from vifplug.netdev.delete import Deleter, Deletion, check_delete_group, delete_links
 from vifplug.netdev.links import LinkInfo, get_link, link_exists, list_links, set_master
 from vifplug.netdev.macvtap import MacvtapSpec, ensure_macvtap, normalize_mode
 from vifplug.netdev.names import derive_name, validate_name
@@ -34,6 +34,7 @@ __all__ = [
     "Bandwidth",
     "BridgeSpec",
     "Deleter",
+    "Deletion",
     "LinkInfo",
     "MacvtapSpec",
     "TapSpec",

@@ -16,6 +16,13 @@ deletes it (a lock per group, shared by ``delete_links`` and every
 it that no batch put there can only be left over from a batch interrupted
 by a crash, and it is deleted with the next batch, as it was meant to be.
 Group 0 is every device's default group and is refused.
+
+A ``Deleter`` given the daemon's link group deletes only devices in it (or
+in its delete group): a name it recorded may since have been taken by a
+device someone else made (its tap removed behind its back, another made
+with the same name), and that device is left alone and reported, never
+deleted.  The device is checked and then moved by its ifindex, so one
+replaced in between is not moved either.
 """
 
 from __future__ import annotations
@@ -53,12 +60,23 @@ def check_delete_group(group: int, *, link_group: int | None = None) -> None:
 
 @dataclasses.dataclass
 class BatchResult:
-    """What one batch did: names gone, names that could not go, kernel calls."""
+    """What one batch did: names gone, names that could not go, names left
+    alone because their device is not ours (name -> why), kernel calls."""
 
     deleted: list[str] = dataclasses.field(default_factory=list)
     missing: list[str] = dataclasses.field(default_factory=list)
     failed: dict[str, exceptions.VifplugError] = dataclasses.field(default_factory=dict)
+    left_alone: dict[str, str] = dataclasses.field(default_factory=dict)
     group_delete_calls: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Deletion:
+    """What ``Deleter.delete`` did for one caller: the devices it deleted, and
+    those it left alone because they are not this daemon's (name -> why)."""
+
+    deleted: list[str] = dataclasses.field(default_factory=list)
+    left_alone: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def delete_links(device_names: Iterable[str], *, delete_group: int) -> list[str]:
@@ -81,9 +99,16 @@ def delete_links(device_names: Iterable[str], *, delete_group: int) -> list[str]
 
 
 def delete_batch(
-    device_names: Iterable[str], *, delete_group: int, restore_group: int = 0
+    device_names: Iterable[str],
+    *,
+    delete_group: int,
+    restore_group: int = 0,
+    link_group: int | None = None,
 ) -> BatchResult:
     """The batch delete itself; failures are reported per name, not raised.
+
+    With ``link_group``, a device in neither it nor ``delete_group`` is not
+    ours: it is left alone and reported in ``left_alone``.
 
     When the group delete fails (the kernel deletes a group all or nothing,
     e.g. EOPNOTSUPP if one device cannot be deleted at all), each device is
@@ -106,7 +131,7 @@ def delete_batch(
     with rtnl.kernel_call("open a netlink socket", _some(wanted)):
         sock = rtnl.ipr()
     with _lock_for(delete_group):
-        moved = _move_to_group(sock, wanted, delete_group, result)
+        moved = _move_to_group(sock, wanted, delete_group, result, link_group)
         if not moved:
             return result
         result.group_delete_calls += 1
@@ -130,12 +155,25 @@ def _some(device_names: list[str]) -> str:
     return f"{shown} and {more} more" if more > 0 else shown
 
 
-def _move_to_group(sock: Any, wanted: list[str], group: int, result: BatchResult) -> list[str]:
+def _move_to_group(
+    sock: Any, wanted: list[str], group: int, result: BatchResult, link_group: int | None
+) -> list[str]:
     moved: list[str] = []
     for name in wanted:
         try:
+            key: dict[str, Any] = {"ifname": name}
+            if link_group is not None:
+                with rtnl.kernel_call("look up", name):
+                    (msg,) = sock.link("get", ifname=name)
+                found = int(msg.get_attr("IFLA_GROUP") or 0)
+                if found not in (link_group, group):
+                    result.left_alone[name] = (
+                        f"not made by vifplug (link group {found}, not {link_group})"
+                    )
+                    continue
+                key = {"index": int(msg["index"])}  # the device just checked, not a newcomer
             with rtnl.kernel_call("move to the delete group", name):
-                sock.link("set", ifname=name, group=group)
+                sock.link("set", group=group, **key)
         except exceptions.VifplugError as err:
             if rtnl.caused_by(err, errno.ENODEV):
                 result.missing.append(name)
@@ -172,6 +210,7 @@ class _Request:
     names: tuple[str, ...]
     done: threading.Event = dataclasses.field(default_factory=threading.Event)
     deleted: list[str] = dataclasses.field(default_factory=list)
+    left_alone: dict[str, str] = dataclasses.field(default_factory=dict)
     error: exceptions.VifplugError | None = None
 
 
@@ -182,13 +221,18 @@ class Deleter:
     while a batch runs are deleted together by the next one (one group
     delete for all of them).  ``group_delete_calls`` counts the kernel group
     deletes made.  ``close()`` finishes what is queued and stops the thread.
+    With ``link_group``, only devices in that group (or the delete group)
+    are deleted; others are left alone and reported.
     """
 
-    def __init__(self, *, delete_group: int, max_batch: int = 1024) -> None:
-        check_delete_group(delete_group)
+    def __init__(
+        self, *, delete_group: int, max_batch: int = 1024, link_group: int | None = None
+    ) -> None:
+        check_delete_group(delete_group, link_group=link_group)
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self.delete_group = delete_group
+        self.link_group = link_group
         self.max_batch = max_batch
         self._cond = threading.Condition()
         self._pending: list[_Request] = []
@@ -203,8 +247,7 @@ class Deleter:
     @classmethod
     def from_settings(cls, settings: conf.NetdevSettings) -> Deleter:
         """The daemon's deleter: its configured delete group, checked against its link group."""
-        check_delete_group(settings.delete_group, link_group=settings.link_group)
-        return cls(delete_group=settings.delete_group)
+        return cls(delete_group=settings.delete_group, link_group=settings.link_group)
 
     @property
     def group_delete_calls(self) -> int:
@@ -218,10 +261,10 @@ class Deleter:
         with self._cond:
             return self._batches
 
-    def delete(self, device_names: Iterable[str]) -> list[str]:
-        """Delete the named devices; return those that existed.  Blocks until done.
+    def delete(self, device_names: Iterable[str]) -> Deletion:
+        """Delete the named devices; return those deleted and those left alone.
 
-        Missing devices are ignored.  Raises ``InvalidDeviceName`` before
+        Blocks until done.  Missing devices are ignored.  Raises ``InvalidDeviceName`` before
         queueing anything for an unusable name, ``ShuttingDown`` after
         ``close()``, and the device's error if one of its devices could not
         be deleted.
@@ -230,7 +273,7 @@ class Deleter:
         for name in wanted:
             names.validate_name(name)
         if not wanted:
-            return []
+            return Deletion()
         request = _Request(wanted)
         with self._cond:
             if self._closed:
@@ -240,7 +283,7 @@ class Deleter:
         request.done.wait()
         if request.error is not None:
             raise request.error
-        return request.deleted
+        return Deletion(deleted=request.deleted, left_alone=request.left_alone)
 
     def close(self) -> None:
         """Delete what is queued, then stop the thread.  Idempotent."""
@@ -282,7 +325,7 @@ class Deleter:
     def _serve(self, batch: list[_Request]) -> None:
         union = list(dict.fromkeys(name for request in batch for name in request.names))
         try:
-            result = delete_batch(union, delete_group=self.delete_group)
+            result = delete_batch(union, delete_group=self.delete_group, link_group=self.link_group)
         except Exception as err:  # never leave a caller waiting forever
             LOG.exception("batch delete of %d devices failed", len(union))
             failure = exceptions.NetdevError(
@@ -295,6 +338,9 @@ class Deleter:
         deleted = set(result.deleted)
         for request in batch:
             request.deleted = [name for name in request.names if name in deleted]
+            request.left_alone = {
+                name: result.left_alone[name] for name in request.names if name in result.left_alone
+            }
             errors = [result.failed[name] for name in request.names if name in result.failed]
             if errors:
                 request.error = _copy(errors[0])

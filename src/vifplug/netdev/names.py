@@ -2,8 +2,11 @@
 
 Names are checked before any system call, so a bad name is refused with
 ``InvalidDeviceName`` and nothing is created.  The rules are the kernel's own
-(``dev_valid_name``) plus one of ours: ``%`` is refused because the kernel
-treats ``%d`` in a new name as a template and would pick another name.
+(``dev_valid_name``, and ``all`` and ``default``, which the kernel keeps
+for the ``/proc/sys/net/ipv{4,6}/conf`` entries of every device and of new
+ones: registering a device under either fails with EINVAL) plus one of ours:
+``%`` is refused because the kernel treats ``%d`` in a new name as a
+template and would pick another name.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ IFNAMSIZ = 16
 
 MAX_NAME_BYTES = IFNAMSIZ - 1
 
+RESERVED = frozenset({".", "..", "all", "default"})
+"""Names the kernel never gives a device (``dev_valid_name``, ``sysctl_dev_name_is_allowed``)."""
+
 NIC_NAME_LEN = 14
 """Length nova and os-vif cut derived names to ("tap" + VIF id)."""
 
@@ -23,7 +29,7 @@ def validate_name(name: str) -> None:
     """Refuse a name the kernel would reject or rewrite.
 
     Raises ``InvalidDeviceName`` when the name is empty, longer than 15 bytes
-    (UTF-8), ``.`` or ``..``, or contains ``/``, ``:``, ``%``, whitespace or a
+    (UTF-8), ``.``, ``..``, ``all`` or ``default``, or contains ``/``, ``:``, ``%``, whitespace or a
     control character.  Returns ``None`` when the name is usable.
     """
 
@@ -35,8 +41,8 @@ def validate_name(name: str) -> None:
     size = len(name.encode("utf-8"))
     if size > MAX_NAME_BYTES:
         raise bad(f"it is {size} bytes long; the kernel allows at most {MAX_NAME_BYTES}")
-    if name in (".", ".."):
-        raise bad("'.' and '..' are reserved")
+    if name in RESERVED:
+        raise bad("the kernel reserves '.', '..', 'all' and 'default'")
     for char in name:
         if char in "/:":
             raise bad(f"it contains {char!r}")

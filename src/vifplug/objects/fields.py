@@ -7,6 +7,7 @@ into the hash), so they must stay exactly as os-vif has them.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from oslo_versionedobjects import fields
@@ -64,3 +65,26 @@ class VIFHostDeviceDevTypeField(fields.BaseEnumField):
 # netaddr ships no type information; the list holds netaddr.IPAddress values.
 class ListOfIPAddressField(fields.AutoTypedField[list[Any]]):
     AUTO_TYPE = fields.List(fields.IPAddress())
+
+
+class Integer(fields.Integer):
+    """oslo's ``Integer``, without its ``int(value)``: that reads an MTU of
+    ``1.5`` or ``true`` as 1 and ``"1500"`` as 1500.  os-vif writes integers
+    as JSON integers, so anything else is the caller's mistake, refused when
+    the primitive is loaded.  The class keeps oslo's name, which is part of
+    every object's fingerprint (``Integer(default=...)``)."""
+
+    def coerce(self, obj: Any, attr: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            try:
+                shown = json.dumps(value)  # as the caller wrote it: true, not True
+            except (TypeError, ValueError):
+                shown = repr(value)
+            raise ValueError(f"{attr} must be an integer, not {shown}")
+        return value
+
+
+class IntegerField(fields.AutoTypedField[int]):
+    """A whole number, and only that (see ``Integer``)."""
+
+    AUTO_TYPE = Integer()

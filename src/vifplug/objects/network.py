@@ -124,7 +124,7 @@ class Network(base.VersionedObject):
         "should_provide_vlan": fields.BooleanField(),
         "bridge_interface": fields.StringField(nullable=True),
         "vlan": fields.IntegerField(nullable=True),
-        "mtu": fields.IntegerField(nullable=True),
+        "mtu": vp_fields.IntegerField(nullable=True),  # 1.5 or true is not an MTU
     }
 
     fields_added_in = {"mtu": "1.1"}

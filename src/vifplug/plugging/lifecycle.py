@@ -25,7 +25,7 @@ import fasteners
 
 from vifplug.plugging import admission, ports
 from vifplug.plugins import base as plugin_base
-from vifplug.records import Allocation, Lifecycle, VifRecord
+from vifplug.records import Allocation, LeftAlone, Lifecycle, VifRecord
 from vifplug.state import store as state_store
 
 LOG = logging.getLogger(__name__)
@@ -153,16 +153,29 @@ class Transitions:
         )
 
     # -- unplug ----------------------------------------------------------------------
-    def unplug(self, record: VifRecord) -> None:
+    def unplug(self, record: VifRecord) -> tuple[LeftAlone, ...]:
         """Remove what the record says vifplug made, then forget it: an
         unplug, a rolled-back interrupted plug, or a finished interrupted
-        unplug.  A record whose plugin is gone is simply forgotten."""
+        unplug.  A record whose plugin is gone is simply forgotten.
+
+        Returns what the plugin found under the record's names but left in
+        place because someone else made it (logged here as a warning)."""
         if record.lifecycle != Lifecycle.UNPLUGGING:
             record = self.store.begin_unplug(record.vif_id)
         plugin = self.plugins.get(record.plugin)
+        left: tuple[LeftAlone, ...] = ()
         if plugin is not None and record.allocation is not None:
-            plugin.unplug(record.allocation, record.vif_id)
+            left = plugin.unplug(record.allocation, record.vif_id)
         self.store.finish_unplug(record.vif_id)
+        for item in left:
+            LOG.warning(
+                "VIF %s unplugged; left %s %s in place: %s",
+                record.vif_id,
+                item.kind,
+                item.name,
+                item.reason,
+            )
+        return left
 
     def forget(self, record: VifRecord) -> None:
         """Forget an intent whose system changes are already undone, through

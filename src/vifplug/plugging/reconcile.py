@@ -246,7 +246,7 @@ class Reconciler:
     def _act(self, item: tuple[Action, VifRecord]) -> str | None:
         """Finish, undo or repair one VIF; the error as text, or None."""
         action, record = item
-        step: Callable[[VifRecord], None] = (
+        step: Callable[[VifRecord], object] = (
             self.transitions.repair if action is Action.REPAIR else self.transitions.unplug
         )
         try:

@@ -35,7 +35,7 @@ from vifplug.plugging import placement as placement_mod
 from vifplug.plugging.admission import PlugRequest as PlugRequest
 from vifplug.plugging.networks import NetworkDef
 from vifplug.plugins import base as plugin_base
-from vifplug.records import Allocation, JsonObject, Lifecycle, VifRecord
+from vifplug.records import Allocation, JsonObject, LeftAlone, Lifecycle, VifRecord
 from vifplug.state import store as state_store
 
 LOG = logging.getLogger(__name__)
@@ -175,12 +175,13 @@ class Service:
         )
 
     # -- unplug and iface-status -------------------------------------------------------
-    def unplug(self, vif_id: str) -> None:
+    def unplug(self, vif_id: str) -> tuple[LeftAlone, ...]:
         """Remove what vifplug made for the VIF, then forget it; ``VIFNotFound``
-        when it is unknown."""
+        when it is unknown.  Returns what was left in place as not ours."""
         with self._operation(vif_id):
-            self.transitions.unplug(self.get(vif_id))
+            left = self.transitions.unplug(self.get(vif_id))
         LOG.info("unplugged VIF %s", vif_id)
+        return left
 
     def set_status(self, vif_id: str, status: str, *, allow_dual_active: bool = False) -> VifRecord:
         """Make the VIF's interface active or inactive; activating one makes

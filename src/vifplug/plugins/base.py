@@ -28,7 +28,7 @@ from vifplug.objects import host_info
 from vifplug.objects import instance_info as ii
 from vifplug.objects import vif as vifs
 from vifplug.ovsdb import connection
-from vifplug.records import Allocation, Placement
+from vifplug.records import Allocation, LeftAlone, Placement
 
 # external_ids keys vifplug keeps for itself (the contract: a ``vifplug-`` prefix).
 KEY_VIF_ID = "vifplug-vif-id"
@@ -124,14 +124,22 @@ class PluginBase(abc.ABC):
         the exception propagates (never a tap without its port, nor a port
         without its tap)."""
 
-    def unplug(self, allocation: Allocation, vif_id: str) -> None:
+    def unplug(self, allocation: Allocation, vif_id: str) -> tuple[LeftAlone, ...]:
         """Remove what ``allocation`` says vifplug created for VIF ``vif_id``;
-        idempotent.
+        idempotent.  Returns what carried a recorded name but was not ours,
+        and so was left in place.
 
         The default deletes the created devices (in one batch with whatever
-        other unplugs are deleting at the same moment)."""
-        if allocation.created_devices:
-            self.ctx.deleter.delete(list(allocation.created_devices))
+        other unplugs are deleting at the same moment); a device of that
+        name outside this daemon's link group was made by someone else
+        after ours went, and the deleter leaves it alone."""
+        if not allocation.created_devices:
+            return ()
+        deletion = self.ctx.deleter.delete(list(allocation.created_devices))
+        return tuple(
+            LeftAlone(kind="device", name=name, reason=why)
+            for name, why in deletion.left_alone.items()
+        )
 
     # -- helpers shared by the plugins ------------------------------------------
     def device_name(self, vif: vifs.VIFBase, prefix: str | None = None) -> str:

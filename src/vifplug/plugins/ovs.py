@@ -20,7 +20,7 @@ from vifplug.objects import instance_info as ii
 from vifplug.objects import vif as vifs
 from vifplug.ovsdb import ops
 from vifplug.plugins import base
-from vifplug.records import Allocation, Placement, VirtualPort
+from vifplug.records import Allocation, LeftAlone, Placement, VirtualPort
 
 LOG = logging.getLogger(__name__)
 
@@ -44,9 +44,13 @@ class OvsPlugin(base.PluginBase):
     )
 
     # -- planning (pure) ---------------------------------------------------------
-    def _profile(self, vif: vifs.VIFBase) -> vifs.VIFPortProfileOpenVSwitch | None:
+    def _profile(self, vif: vifs.VIFBase) -> vifs.VIFPortProfileOpenVSwitch:
+        """The VIF's ``VIFPortProfileOpenVSwitch``.  Mandatory, as in os-vif's
+        ovs plugin, which refuses every one of its VIFs without it."""
         if not vif.obj_attr_is_set("port_profile") or vif.port_profile is None:
-            return None
+            raise exceptions.MissingPortProfile(
+                plugin=self.NAME, profile=OVS_PROFILE[0], obj_name=vif.obj_name(), vif_id=vif.id
+            )
         profile = vif.port_profile
         # Exactly this object: its subclasses (fast path, representor) need
         # what this plugin does not do.
@@ -291,9 +295,23 @@ class OvsPlugin(base.PluginBase):
                 made.append(plan.device)
             netdev.set_master(plan.device, qbr)
 
-    def unplug(self, allocation: Allocation, vif_id: str) -> None:
+    def unplug(self, allocation: Allocation, vif_id: str) -> tuple[LeftAlone, ...]:
+        """The port, if it still carries this VIF's marks, then the devices.
+        A port of that name without them is someone else's: it stays, and
+        is reported with what the deleter left."""
+        left: list[LeftAlone] = []
         if allocation.created_port and allocation.port:
-            self.ctx.ovsdb.transact(
-                ops.remove_port_op(allocation.port, require_ids=self.marks(vif_id))
+            marks = self.marks(vif_id)
+            removed = self.ctx.ovsdb.transact(
+                ops.remove_port_op(allocation.port, require_ids=marks)
             )
-        super().unplug(allocation, vif_id)
+            iface = None if removed else self.ctx.ovsdb.interface(allocation.port)
+            if iface is not None and any(iface.external_ids.get(k) != v for k, v in marks.items()):
+                left.append(
+                    LeftAlone(
+                        kind="port",
+                        name=allocation.port,
+                        reason="not made by vifplug (no vifplug marks for this VIF)",
+                    )
+                )
+        return (*left, *super().unplug(allocation, vif_id))

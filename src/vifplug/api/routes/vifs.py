@@ -18,7 +18,7 @@ from vifplug import exceptions
 from vifplug.api import errors, models
 from vifplug.api.dependencies import RuntimeDep, ServiceDep
 from vifplug.plugging.service import PlugRequest, Service
-from vifplug.records import JsonObject, VifRecord
+from vifplug.records import JsonObject, LeftAlone, VifRecord
 
 router = APIRouter(tags=["vifs"])
 
@@ -28,6 +28,9 @@ MAX_PLUG_TIMEOUT = 3600.0
 VifId = Annotated[str, Path(description="the VIF's id (os_vif VIFBase.id)")]
 
 _NOT_FOUND: dict[int | str, JsonObject] = {404: errors.documented("unknown VIF id")}
+
+#: The unplug answer's header naming what it left in place (see ``left_alone_header``).
+LEFT_ALONE_HEADER = "Vifplug-Left-Alone"
 
 
 def render(service: Service, record: VifRecord) -> models.Vif:
@@ -123,20 +126,67 @@ async def show_vif(vif_id: VifId, service: ServiceDep, runtime: RuntimeDep) -> m
     return await runtime.call(work)
 
 
-@router.delete("/v1/vifs/{vif_id}", status_code=204, responses=_NOT_FOUND, response_class=Response)
+def _sf_string(text: str) -> str:
+    """``text`` as a structured-field String (RFC 8941), or a Display String
+    (RFC 9651) when it is not printable ASCII: device names may be UTF-8."""
+    if all(" " <= c <= "~" for c in text):
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    quoted = "".join(
+        chr(b) if 0x20 <= b <= 0x7E and b not in b'%"' else f"%{b:02x}"
+        for b in text.encode("utf-8")
+    )
+    return f'%"{quoted}"'
+
+
+def left_alone_header(left: tuple[LeftAlone, ...]) -> str:
+    """What an unplug left in place, as a structured-field List (RFC 8941):
+    ``"tapXYZ";kind=device;reason="not made by vifplug (...)"``, one member each."""
+    return ", ".join(
+        f"{_sf_string(item.name)};kind={item.kind};reason={_sf_string(item.reason)}"
+        for item in left
+    )
+
+
+@router.delete(
+    "/v1/vifs/{vif_id}",
+    status_code=204,
+    responses={
+        **_NOT_FOUND,
+        204: {
+            "description": "unplugged",
+            "headers": {
+                LEFT_ALONE_HEADER: {
+                    "description": "present when a device or OVS port carrying a name "
+                    "the VIF had was not made by vifplug and was left in place: a "
+                    'structured-field list, e.g. `"tapXYZ";kind=device;reason="not made '
+                    'by vifplug (link group 0, not 4242)"`',
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+    },
+    response_class=Response,
+)
 async def unplug(vif_id: VifId, service: ServiceDep, runtime: RuntimeDep) -> Response:
-    """Unplug: remove the OVS port and the host devices vifplug made."""
+    """Unplug: remove the OVS port and the host devices vifplug made; leave in
+    place, and name in ``Vifplug-Left-Alone``, any that someone else made
+    under the same names meanwhile."""
     started = time.monotonic()
     outcome = "error"
     try:
-        await runtime.call(service.unplug, vif_id)
+        left = await runtime.call(service.unplug, vif_id)
         outcome = "removed"
     except exceptions.VifplugError as exc:
         outcome = exc.code
         raise
     finally:
         runtime.metrics.unplug_seconds.labels(outcome=outcome).observe(time.monotonic() - started)
-    return Response(status_code=204)
+    response = Response(status_code=204)
+    if left:
+        for item in left:
+            runtime.metrics.unplug_left_alone.labels(kind=item.kind).inc()
+        response.headers[LEFT_ALONE_HEADER] = left_alone_header(left)
+    return response
 
 
 @router.put("/v1/vifs/{vif_id}/status", responses={**errors.REQUEST_ERRORS, **_NOT_FOUND})
