@@ -234,6 +234,7 @@ class Daemon:
         self, eng: engine.Engine, rt: api_app.Runtime, tcp_plan: server.TcpPlan | None
     ) -> list[server.Listener]:
         api = self.settings.api
+        limits = server.limits(api)
         listeners = []
         unix_sock = server.bind_unix(api.socket_path, group=api.socket_group)
         self._unix_inode = os.stat(api.socket_path).st_ino
@@ -244,6 +245,7 @@ class Daemon:
                 unix_sock,
                 address=f"unix:{api.socket_path}",
                 shutdown_timeout=api.shutdown_timeout,
+                limits=limits,
             )
         )
         if tcp_plan is not None:
@@ -260,6 +262,7 @@ class Daemon:
                     tcp_sock,
                     address=address,
                     shutdown_timeout=api.shutdown_timeout,
+                    limits=limits,
                     plan=tcp_plan,
                 )
             )
