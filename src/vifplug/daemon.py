@@ -308,7 +308,7 @@ class Daemon:
 
     # -- readiness ------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """``/readyz``: OVSDB connected and the state reconciled."""
+        """``/readyz``: OVSDB connected, the state reconciled and writable."""
         eng = self.engine
         details: dict[str, Any] = {}
         ovsdb_ok = bool(eng is not None and eng.ovsdb is not None and eng.ovsdb.connected)
@@ -324,6 +324,9 @@ class Daemon:
             "summary": last.summary() if last is not None else None,
             "errors": list(last.errors) if last is not None else [],
         }
+        store = eng.store if eng is not None else None
+        write_error = store.write_error if store is not None else None
+        details["state"] = {"path": store.path if store else None, "write_error": write_error}
         details["system_id"] = eng.system_id if eng is not None else None
         details["network_manager"] = (
             self.pusher.status()
@@ -332,13 +335,15 @@ class Daemon:
         )
         stopping = self._stop_requested.is_set()
         details["stopping"] = stopping
-        ready = bool(eng is not None and eng.is_ready and not stopping)
+        ready = bool(eng is not None and eng.is_ready and not stopping and write_error is None)
         if not ready:
             details["reason"] = (
                 "shutting down"
                 if stopping
                 else "OVSDB is not connected"
                 if not ovsdb_ok
+                else f"the state database cannot be written: {write_error}"
+                if write_error is not None
                 else "the state is not reconciled yet"
             )
         return ready, details
