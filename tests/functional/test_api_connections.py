@@ -245,3 +245,40 @@ def test_connections_over_the_limit_are_refused_and_logged_once(
     assert len(lines) == 2, lines
     assert sum(int(m.group(1)) for m in counted if m) + 1 >= 101, lines
     assert "Traceback" not in d.stderr()
+
+
+def test_body_of_8_mib_over_tcp_gets_413_with_the_envelope(
+    daemon_factory: DaemonFactory,
+    pki: Pki,  # noqa: F811
+) -> None:
+    """Over TCP, closing with the body unread resets the connection and the
+    client, still sending, loses the answer: the daemon reads it first."""
+    d = _tls_daemon(daemon_factory, pki)
+    raw = b'{"vif": "' + b"x" * (8 * 1024 * 1024) + b'"}'
+    with _tls_client(d, pki) as c:
+        r = c.post("/v1/vifs", content=raw, headers={"content-type": "application/json"})
+        assert r.status_code == 413, r.text[:2000]
+        assert r.json()["error"]["code"] == "request_too_large"
+        assert c.get("/healthz").status_code == 200
+        assert c.get("/v1/vifs").json() == {"vifs": []}
+
+
+def test_body_of_8_mib_sent_whole_gets_413_before_the_connection_closes(
+    daemon_factory: DaemonFactory,
+) -> None:
+    """A client that writes its whole body before reading (as most do)."""
+    d = daemon_factory({"api": {"listen": "127.0.0.1:0", "insecure": True, **LIMITS}})
+    address = urlsplit(d.tcp_address())
+    body = b'{"vif": "' + b"x" * (8 * 1024 * 1024) + b'"}'
+    head = (
+        b"POST /v1/vifs HTTP/1.1\r\nhost: vifplug\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+    )
+    with socket.create_connection(("127.0.0.1", address.port or 0), timeout=DEADLINE) as s:
+        s.sendall(head + body)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    status, envelope = _envelope(answer)
+    assert status == 413, answer[:2000]
+    assert envelope["error"]["code"] == "request_too_large"  # type: ignore[index]
