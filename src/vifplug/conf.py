@@ -265,6 +265,34 @@ API_OPTS = [
         min=0.0,
         help="Seconds SIGTERM waits for in-flight requests before exiting.",
     ),
+    cfg.FloatOpt(
+        "idle_timeout",
+        default=5.0,
+        min=0.1,
+        help="Seconds a connection may stay silent, once opened or after an answer, "
+        "before it is closed.",
+    ),
+    cfg.FloatOpt(
+        "request_timeout",
+        default=10.0,
+        min=0.1,
+        help="Seconds a client has to send a complete request (headers and body), from "
+        "the connection's opening or the previous answer; a slower one gets 408 and is "
+        "disconnected. No timer runs while the answer is computed.",
+    ),
+    cfg.FloatOpt(
+        "tls_handshake_timeout",
+        default=10.0,
+        min=0.1,
+        help="Seconds a TCP client has to complete its TLS handshake (and its TLS close).",
+    ),
+    cfg.IntOpt(
+        "max_connections",
+        default=512,
+        min=1,
+        help="Connections each listener keeps open at once (TLS handshakes included); "
+        "one more is closed at once, and the refusals are logged with a count.",
+    ),
 ]
 
 NETWORK_MANAGER_OPTS = [
@@ -473,6 +501,10 @@ class ApiSettings:
     max_body_bytes: int = 1048576
     default_timeout: float = 30.0
     shutdown_timeout: float = 60.0
+    idle_timeout: float = 5.0
+    request_timeout: float = 10.0
+    tls_handshake_timeout: float = 10.0
+    max_connections: int = 512
 
 
 @dataclasses.dataclass(frozen=True)

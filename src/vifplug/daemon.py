@@ -286,6 +286,7 @@ class Daemon:
         self, eng: engine.Engine, rt: api_app.Runtime, tcp_plan: server.TcpPlan | None
     ) -> list[server.Listener]:
         api = self.settings.api
+        limits = server.limits(api)
         listeners = []
         unix_sock = server.bind_unix(api.socket_path, group=api.socket_group)
         self._unix_inode = os.stat(api.socket_path).st_ino
@@ -296,6 +297,7 @@ class Daemon:
                 unix_sock,
                 address=f"unix:{api.socket_path}",
                 shutdown_timeout=api.shutdown_timeout,
+                limits=limits,
             )
         )
         if tcp_plan is not None:
@@ -312,6 +314,7 @@ class Daemon:
                     tcp_sock,
                     address=address,
                     shutdown_timeout=api.shutdown_timeout,
+                    limits=limits,
                     plan=tcp_plan,
                 )
             )
@@ -357,7 +360,7 @@ class Daemon:
 
     # -- readiness ------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """``/readyz``: OVSDB connected and the state reconciled."""
+        """``/readyz``: OVSDB connected, the state reconciled and writable."""
         eng = self.engine
         details: dict[str, Any] = {}
         ovsdb_ok = bool(eng is not None and eng.ovsdb is not None and eng.ovsdb.connected)
@@ -381,6 +384,9 @@ class Daemon:
             "ports": guard.ports if guard is not None else 0,
             "devices": guard.links if guard is not None else 0,
         }
+        store = eng.store if eng is not None else None
+        write_error = store.write_error if store is not None else None
+        details["state"] = {"path": store.path if store else None, "write_error": write_error}
         details["system_id"] = eng.system_id if eng is not None else None
         details["network_manager"] = (
             self.pusher.status()
@@ -389,13 +395,15 @@ class Daemon:
         )
         stopping = self._stop_requested.is_set()
         details["stopping"] = stopping
-        ready = bool(eng is not None and eng.is_ready and not stopping)
+        ready = bool(eng is not None and eng.is_ready and not stopping and write_error is None)
         if not ready:
             details["reason"] = (
                 "shutting down"
                 if stopping
                 else "OVSDB is not connected"
                 if not ovsdb_ok
+                else f"the state database cannot be written: {write_error}"
+                if write_error is not None
                 else "the state is not reconciled yet"
             )
         return ready, details

@@ -13,6 +13,7 @@ import json
 import shutil
 import socket
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -118,6 +119,13 @@ def _with_data_value(primitive: dict[str, Any], key: str, value: Any) -> dict[st
     """``primitive`` with one data field set to ``value`` (``mutate`` removes on None)."""
     prim.data(primitive)[key] = value
     return primitive
+
+
+def _duplicate(body: dict[str, Any], key: str, second: Any) -> bytes:
+    """``body`` as JSON with ``key`` given a second time, as ``second``."""
+    text = json.dumps(body)
+    assert text.endswith("}")
+    return f"{text[:-1]}, {json.dumps(key)}: {json.dumps(second)}}}".encode()
 
 
 def _deep(n: int) -> bytes:
@@ -257,6 +265,29 @@ BAD: dict[str, Callable[[Ctx], Bad]] = {
     "timeout-not-a-number": lambda c: Bad(
         json_body=prim.body(c.vif()), params={"timeout": "soon"}, code="invalid_request"
     ),
+    "timeout-nan": lambda c: Bad(
+        json_body=prim.body(c.vif()), params={"timeout": "nan"}, code="invalid_request"
+    ),
+    "timeout-infinite": lambda c: Bad(
+        json_body=prim.body(c.vif()), params={"timeout": "inf"}, code="invalid_request"
+    ),
+    # -- JSON that means two things -----------------------------------------------------
+    "duplicate-top-level-key": lambda c: Bad(
+        raw=_duplicate(prim.body(c.vif(), iface_status="inactive"), "iface_status", "active"),
+        code="invalid_request",
+    ),
+    "duplicate-key-inside-the-vif": lambda c: Bad(
+        raw=json.dumps(prim.body(c.vif()))
+        .encode()
+        .replace(b'"address": ', b'"address": "fa:16:3e:00:00:99", "address": ', 1),
+        code="invalid_request",
+    ),
+    "status-duplicate-key": lambda c: Bad(
+        method="PUT",
+        path=f"/v1/vifs/{c.existing_id}/status",
+        raw=b'{"iface_status": "inactive", "iface_status": "active"}',
+        code="invalid_request",
+    ),
     "host-info-version-malformed": lambda c: Bad(
         method="GET", path="/v1/host-info", params={"version": "latest"}, code="invalid_request"
     ),
@@ -373,3 +404,128 @@ def test_garbage_on_the_socket_does_not_hurt_the_daemon(ctx: Ctx) -> None:
 
 def test_bad_requests_are_many() -> None:
     assert len(BAD) >= 25
+
+
+# --- HTTP itself: raw requests over the unix socket ------------------------------------
+
+
+def _exchange(ctx: Ctx, request: bytes) -> bytes:
+    """Send ``request`` as is; everything the daemon answers until it closes."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(30)
+    sock.connect(ctx.daemon.socket_path)
+    try:
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        return answer
+    finally:
+        sock.close()
+
+
+def _parse(answer: bytes) -> tuple[int, dict[bytes, bytes], Any]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    headers = dict(
+        (k.strip().lower(), v.strip()) for k, _, v in (ln.partition(b":") for ln in lines[1:])
+    )
+    return int(lines[0].split(b" ", 2)[1]), headers, json.loads(body) if body else None
+
+
+def _is_envelope(body: Any) -> bool:
+    return (
+        isinstance(body, dict)
+        and set(body) == {"error"}
+        and set(body["error"]) == {"code", "message", "details"}
+    )
+
+
+def test_malformed_http_is_answered_with_the_envelope(
+    ctx: Ctx, ovs: ovs_sandbox.OvsSandbox
+) -> None:
+    before = host_snapshot(ovs, ctx.daemon)
+    for request in (
+        b"GET /v1/vifs HTTP/1.1\r\nhost: vifplug\r\nthis is not a header\r\n\r\n",
+        b"\x00\x01 NOT HTTP\r\n\r\n",
+        b"POST /v1/vifs HTTP/1.1\r\nhost: vifplug\r\ncontent-length: twelve\r\n\r\n",
+    ):
+        status, headers, body = _parse(_exchange(ctx, request))
+        assert status == 400, request
+        assert headers[b"content-type"] == b"application/json"
+        assert _is_envelope(body) and body["error"]["code"] == "malformed_http", body
+    assert host_snapshot(ovs, ctx.daemon) == before
+
+
+def test_transfer_encoding_with_content_length_is_refused_and_closed(
+    ctx: Ctx, ovs: ovs_sandbox.OvsSandbox
+) -> None:
+    """A valid plug, framed both ways: refused (request smuggling starts so)."""
+    before = host_snapshot(ovs, ctx.daemon)
+    body = json.dumps(prim.body(ctx.vif())).encode()
+    request = (
+        b"POST /v1/vifs HTTP/1.1\r\nhost: vifplug\r\ncontent-type: application/json\r\n"
+        b"transfer-encoding: chunked\r\ncontent-length: %d\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"
+        % (len(body), len(body), body)
+    )
+    # A second request behind it on the same connection must not be served.
+    answer = _exchange(ctx, request + b"GET /v1/vifs HTTP/1.1\r\nhost: vifplug\r\n\r\n")
+    status, headers, envelope = _parse(answer)
+    assert status == 400, answer
+    assert headers[b"connection"] == b"close"
+    assert _is_envelope(envelope) and envelope["error"]["code"] == "invalid_request"
+    assert "Transfer-Encoding" in envelope["error"]["message"]
+    assert answer.count(b"HTTP/1.1 ") == 1, answer
+    assert host_snapshot(ovs, ctx.daemon) == before
+
+
+def test_body_of_8_mib_gets_413_with_the_envelope(ctx: Ctx, ovs: ovs_sandbox.OvsSandbox) -> None:
+    """The daemon reads what the client sends before it answers: closing with
+    unread data would reset the connection and lose the answer."""
+    before = host_snapshot(ovs, ctx.daemon)
+    raw = b'{"vif": "' + b"x" * (8 * 1024 * 1024) + b'"}'
+    with ctx.daemon.client() as c:
+        r = c.post("/v1/vifs", content=raw, headers={"content-type": "application/json"})
+        assert r.status_code == 413, r.text[:2000]
+        assert r.json()["error"]["code"] == "request_too_large"
+        assert r.json()["error"]["details"] == {"max_body_bytes": MAX_BODY}
+        assert c.get("/healthz").status_code == 200
+    assert host_snapshot(ovs, ctx.daemon) == before
+
+
+def test_timeout_nan_is_refused_as_not_a_number(ctx: Ctx) -> None:
+    with ctx.daemon.client() as c:
+        r = c.post("/v1/vifs", json=prim.body(ctx.vif()), params={"timeout": "nan"})
+    assert r.status_code == 400, r.text
+    message = r.json()["error"]["message"]
+    assert "timeout" in message and "finite number" in message, message
+    assert "3600" not in message, message
+
+
+def test_duplicate_key_is_named(ctx: Ctx) -> None:
+    raw = _duplicate(prim.body(ctx.vif(), allow_dual_active=False), "allow_dual_active", True)
+    with ctx.daemon.client() as c:
+        r = c.post("/v1/vifs", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["details"]["key"] == "allow_dual_active", error
+    assert "'allow_dual_active' appears twice" in error["message"], error
+
+
+@pytest.mark.parametrize("control", ["%0A", "%0D", "%E2%80%A8", "%1B%5B2J"])
+def test_control_characters_in_a_vif_id_cannot_forge_a_log_line(ctx: Ctx, control: str) -> None:
+    forged = f"FORGED-{uuid.uuid4().hex[:8]}"
+    with ctx.daemon.client() as c:
+        r = c.delete(f"/v1/vifs/x{control}{forged}")
+        assert r.status_code == 404, r.text
+    # The access log line is written once the answer is sent; wait for it.
+    deadline = time.monotonic() + 30
+    while forged not in (log := ctx.daemon.stderr()):
+        assert time.monotonic() < deadline, log[-4000:]
+        time.sleep(0.05)
+    for line in log.splitlines():
+        if forged in line:
+            assert "DELETE /v1/vifs/x\\" in line, line  # escaped, on the access log line
+            assert not line.startswith(forged), line
+    assert "\x1b" not in log and "\u2028" not in log and "\r" not in log

@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, ParamSpec, TypeVar
 
 from fastapi import Depends, Request
 
+from vifplug import exceptions
 from vifplug.api import metrics as metrics_mod
 from vifplug.plugging import reconcile
 from vifplug.plugging.service import Service
@@ -72,6 +74,34 @@ async def get_runtime(request: Request) -> Runtime:
     """The ``Runtime`` (pool, metrics, readiness) of the app that received ``request``."""
     runtime: Runtime = request.app.state.runtime
     return runtime
+
+
+def _one_value_per_key(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    seen: dict[str, object] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise exceptions.InvalidRequest(
+                reason=f"the key {key!r} appears twice in one JSON object", key=key
+            )
+        seen[key] = value
+    return seen
+
+
+async def unique_keys(request: Request) -> None:
+    """Refuse a JSON body that repeats a key in one object.
+
+    Python's ``json`` (hence FastAPI) keeps the last value silently, so
+    ``{"iface_status": "inactive", "iface_status": "active"}`` would mean
+    whatever the client's serializer and ours disagree on.  FastAPI has read
+    and parsed the body before dependencies run; this parses the cached
+    bytes again, with a hook that sees every pair.
+    """
+    body = await request.body()
+    if body:
+        try:
+            json.loads(body, object_pairs_hook=_one_value_per_key)
+        except ValueError:
+            pass  # not JSON: FastAPI has refused it already
 
 
 #: A handler parameter that receives the service.

@@ -29,6 +29,8 @@ LOG = logging.getLogger(__name__)
 
 # Codes the API layer itself produces (no exception class behind them).
 MALFORMED_JSON = "malformed_json"
+MALFORMED_HTTP = "malformed_http"
+REQUEST_TIMEOUT = "request_timeout"
 NOT_FOUND = "not_found"
 METHOD_NOT_ALLOWED = "method_not_allowed"
 REQUEST_TOO_LARGE = "request_too_large"
@@ -50,11 +52,13 @@ STATUS: Mapping[str, int] = {
     exceptions.PhysicalDeviceNotFound.code: 400,
     exceptions.PurgeNotConfirmed.code: 400,
     MALFORMED_JSON: 400,
+    MALFORMED_HTTP: 400,
     exceptions.Unauthorized.code: 401,
     exceptions.VIFNotFound.code: 404,
     NOT_FOUND: 404,
     METHOD_NOT_ALLOWED: 405,
     exceptions.VersionNotAvailable.code: 406,
+    REQUEST_TIMEOUT: 408,
     exceptions.VIFConflict.code: 409,
     exceptions.DeviceInUse.code: 409,
     exceptions.PoolExhausted.code: 409,
@@ -80,6 +84,15 @@ STATUS: Mapping[str, int] = {
 }
 
 INTERNAL_ERROR = exceptions.VifplugError.code
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (newlines, U+2028, ...) and
+    backslashes escaped, so that a client-chosen path cannot forge a log line."""
+    return "".join(
+        c if c.isprintable() and c != "\\" else c.encode("unicode_escape").decode("ascii")
+        for c in text
+    )
 
 
 def documented(description: str) -> JsonObject:
@@ -199,7 +212,12 @@ def install(app: FastAPI, *, on_error: Callable[[str], None] | None = None) -> N
         assert isinstance(exc, exceptions.VifplugError)
         count(exc.code)
         if status_for(exc.code) >= 500:
-            LOG.error("%s %s failed: %s", request.method, request.url.path, exc.message)
+            LOG.error(
+                "%s %s failed: %s",
+                request.method,
+                printable(request.url.path),
+                printable(exc.message),
+            )
         return from_exception(exc)
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -218,7 +236,7 @@ def install(app: FastAPI, *, on_error: Callable[[str], None] | None = None) -> N
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         count(INTERNAL_ERROR)
-        LOG.exception("%s %s failed unexpectedly", request.method, request.url.path)
+        LOG.exception("%s %s failed unexpectedly", request.method, printable(request.url.path))
         return error_response(INTERNAL_ERROR, f"An internal error occurred: {type(exc).__name__}.")
 
     app.add_exception_handler(exceptions.VifplugError, vifplug_error)

@@ -5,6 +5,11 @@ before FastAPI touches the request: the bearer token, the media type and
 the body size are checked before any JSON is parsed, and the access log sees
 the status of every answer, the router's 404/405 and the guard's own
 refusals included.
+
+A refusal that comes before the body was read reads it first (and throws it
+away, up to ``DRAIN_LIMIT`` bytes): closing a socket with unread data makes
+the kernel send a reset, and a client still sending its body would lose the
+answer with it.
 """
 
 from __future__ import annotations
@@ -25,6 +30,25 @@ from vifplug.api import metrics as metrics_mod
 # documented log line (docs/operations.md) names ``vifplug.api.app``, and a
 # filter on it must keep working.
 LOG = logging.getLogger("vifplug.api.app")
+
+#: Most bytes of a refused body read and thrown away before the answer; past
+#: it the answer is sent and the connection closed (the request timeout of
+#: ``connections`` bounds how long a slow body is waited for).
+DRAIN_LIMIT = 64 * 1024 * 1024
+
+
+async def drain(receive: Receive) -> bool:
+    """Read the request body to its end and throw it away; False when it was
+    larger than ``DRAIN_LIMIT`` or the client went away."""
+    seen = 0
+    while seen <= DRAIN_LIMIT:
+        message = await receive()
+        if message["type"] != "http.request":
+            return False
+        seen += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return True
+    return False
 
 
 class Guard:
@@ -59,6 +83,9 @@ class Guard:
             await errors.from_exception(exc)(scope, receive, send)
             return
         length = headers.get(b"content-length")
+        if length is not None and b"transfer-encoding" in headers:
+            await self._ambiguous(scope, receive, send)
+            return
         if self._has_body(headers) and not self._is_json(headers.get(b"content-type")):
             self.on_error(errors.UNSUPPORTED_MEDIA_TYPE)
             await errors.error_response(
@@ -120,7 +147,20 @@ class Guard:
             f"The request body is larger than the {self.max_body_bytes} bytes accepted.",
             {"max_body_bytes": self.max_body_bytes},
         )
-        # The body is not read: close the connection instead of draining it.
+        if not await drain(receive):
+            response.headers["connection"] = "close"
+        await response(scope, receive, send)
+
+    async def _ambiguous(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Both Transfer-Encoding and Content-Length: how request smuggling
+        starts (RFC 9112 6.3).  Refused, and the connection is closed after
+        the answer, whatever the body turned out to be."""
+        self.on_error(exceptions.InvalidRequest.code)
+        exc = exceptions.InvalidRequest(
+            reason="it has both Transfer-Encoding and Content-Length; send one of them"
+        )
+        response = errors.from_exception(exc)
+        await drain(receive)
         response.headers["connection"] = "close"
         await response(scope, receive, send)
 
@@ -162,8 +202,8 @@ class AccessLog:
                     "%s %s %s -> %d in %.3fs%s",
                     self.listener,
                     scope["method"],
-                    scope["path"],
+                    errors.printable(scope["path"]),
                     status,
                     time.monotonic() - started,
-                    f" (VIF {vif_id})" if vif_id else "",
+                    f" (VIF {errors.printable(str(vif_id))})" if vif_id else "",
                 )

@@ -11,6 +11,11 @@ sockets; the unix socket is plain, the TCP listener is TLS.  Both run in the
 daemon's event loop, and neither installs signal handlers: ``vifplug.daemon``
 owns SIGTERM and SIGHUP, and stops the servers itself.
 
+Each listener accepts through ``connections.Acceptor`` rather than an
+``asyncio.Server``: that is where connections are counted and bounded and
+where TLS handshakes get a timeout (see ``connections`` for why uvicorn alone
+cannot).
+
 The TCP listener is for the network manager and refuses to start without
 TLS (``cert_file``, ``key_file``) and a bearer token (``token_file``) unless
 ``[api] insecure`` says so explicitly.
@@ -25,20 +30,26 @@ import grp
 import logging
 import math
 import os
+import resource
 import socket
 import ssl
 import stat
-from collections.abc import Generator
+from collections.abc import Callable, Generator
+from typing import cast
 
 import uvicorn
 from starlette.types import ASGIApp
 
 from vifplug import conf
+from vifplug.api import connections
 
 LOG = logging.getLogger(__name__)
 
 SOCKET_MODE = 0o660
 BACKLOG = 1024
+#: Descriptors kept for everything but API connections: one netlink socket
+#: per API worker thread ([api] workers, 256 by default), OVSDB, SQLite, logs.
+FD_RESERVE = 1024
 
 
 class ListenerError(Exception):
@@ -151,6 +162,16 @@ def plan_tcp(api: conf.ApiSettings) -> TcpPlan | None:
     )
 
 
+def limits(api: conf.ApiSettings) -> connections.Limits:
+    """The connection limits ``[api]`` sets, the same for every listener."""
+    return connections.Limits(
+        idle_timeout=api.idle_timeout,
+        request_timeout=api.request_timeout,
+        tls_handshake_timeout=api.tls_handshake_timeout,
+        max_connections=api.max_connections,
+    )
+
+
 # --- binding ---------------------------------------------------------------------------
 
 
@@ -246,7 +267,14 @@ def unlink_unix(path: str, inode: int) -> None:
 
 
 class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signals to the daemon."""
+    """A uvicorn server that leaves signals to the daemon and accepts through
+    ``connections.Acceptor`` (bounded, with timeouts) instead of an
+    ``asyncio.Server``."""
+
+    def __init__(self, config: uvicorn.Config, *, name: str, limits: connections.Limits) -> None:
+        super().__init__(config)
+        self.limits = limits
+        self.flood = connections.FloodLog(f"{name} listener")
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -254,6 +282,62 @@ class _Server(uvicorn.Server):
 
     def install_signal_handlers(self) -> None:
         """uvicorn before 0.29 installed its handlers here."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's ``startup`` for given sockets (lifespan is off), with our acceptor."""
+        assert sockets is not None, "vifplug binds its sockets itself"
+        config = self.config
+
+        def protocol(on_close: Callable[[], None]) -> asyncio.Protocol:
+            return connections.Protocol(
+                config,
+                self.server_state,
+                self.lifespan.state,
+                limits=self.limits,
+                flood=self.flood,
+                on_close=on_close,
+            )
+
+        acceptors = [
+            connections.Acceptor(
+                sock, protocol, ssl_context=config.ssl, limits=self.limits, flood=self.flood
+            )
+            for sock in sockets
+        ]
+        # uvicorn's shutdown only calls close() and wait_closed() on these.
+        self.servers = cast(list[asyncio.base_events.Server], acceptors)
+        self.started = True
+
+
+class _QuietInvalidRequest(logging.Filter):
+    """Drop uvicorn's "Invalid HTTP request received." warning: one per bad
+    request is a flood; ``connections.Protocol`` counts them instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != "Invalid HTTP request received."
+
+
+_QUIET = _QuietInvalidRequest()
+
+
+def reserve_descriptors(connections_total: int) -> None:
+    """Raise the soft descriptor limit so that the listeners' connections
+    cannot exhaust it (up to the hard limit; a warning when even that is short)."""
+    needed = connections_total + FD_RESERVE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        LOG.warning(
+            "the descriptor limit (%d) is below the %d the listeners' [api] max_connections "
+            "need with a reserve of %d; raise LimitNOFILE or lower max_connections",
+            soft,
+            needed,
+            FD_RESERVE,
+        )
 
 
 @dataclasses.dataclass
@@ -271,6 +355,7 @@ def make_listener(
     *,
     address: str,
     shutdown_timeout: float,
+    limits: connections.Limits | None = None,
     plan: TcpPlan | None = None,
 ) -> Listener:
     """A uvicorn server for ``app`` on ``sock``; TLS when ``plan`` says so.
@@ -279,13 +364,17 @@ def make_listener(
     start-up (before READY=1) instead of the first connection.
     """
     tls = plan if plan is not None and plan.tls else None
+    if _QUIET not in logging.getLogger("uvicorn.error").filters:
+        logging.getLogger("uvicorn.error").addFilter(_QUIET)
     config = uvicorn.Config(
         app,
         http="h11",
+        ws="none",
         lifespan="off",
         log_config=None,
         access_log=False,
         server_header=False,
+        backlog=BACKLOG,
         timeout_graceful_shutdown=math.ceil(shutdown_timeout),
         # Without TLS these are uvicorn's defaults: a plain socket.
         ssl_certfile=tls.cert_file if tls else None,
@@ -297,7 +386,8 @@ def make_listener(
         config.load()
     except (ssl.SSLError, OSError) as exc:
         raise ListenerError(f"the {name} listener's TLS setup failed: {exc}") from None
-    return Listener(name=name, server=_Server(config), sock=sock, address=address)
+    server = _Server(config, name=name, limits=limits or connections.Limits())
+    return Listener(name=name, server=server, sock=sock, address=address)
 
 
 class Servers:
@@ -305,6 +395,7 @@ class Servers:
 
     def __init__(self, listeners: list[Listener]) -> None:
         self.listeners = listeners
+        reserve_descriptors(sum(lst.server.limits.max_connections for lst in listeners))
 
     async def serve(self) -> None:
         """Serve until ``stop()``; returns once every in-flight request has

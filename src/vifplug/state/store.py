@@ -272,6 +272,9 @@ class Store:
         self.path = os.path.abspath(path)
         #: Write transactions committed since open: one per group commit.
         self.transactions = 0
+        #: Why the last commit failed as a whole (the disk, not one change), or
+        #: None since the last commit that succeeded: for readiness.
+        self.write_error: str | None = None
         self._lock = threading.Lock()  # guards _published
         self._cond = threading.Condition(threading.Lock())  # guards _queue, _closing
         self._queue: list[_Op[Any]] = []
@@ -506,6 +509,7 @@ class Store:
         except BaseException as exc:
             # Never leave a caller waiting forever, even on a bug in here.
             LOG.exception("state writer stopped")
+            self.write_error = f"the state writer stopped: {exc!r}"
             with self._cond:
                 self._closing = True
                 batch += self._queue
@@ -566,6 +570,7 @@ class Store:
             conn.execute("COMMIT" if applied else "ROLLBACK")
         except Exception as exc:
             LOG.error("state commit of %d changes failed: %s", len(ops), exc)
+            self.write_error = str(exc) or type(exc).__name__
             try:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -580,6 +585,7 @@ class Store:
             return None
         if applied:
             self.transactions += 1
+            self.write_error = None
             with self._lock:
                 for change in applied:
                     self._apply(self._published, change)

@@ -12,11 +12,11 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from vifplug import exceptions
 from vifplug.api import errors, models
-from vifplug.api.dependencies import RuntimeDep, ServiceDep
+from vifplug.api.dependencies import RuntimeDep, ServiceDep, unique_keys
 from vifplug.plugging.service import PlugRequest, Service
 from vifplug.records import JsonObject, LeftAlone, VifRecord
 
@@ -50,6 +50,7 @@ def _plugin_label(service: Service, vif: JsonObject) -> str:
 @router.post(
     "/v1/vifs",
     status_code=201,
+    dependencies=[Depends(unique_keys)],
     responses={
         **errors.REQUEST_ERRORS,
         200: {"model": models.Vif, "description": "the same request again: nothing changed"},
@@ -71,6 +72,7 @@ async def plug(
         Query(
             ge=0,
             le=MAX_PLUG_TIMEOUT,
+            allow_inf_nan=False,
             description="seconds to wait; default [api] default_timeout",
         ),
     ] = None,
@@ -189,7 +191,11 @@ async def unplug(vif_id: VifId, service: ServiceDep, runtime: RuntimeDep) -> Res
     return response
 
 
-@router.put("/v1/vifs/{vif_id}/status", responses={**errors.REQUEST_ERRORS, **_NOT_FOUND})
+@router.put(
+    "/v1/vifs/{vif_id}/status",
+    responses={**errors.REQUEST_ERRORS, **_NOT_FOUND},
+    dependencies=[Depends(unique_keys)],
+)
 async def set_status(
     vif_id: VifId, body: models.StatusBody, service: ServiceDep, runtime: RuntimeDep
 ) -> models.Vif:
