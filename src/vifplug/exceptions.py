@@ -52,6 +52,19 @@ class InvalidObject(VifplugError):
     template = "The {what} is not a valid os_vif object: {reason}"
 
 
+class UnwritableValue(VifplugError):
+    """A value no layer below could hold: a string with a NUL, an unpaired
+    surrogate, a control character or a line separator, or a number OVSDB's
+    64-bit integers (or JSON) cannot carry.  ``field`` is where it is
+    (``vif.port_profile.interface_id``), ``problem`` what is wrong with it."""
+
+    code = "unwritable_value"
+    template = (
+        "The field {field} {problem}, which cannot be written to OVSDB, the kernel or "
+        "the state database."
+    )
+
+
 class UnsupportedVersion(VifplugError):
     code = "unsupported_version"
     template = (

@@ -39,6 +39,7 @@ STATUS: Mapping[str, int] = {
     # --- the caller got it wrong ------------------------------------------------
     exceptions.InvalidRequest.code: 400,
     exceptions.InvalidObject.code: 400,
+    exceptions.UnwritableValue.code: 400,
     exceptions.UnsupportedVersion.code: 400,
     exceptions.NoMatchingPlugin.code: 400,
     exceptions.UnsupportedVIFType.code: 400,
