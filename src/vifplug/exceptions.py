@@ -232,6 +232,19 @@ class StateUnavailable(VifplugError):
     template = "The state database {path} cannot be used: {reason}"
 
 
+class ClonedSystemId(VifplugError):
+    """The system-id was recorded on another machine: this host is a copy of it."""
+
+    code = "cloned_system_id"
+    template = (
+        "The system-id {system_id} was recorded on the machine with machine-id "
+        "{recorded_machine_id}, and this one is {machine_id} ({machine_id_file}): this host "
+        "is a copy of another, and two hosts with one system-id make controllers fight "
+        "over their ports; configure a new [DEFAULT] system_id, or set [DEFAULT] "
+        "allow_cloned_system_id = true to keep this one."
+    )
+
+
 class StateWriteFailed(VifplugError):
     """A change was not acknowledged as durable: the caller must not rely on it.
 

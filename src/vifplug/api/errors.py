@@ -73,6 +73,7 @@ STATUS: Mapping[str, int] = {
     exceptions.ShuttingDown.code: 503,
     exceptions.StateUnavailable.code: 503,
     exceptions.StateSchemaTooNew.code: 503,
+    exceptions.ClonedSystemId.code: 503,
     exceptions.PlugTimeout.code: 504,
     exceptions.OvsdbTimeout.code: 504,
 }
