@@ -37,6 +37,22 @@ DEFAULT_OPTS = [
         help="File to read the system-id from when OVSDB has none and system_id is not set.",
     ),
     cfg.StrOpt(
+        "machine_id_file",
+        default="/etc/machine-id",
+        help="This machine's identity (systemd's machine-id), kept in the state beside "
+        "the system-id: a system-id recorded beside another machine-id was made on "
+        "another machine (the host is a copy of it), and vifplugd refuses to start "
+        "with it. A missing or empty file disables the check.",
+    ),
+    cfg.BoolOpt(
+        "allow_cloned_system_id",
+        default=False,
+        help="Start even though the system-id was recorded on another machine "
+        "(machine_id_file differs), and adopt it as this machine's. Two hosts with "
+        "one system-id make controllers such as OVN fight over their ports; the "
+        "usual fix for a cloned host is a new [DEFAULT] system_id instead.",
+    ),
+    cfg.StrOpt(
         "system_type",
         default=None,
         help="Value for Open_vSwitch system_type (e.g. the host OS); unset leaves it.",
@@ -480,6 +496,8 @@ class HostSettings:
     state_dir: str = "/var/lib/vifplug"
     system_id: str | None = None
     system_id_file: str = "/etc/openvswitch/system-id.conf"
+    machine_id_file: str = "/etc/machine-id"
+    allow_cloned_system_id: bool = False
     system_type: str | None = None
     system_version: str | None = None
     enable_statistics: bool | None = None

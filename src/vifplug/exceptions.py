@@ -58,6 +58,19 @@ class InvalidObject(VifplugError):
     template = "The {what} is not a valid os_vif object: {reason}"
 
 
+class UnwritableValue(VifplugError):
+    """A value no layer below could hold: a string with a NUL, an unpaired
+    surrogate, a control character or a line separator, or a number OVSDB's
+    64-bit integers (or JSON) cannot carry.  ``field`` is where it is
+    (``vif.port_profile.interface_id``), ``problem`` what is wrong with it."""
+
+    code = "unwritable_value"
+    template = (
+        "The field {field} {problem}, which cannot be written to OVSDB, the kernel or "
+        "the state database."
+    )
+
+
 class UnsupportedVersion(VifplugError):
     code = "unsupported_version"
     template = (
@@ -251,6 +264,19 @@ class StateUnavailable(VifplugError):
 
     code = "state_unavailable"
     template = "The state database {path} cannot be used: {reason}"
+
+
+class ClonedSystemId(VifplugError):
+    """The system-id was recorded on another machine: this host is a copy of it."""
+
+    code = "cloned_system_id"
+    template = (
+        "The system-id {system_id} was recorded on the machine with machine-id "
+        "{recorded_machine_id}, and this one is {machine_id} ({machine_id_file}): this host "
+        "is a copy of another, and two hosts with one system-id make controllers fight "
+        "over their ports; configure a new [DEFAULT] system_id, or set [DEFAULT] "
+        "allow_cloned_system_id = true to keep this one."
+    )
 
 
 class StateWriteFailed(VifplugError):

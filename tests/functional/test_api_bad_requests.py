@@ -13,6 +13,7 @@ import json
 import shutil
 import socket
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -126,6 +127,19 @@ def _duplicate(body: dict[str, Any], key: str, second: Any) -> bytes:
     text = json.dumps(body)
     assert text.endswith("}")
     return f"{text[:-1]}, {json.dumps(key)}: {json.dumps(second)}}}".encode()
+
+
+def profile_data(ctx: Ctx, **changes: Any) -> dict[str, Any]:
+    vif = ctx.vif()
+    prim.data(prim.data(vif)["port_profile"]).update(changes)
+    return prim.body(vif)
+
+
+def ascii_json(body: Any) -> bytes:
+    """JSON with every non-ASCII character escaped, as a client in another
+    language may send it: the only way to put an unpaired surrogate (or NaN)
+    on the wire, since no UTF-8 encoder takes one."""
+    return json.dumps(body, ensure_ascii=True).encode()
 
 
 def _deep(n: int) -> bytes:
@@ -254,6 +268,52 @@ BAD: dict[str, Callable[[Ctx], Bad]] = {
         ),
         status=409,
         code="vif_conflict",
+    ),
+    # -- strings and numbers that OVSDB, the kernel or SQLite cannot hold ---------------
+    "nul-in-interface-id": lambda c: Bad(
+        json_body=profile_data(c, interface_id=str(uuid.uuid4()) + "\x00"),
+        code="unwritable_value",
+    ),
+    "surrogate-in-interface-id": lambda c: Bad(
+        raw=ascii_json(profile_data(c, interface_id="\ud800" + str(uuid.uuid4()))),
+        code="unwritable_value",
+    ),
+    "surrogate-in-a-key": lambda c: Bad(
+        raw=ascii_json(vif_with_data(c, **{"x\udc00": "y"})), code="unwritable_value"
+    ),
+    "surrogate-in-plugin-name": lambda c: Bad(
+        raw=ascii_json(vif_with_data(c, plugin="ovs\ud800")), code="unwritable_value"
+    ),
+    "newline-in-vif-name": lambda c: Bad(
+        json_body=vif_with_data(c, vif_name="tap\nevil"), code="unwritable_value"
+    ),
+    "control-character-in-mac": lambda c: Bad(
+        json_body=vif_with_data(c, address="fa:16:3e:00:00:01\x1b"), code="unwritable_value"
+    ),
+    "line-separator-in-vif-id": lambda c: Bad(
+        json_body=vif_with_data(c, id=str(uuid.uuid4()) + "\u2028"), code="unwritable_value"
+    ),
+    "nul-in-bridge-name": lambda c: Bad(
+        json_body=network_change(c, bridge=c.bridge + "\x00"), code="unwritable_value"
+    ),
+    "nul-in-network-label": lambda c: Bad(
+        json_body=network_change(c, label="net\x00"), code="unwritable_value"
+    ),
+    "nul-in-instance-name": lambda c: Bad(
+        json_body=prim.body(c.vif(), prim.instance(name="vm\x00")), code="unwritable_value"
+    ),
+    # (pydantic refuses a surrogate in a plain string field before admission does)
+    "surrogate-in-portgroup": lambda c: Bad(
+        raw=ascii_json(prim.body(c.vif(), portgroup="pg\udfff")), code="invalid_request"
+    ),
+    "nul-in-portgroup": lambda c: Bad(
+        json_body=prim.body(c.vif(), portgroup="pg\x00"), code="unwritable_value"
+    ),
+    "mtu-beyond-64-bits": lambda c: Bad(
+        json_body=network_change(c, mtu=2**64), code="unwritable_value"
+    ),
+    "mtu-nan": lambda c: Bad(
+        raw=ascii_json(network_change(c, mtu=float("nan"))), code="unwritable_value"
     ),
     # -- query parameters ---------------------------------------------------------------
     "wait-unknown": lambda c: Bad(
@@ -529,3 +589,51 @@ def test_control_characters_in_a_vif_id_cannot_forge_a_log_line(ctx: Ctx, contro
             assert "DELETE /v1/vifs/x\\" in line, line  # escaped, on the access log line
             assert not line.startswith(forged), line
     assert "\x1b" not in log and "\u2028" not in log and "\r" not in log
+
+
+def test_poisoned_plugs_beside_valid_ones_fail_alone(ctx: Ctx, ovs: ovs_sandbox.OvsSandbox) -> None:
+    """A NUL in an iface-id made ovsdb-server drop the connection, and the
+    batch carrying it was resent after every reconnect: every plug in it got
+    504 and ``/readyz`` stayed 503.  Now the poisoned ones are 400 before
+    anything is written, and the valid ones sent at the same moment plug."""
+    valid = [prim.body(ctx.vif()) for _ in range(6)]
+    poisoned = [
+        ascii_json(profile_data(ctx, interface_id=str(uuid.uuid4()) + "\x00")),
+        ascii_json(profile_data(ctx, interface_id="\ud800" + str(uuid.uuid4()))),
+    ]
+    requests = [json.dumps(b).encode() for b in valid] + poisoned
+    answers: dict[int, tuple[int, dict[str, Any]]] = {}
+    start = threading.Barrier(len(requests))
+
+    def send(i: int, raw: bytes) -> None:
+        with ctx.daemon.client() as c:
+            start.wait(30)
+            r = c.post(
+                "/v1/vifs",
+                content=raw,
+                params={"timeout": "30"},
+                headers={"content-type": "application/json"},
+            )
+            answers[i] = (r.status_code, r.json())
+
+    threads = [threading.Thread(target=send, args=(i, raw)) for i, raw in enumerate(requests)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not any(t.is_alive() for t in threads)
+        for i in range(len(valid)):
+            assert answers[i][0] == 201, answers[i]
+        for i in range(len(valid), len(requests)):
+            status, body = answers[i]
+            assert status == 400 and body["error"]["code"] == "unwritable_value", body
+            assert body["error"]["details"]["field"] == "vif.port_profile.interface_id"
+        with ctx.daemon.client() as c:
+            assert c.get("/readyz").status_code == 200
+        names = {row["vif_name"] for row in (prim.data(b["vif"]) for b in valid)}
+        assert names <= links()
+    finally:
+        with ctx.daemon.client() as c:
+            for b in valid:
+                c.delete(f"/v1/vifs/{prim.data(b['vif'])['id']}")

@@ -10,7 +10,9 @@ import pytest
 
 import ovs_sandbox
 from helpers import unique
+from vifplug import exceptions
 from vifplug.ovsdb import connection, ops, views
+from vifplug.ovsdb.txn import Txn
 
 
 @pytest.fixture
@@ -176,3 +178,41 @@ def test_resync_callbacks_run_in_the_notify_thread(private_ovs: ovs_sandbox.OvsS
         assert c.connected and c.generation == generation + 1
     finally:
         c.stop()
+
+
+def test_a_write_that_makes_the_server_drop_the_connection_fails_alone(
+    ovs: ovs_sandbox.OvsSandbox,
+) -> None:
+    """A NUL in a string is a transaction ovsdb-server's JSON parser rejects:
+    it closes the connection.  The batch carrying it used to be resent after
+    every reconnect until every caller in it timed out; now it is split, the
+    culprit fails alone and the six other writes of its batch commit."""
+    c = connection.Connection(ovs.remote, timeout=60, gather_max=5.0).start()
+    good = [unique("vpok") for _ in range(6)]
+    poisoned = unique("vpnul")
+
+    def poison(t: Txn) -> bool:  # bypasses admission, as a bug would
+        bridge = t.insert("Bridge", poisoned)
+        bridge.external_ids = {"poison": "a\x00b"}
+        return True
+
+    try:
+        with c.expecting():  # all seven go out in one batch
+            futures = [c.submit(bridge_op(n)) for n in good[:3]]
+            bad = c.submit(poison)
+            futures += [c.submit(bridge_op(n)) for n in good[3:]]
+        for f in futures:
+            assert f.result(60) is True
+        with pytest.raises(exceptions.OvsdbTransactionFailed, match="closed the connection"):
+            bad.result(60)
+        assert set(good) <= set(ovs.vsctl("list-br").split())
+        assert poisoned not in ovs.vsctl("list-br").split()
+        assert max(c.batch_sizes) == 1, "the batch was not split"
+        # The connection is usable again.
+        again = unique("vpag")
+        good.append(again)
+        assert c.transact(bridge_op(again), timeout=60) is True
+    finally:
+        c.stop()
+        for n in good:
+            ovs.vsctl("--if-exists", "del-br", n)

@@ -158,3 +158,109 @@ def test_load_instance_loads_and_checks_the_uuid() -> None:
         exceptions.InvalidObject, match="it is a VIFOpenVSwitch, not a InstanceInfo"
     ):
         loading.load_instance(_vif_primitive())
+
+
+# --- check_writable: what no layer below can hold ------------------------------------
+
+
+def _profile(primitive: dict[str, Any]) -> dict[str, Any]:
+    profile: dict[str, Any] = primitive[DATA]["port_profile"][DATA]
+    return profile
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "character"),
+    [
+        (lambda p: _profile(p).update(interface_id=PORT_ID + "\x00"), "interface_id", "U+0000"),
+        (lambda p: _profile(p).update(profile_id="\ud800"), "profile_id", "U+D800"),
+        (lambda p: _profile(p).update(profile_id="a\udfffb"), "profile_id", "U+DFFF"),
+        (lambda p: p[DATA].update(vif_name="tap\n0"), "vif_name", "U+000A"),
+        (lambda p: p[DATA].update(bridge_name="br\tint"), "bridge_name", "U+0009"),
+        (lambda p: p[DATA].update(address="fa:16:3e:00:00:01\r"), "address", "U+000D"),
+        (lambda p: p[DATA].update(plugin="ovs\x7f"), "plugin", "U+007F"),
+        (lambda p: p[DATA].update(plugin="ovs\x85"), "plugin", "U+0085"),
+        (lambda p: p[DATA].update(id=PORT_ID + "\u2028"), "id", "U+2028"),
+        (lambda p: p[DATA].update(id=PORT_ID + "\u2029"), "id", "U+2029"),
+        (lambda p: p.update({base.KEY_NAME: "VIFOpenVSwitch\x00"}), "versioned_object.name", ""),
+    ],
+)
+def test_check_writable_names_the_field_and_the_character(
+    change: Any, field: str, character: str
+) -> None:
+    primitive = _vif_primitive()
+    change(primitive)
+    with pytest.raises(exceptions.UnwritableValue) as caught:
+        loading.check_writable(primitive, "vif")
+    details = caught.value.details()
+    assert details["field"].endswith(field), details
+    assert details["field"].startswith("vif."), details
+    assert character in str(caught.value)
+    assert caught.value.code == "unwritable_value"
+    message = str(caught.value)
+    assert message.startswith("The field vif.") and message.endswith(".")
+    # The envelope must be encodable: nothing of the bad value is echoed.
+    json.dumps(details, ensure_ascii=False).encode()
+    message.encode()
+
+
+def test_check_writable_paths_go_through_nested_objects_and_lists() -> None:
+    primitive = _vif_primitive()
+    primitive[DATA]["network"] = {
+        base.KEY_NAME: "Network",
+        base.KEY_NAMESPACE: "os_vif",
+        VERSION: "1.1",
+        DATA: {
+            "subnets": {
+                base.KEY_NAME: "SubnetList",
+                base.KEY_NAMESPACE: "os_vif",
+                VERSION: "1.0",
+                DATA: {"objects": [{"cidr": "10.0.0.0/24"}, {"cidr": "10.0.1.0/24\x00"}]},
+            }
+        },
+    }
+    with pytest.raises(exceptions.UnwritableValue) as caught:
+        loading.check_writable(primitive, "vif")
+    assert caught.value.details()["field"] == "vif.network.subnets.objects[1].cidr"
+
+
+def test_check_writable_looks_at_keys_and_does_not_echo_them() -> None:
+    primitive = _vif_primitive()
+    primitive[DATA]["\ud800evil"] = "x"
+    with pytest.raises(exceptions.UnwritableValue) as caught:
+        loading.check_writable(primitive, "vif")
+    assert caught.value.details()["field"] == "vif"
+    assert "has a key that contains an unpaired surrogate (U+D800)" in str(caught.value)
+    str(caught.value).encode()
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        (2**63, "outside the 64-bit integer range"),
+        (-(2**63) - 1, "outside the 64-bit integer range"),
+        (float("nan"), "not a finite number"),
+        (float("inf"), "not a finite number"),
+    ],
+)
+def test_check_writable_refuses_numbers_ovsdb_cannot_hold(value: object, says: str) -> None:
+    primitive = _vif_primitive()
+    primitive[DATA]["network"] = {"mtu": value}
+    with pytest.raises(exceptions.UnwritableValue, match=says) as caught:
+        loading.check_writable(primitive, "vif")
+    assert caught.value.details()["field"] == "vif.network.mtu"
+
+
+def test_check_writable_accepts_every_real_primitive_and_printable_unicode() -> None:
+    primitive = _vif_primitive()
+    primitive[DATA]["network"] = {"label": "réseau ünïcode 网络 \u200d\U0001f600", "mtu": 2**63 - 1}
+    loading.check_writable(primitive, "vif")
+    loading.check_writable(_instance_primitive(name="vm \u00e9\u00e8 \u202e"), "instance")
+    loading.check_writable(None, "portgroup")
+
+
+def test_check_writable_walks_any_nesting_without_recursing() -> None:
+    deep: Any = "\x00"
+    for _ in range(20000):
+        deep = [deep]
+    with pytest.raises(exceptions.UnwritableValue):
+        loading.check_writable({"a": deep}, "vif")

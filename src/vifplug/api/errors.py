@@ -41,6 +41,7 @@ STATUS: Mapping[str, int] = {
     # --- the caller got it wrong ------------------------------------------------
     exceptions.InvalidRequest.code: 400,
     exceptions.InvalidObject.code: 400,
+    exceptions.UnwritableValue.code: 400,
     exceptions.UnsupportedVersion.code: 400,
     exceptions.NoMatchingPlugin.code: 400,
     exceptions.UnsupportedVIFType.code: 400,
@@ -79,6 +80,7 @@ STATUS: Mapping[str, int] = {
     exceptions.ShuttingDown.code: 503,
     exceptions.StateUnavailable.code: 503,
     exceptions.StateSchemaTooNew.code: 503,
+    exceptions.ClonedSystemId.code: 503,
     exceptions.PlugTimeout.code: 504,
     exceptions.OvsdbTimeout.code: 504,
 }

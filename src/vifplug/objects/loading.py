@@ -9,10 +9,19 @@ knows) becomes an ``InvalidObject`` with one sentence saying why, which the
 API answers with 400.  ``primitive_identity`` checks the shape without
 comparing versions, so that admission can first check the version against
 the chosen plugin's range and name that range when it refuses.
+
+``check_writable`` is the one pass over everything a primitive carries that
+refuses what no layer below can hold (``UnwritableValue``): ovsdb-server
+drops the connection on a ``\\u0000`` or an unpaired surrogate in a
+transaction (and a connection drop takes every write of the batch with it),
+SQLite cannot encode a surrogate, the kernel's names end at a NUL, and a
+control character or a line separator in an id forges log lines.
 """
 
 from __future__ import annotations
 
+import math
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from typing import TypeVar
@@ -87,6 +96,85 @@ def primitive_identity(primitive: object, *, what: str = "object") -> tuple[str,
     if not isinstance(changes, list) or not all(isinstance(c, str) for c in changes):
         raise _invalid(label, "its versioned_object.changes is not a list of field names.")
     return name, version
+
+
+# What no string vifplug writes may hold: the C0 and C1 control characters
+# (NUL among them), unpaired surrogates (not UTF-8: neither SQLite nor
+# ovsdb-server can store one), and the line and paragraph separators (a
+# newline to every JavaScript reader and to log viewers).  The same set as
+# the characters Nova refuses in names, less the format characters (Cf):
+# those are printable text (a zero-width joiner in an emoji, say).
+_UNWRITABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029]")
+_INT64 = (-(2**63), 2**63 - 1)
+_SEGMENT_MAX = 40  # characters of one key shown in a field path
+
+
+def _character(char: str) -> str:
+    code = f"U+{ord(char):04X}"
+    if char == "\x00":
+        return f"a NUL ({code})"
+    if "\ud800" <= char <= "\udfff":
+        return f"an unpaired surrogate ({code})"
+    if char in "\u2028\u2029":
+        return f"a {'line' if char == chr(0x2028) else 'paragraph'} separator ({code})"
+    return f"a control character ({code})"
+
+
+def _segment(key: str) -> str:
+    """A key as a field path shows it: escaped if it is itself unwritable,
+    and cut short (a key can be as long as the body)."""
+    shown = key.encode("ascii", "backslashreplace").decode() if _UNWRITABLE.search(key) else key
+    return shown if len(shown) <= _SEGMENT_MAX else shown[: _SEGMENT_MAX - 3] + "..."
+
+
+def _check_scalar(field: str, value: object, *, key: bool = False) -> None:
+    if isinstance(value, str):
+        bad = _UNWRITABLE.search(value)
+        if bad is not None:
+            raise exceptions.UnwritableValue(
+                field=field,
+                problem=f"{'has a key that contains' if key else 'contains'} "
+                f"{_character(bad.group())} at index {bad.start()}",
+                character=f"U+{ord(bad.group()):04X}",
+                index=bad.start(),
+            )
+    elif isinstance(value, bool):
+        return
+    elif isinstance(value, int) and not _INT64[0] <= value <= _INT64[1]:
+        raise exceptions.UnwritableValue(
+            field=field, problem="is a number outside the 64-bit integer range"
+        )
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise exceptions.UnwritableValue(field=field, problem="is not a finite number")
+
+
+def check_writable(value: object, where: str) -> None:
+    """Refuse, with ``UnwritableValue`` naming the field path
+    (``vif.port_profile.interface_id``, ``vif.network.subnets.objects[0]...``),
+    the first string anywhere in ``value`` (dict keys included) that holds a
+    character of ``_UNWRITABLE``, and the first number outside 64-bit
+    integers or not finite.  A primitive's ``versioned_object.data`` adds no
+    segment to the path: its fields are the object's.  Iterative, so any
+    nesting JSON allows is walked without recursion.  Pure.
+    """
+    stack: list[tuple[str, object]] = [(where, value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, Mapping):
+            is_object = obj_base.KEY_NAME in item
+            children = []
+            for key, child in item.items():
+                name = str(key)
+                _check_scalar(path, name, key=True)
+                sub = (
+                    path if is_object and name == obj_base.KEY_DATA else f"{path}.{_segment(name)}"
+                )
+                children.append((sub, child))
+            stack.extend(reversed(children))
+        elif isinstance(item, (list, tuple)):
+            stack.extend(reversed([(f"{path}[{i}]", child) for i, child in enumerate(item)]))
+        else:
+            _check_scalar(path, item)
 
 
 # JSON's name for each Python type json.loads makes (bool before int: a bool is an int).

@@ -17,6 +17,16 @@ Each function that raises while its transaction is being built fails only
 its own caller: the transaction is thrown away and rebuilt without it, so a
 bad request never leaves half its changes in someone else's commit.
 
+A write can also poison the connection itself: ovsdb-server closes it on a
+transaction its JSON parser rejects (a ``\\u0000`` in a string, say), and the
+IDL reports TRY_AGAIN for everything in flight.  Resending the same batch
+after each reconnect would lose it every time, with every caller in it.  So
+a batch that lost the connection twice is split into transactions of one,
+and a write that lost it ``MAX_LOST`` times, the last one alone, fails
+(``OvsdbTransactionFailed``) while the others commit.  An ovsdb-server that
+merely restarted costs a batch one loss, and a write sent while the server
+is away is not sent at all, so neither is mistaken for a culprit.
+
 Batches are clocked by ovs-vswitchd, the way TCP's acknowledgements clock a
 sender: every writing transaction increments ``next_cfg``, and the next batch
 waits (at most ``hold_max`` seconds) until ovs-vswitchd reports the previous
@@ -72,6 +82,8 @@ CommitHook = Callable[[int, float], None]
 committed transaction, so it must be cheap (a metric)."""
 
 MAX_TRY_AGAIN = 50
+SPLIT_AFTER_LOST = 2  # a batch that lost the connection this often is split
+MAX_LOST = 3  # a write whose transaction lost it this often, the last alone, fails
 
 
 @dataclasses.dataclass
@@ -79,6 +91,7 @@ class _Pending:
     op: Op
     future: Future[Any]
     tries: int = 0
+    lost: int = 0  # transactions carrying it that ended with the connection lost
     writes: bool = True
     alone: bool = False  # after a server-side error: retried in a transaction of its own
 
@@ -89,6 +102,7 @@ class _Inflight:
     batch: list[_Pending]
     results: list[Any]
     started: float
+    seqno: int  # the session's: it changes when the connection is lost
 
 
 class _Idl(ovs.db.idl.Idl):  # type: ignore[misc]
@@ -460,7 +474,8 @@ class Connection:
                 # (the IDL keeps the rows a transaction touches in _txn_rows).
                 if host is not None and txn._txn_rows and any(p.writes for p in batch):
                     host.increment("next_cfg")
-                self._inflight = _Inflight(txn, batch, results, time.monotonic())
+                seqno = idl._session.get_seqno()
+                self._inflight = _Inflight(txn, batch, results, time.monotonic(), seqno)
                 self._poll_inflight()
                 return
             txn.abort()
@@ -477,7 +492,9 @@ class Connection:
         if status in (ovs.db.idl.Transaction.SUCCESS, ovs.db.idl.Transaction.UNCHANGED):
             self._committed(inflight, status)
         elif status == ovs.db.idl.Transaction.TRY_AGAIN:
-            self._try_again(inflight.batch, status)
+            if self._lost_connection(inflight):
+                self._lost(inflight.batch)
+            self._try_again([p for p in inflight.batch if not p.future.done()], status)
         else:
             self._refused(inflight, status)
 
@@ -498,6 +515,39 @@ class Connection:
         for p, r in zip(batch, inflight.results, strict=True):
             if not p.future.done():
                 p.future.set_result(r)
+
+    def _lost_connection(self, inflight: _Inflight) -> bool:
+        idl = self._idl
+        return idl is None or idl._session.get_seqno() != inflight.seqno
+
+    def _lost(self, batch: list[_Pending]) -> None:
+        """The connection went away with ``batch`` in flight: count it, split
+        a batch that keeps losing it, fail the write that loses it alone."""
+        for p in batch:
+            p.lost += 1
+        if len(batch) > 1 and max(p.lost for p in batch) >= SPLIT_AFTER_LOST:
+            LOG.warning(
+                "the OVSDB connection was lost %d times with the same batch of %d in flight; "
+                "sending them one per transaction so that a write the server rejects fails alone",
+                max(p.lost for p in batch),
+                len(batch),
+            )
+            for p in batch:
+                p.alone = True
+            return
+        if len(batch) == 1 and batch[0].lost >= MAX_LOST and not batch[0].future.done():
+            LOG.error(
+                "ovsdb-server closed the connection each of the %d times one write was sent, "
+                "the last time alone; failing that write",
+                batch[0].lost,
+            )
+            batch[0].future.set_exception(
+                exceptions.OvsdbTransactionFailed(
+                    status="connection lost",
+                    reason=f"ovsdb-server closed the connection each of the {batch[0].lost} "
+                    "times this write was sent, so it is not sent again",
+                )
+            )
 
     def _try_again(self, batch: list[_Pending], status: str) -> None:
         """Rebuild the batch from fresh data once the server is back."""

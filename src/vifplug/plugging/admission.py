@@ -2,7 +2,12 @@
 
 One pass, in the order that gives the caller the most useful refusal:
 
-1. the request's own options (``wait``, ``iface_status``);
+1. the request's own options (``wait``, ``iface_status``), then every
+   string and number the request carries (``loading.check_writable``): a NUL,
+   an unpaired surrogate, a control character or a line separator anywhere
+   is refused before any other check can echo it back, and before OVSDB (whose
+   server drops the connection, and with it the whole batch, on a NUL), the
+   kernel or the state database sees it;
 2. the VIF primitive's shape, then the plugin its ``plugin`` field names and
    the object's version against that plugin's range, *before* loading it, so
    that a version newer than this host knows is refused as
@@ -91,6 +96,9 @@ def admit(request: PlugRequest, plugins: Mapping[str, plugin_base.PluginBase]) -
             reason=f"wait must be one of {', '.join(WAIT_MODES)}, not {request.wait!r}"
         )
     check_status(request.iface_status)
+    loading.check_writable(request.vif, "vif")
+    loading.check_writable(request.instance, "instance")
+    loading.check_writable(request.portgroup, "portgroup")
     plugin = _plugin_for(request.vif, plugins)
     _check_profile(plugin, request.vif)
     admitted = Admitted(

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
-from vifplug import conf, netdev
+from vifplug import conf, exceptions, netdev
 from vifplug.ovsdb import connection, ops, views
 from vifplug.plugging import inventory, lifecycle, networks, placement, ports, reconcile, service
 from vifplug.plugins import base as plugin_base
@@ -32,7 +32,21 @@ LOG = logging.getLogger(__name__)
 STATE_FILE = "vifplug.sqlite"
 META_SYSTEM_ID = "system_id"
 META_BOOT_ID = "boot_id"
+META_MACHINE_ID = "machine_id"  # the machine the system-id was recorded on
 REPAIR_DEBOUNCE = 0.5
+
+
+def read_machine_id(path: str) -> str | None:
+    """This machine's id from ``path`` (systemd's machine-id: 32 hex digits),
+    or None when there is none to trust (no file, empty, ``uninitialized``
+    during a first boot, or not an id)."""
+    try:
+        text = Path(path).read_text().strip().lower()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if len(text) != 32 or any(c not in "0123456789abcdef" for c in text):
+        return None
+    return text
 
 
 class Engine:
@@ -168,7 +182,10 @@ class Engine:
 
     def _ensure_identity(self) -> str:
         """system-id: configured, else OVSDB's, else the file, else generated;
-        whatever is chosen is kept in the state database and written to OVSDB."""
+        whatever is chosen is kept in the state database, beside this
+        machine's machine-id, and written to OVSDB.  Raises ``ClonedSystemId``,
+        before writing anything, when the chosen one was recorded beside
+        another machine-id (see ``_refuse_a_copy``)."""
         assert self.ovsdb is not None and self.store is not None
         h = self.settings.host
         chosen = h.system_id
@@ -181,8 +198,12 @@ class Engine:
             chosen = Path(h.system_id_file).read_text().strip() or None
         if chosen is None:
             chosen = str(uuid.uuid4())
+        machine = read_machine_id(h.machine_id_file)
+        self._refuse_a_copy(chosen, machine)
         if self.store.meta_get(META_SYSTEM_ID) != chosen:
             self.store.meta_set(META_SYSTEM_ID, chosen)
+        if machine is not None and self.store.meta_get(META_MACHINE_ID) != machine:
+            self.store.meta_set(META_MACHINE_ID, machine)
         self.ovsdb.transact(
             ops.ensure_host_op(
                 ops.HostSpec(
@@ -194,6 +215,37 @@ class Engine:
             )
         )
         return chosen
+
+    def _refuse_a_copy(self, system_id: str, machine: str | None) -> None:
+        """A system-id the state recorded beside another machine-id was made
+        for another machine: this host was cloned from it (the image carried
+        the state, OVSDB's database, system-id.conf), and two hosts with one
+        system-id make controllers fight over their ports (ovn-kubernetes #70,
+        #635).  Nothing to compare (no machine-id here, none recorded, a
+        state older than this check) is no evidence; a system-id other than
+        the recorded one is this machine's own."""
+        assert self.store is not None
+        h = self.settings.host
+        recorded = self.store.meta_get(META_MACHINE_ID)
+        if machine is None or recorded is None or recorded == machine:
+            return
+        if self.store.meta_get(META_SYSTEM_ID) != system_id:
+            return
+        if h.allow_cloned_system_id:
+            LOG.warning(
+                "system-id %s was recorded on machine %s, not on this one (%s); keeping it "
+                "because [DEFAULT] allow_cloned_system_id is set",
+                system_id,
+                recorded,
+                machine,
+            )
+            return
+        raise exceptions.ClonedSystemId(
+            system_id=system_id,
+            recorded_machine_id=recorded,
+            machine_id=machine,
+            machine_id_file=h.machine_id_file,
+        )
 
     def _on_resync(self) -> None:
         """The OVSDB connection came back (ovsdb-server restarted, perhaps with
