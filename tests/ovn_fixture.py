@@ -17,6 +17,11 @@ vifplug's engine writes the system-id too, so the fixture adopts the one the
 OVS sandbox already has (or writes a fresh one) *before* ovn-controller
 starts; tests give the same value to the engine (``settings.host.system_id``)
 so that both agree and nothing renames the chassis under ovn-controller.
+
+For several hypervisors, ``OvnSandbox(None, ...)`` runs the central part only
+(NB, SB, northd) and :class:`Controller` runs one ovn-controller per
+hypervisor's OVS, each with its own directory, chassis name and tunnel
+endpoint (``tests/interop/test_ovn_migration.py``).
 """
 
 from __future__ import annotations
