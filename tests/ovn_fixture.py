@@ -17,6 +17,11 @@ vifplug's engine writes the system-id too, so the fixture adopts the one the
 OVS sandbox already has (or writes a fresh one) *before* ovn-controller
 starts; tests give the same value to the engine (``settings.host.system_id``)
 so that both agree and nothing renames the chassis under ovn-controller.
+
+For several hypervisors, ``OvnSandbox(None, ...)`` runs the central part only
+(NB, SB, northd) and :class:`Controller` runs one ovn-controller per
+hypervisor's OVS, each with its own directory, chassis name and tunnel
+endpoint (``tests/interop/test_ovn_migration.py``).
 """
 
 from __future__ import annotations
@@ -138,13 +143,15 @@ class OvnSandbox:
 
     def __init__(
         self,
-        ovs: ovs_sandbox.OvsSandbox,
+        ovs: ovs_sandbox.OvsSandbox | None,
         *,
         bridge: str,
         directory: str | os.PathLike[str] | None = None,
         system_id: str | None = None,
     ) -> None:
-        self.ovs = ovs
+        """``ovs`` None: the central part only (NB, SB, northd), for tests that
+        run their own :class:`Controller` per hypervisor."""
+        self._ovs = ovs
         self.bridge = bridge
         self._own_dir = directory is None
         self.dir = Path(directory or tempfile.mkdtemp(prefix="vpovn-", dir="/tmp")).resolve()
@@ -157,6 +164,12 @@ class OvnSandbox:
         self.system_id = system_id
         self._started: list[str] = []
         self._host_before: dict[str, dict[str, Any]] | None = None
+
+    @property
+    def ovs(self) -> ovs_sandbox.OvsSandbox:
+        if self._ovs is None:
+            raise OvnError("this OVN sandbox is central only: it has no ovn-controller")
+        return self._ovs
 
     # -- helpers -------------------------------------------------------------------
     def pidfile(self, name: str) -> Path:
@@ -176,7 +189,7 @@ class OvnSandbox:
         for var in ("OVN_RUNDIR", "OVN_LOGDIR", "OVN_DBDIR", "OVN_SYSCONFDIR"):
             env[var] = str(self.dir)
         # ovs-vswitchd's <bridge>.mgmt socket is in the OVS sandbox's directory.
-        env["OVS_RUNDIR"] = str(self.ovs.dir)
+        env["OVS_RUNDIR"] = str(self._ovs.dir if self._ovs is not None else self.dir)
         env["OVS_LOGDIR"] = str(self.dir)
         return env
 
@@ -309,6 +322,8 @@ class OvnSandbox:
             f"--ovnnb-db={self.nb_remote}",
             f"--ovnsb-db={self.sb_remote}",
         )
+        if self._ovs is None:
+            return
         self._configure_host()
         # ovn-controller 23.03 lists --unixctl in --help but its option parser
         # refuses it; its control socket goes to $OVN_RUNDIR, i.e. self.dir.
@@ -403,10 +418,11 @@ class OvnSandbox:
             if pid is not None:
                 stop_pid(pid)
         self._started.clear()
-        with contextlib.suppress(ovs_sandbox.SandboxError):
-            self.ovs.vsctl("--if-exists", "del-br", self.bridge)
-        with contextlib.suppress(ovs_sandbox.SandboxError):
-            self._restore_host()
+        if self._ovs is not None:
+            with contextlib.suppress(ovs_sandbox.SandboxError):
+                self._ovs.vsctl("--if-exists", "del-br", self.bridge)
+            with contextlib.suppress(ovs_sandbox.SandboxError):
+                self._restore_host()
         if self._own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -417,6 +433,124 @@ class OvnSandbox:
             for name in ("ovn-controller", "ovn-northd", "ovsdb-sb", "ovsdb-nb")
         ]
         return "\n".join(parts)
+
+
+class Controller:
+    """One hypervisor's ovn-controller, against a central :class:`OvnSandbox`.
+
+    Its OVS runs in the hypervisor's own network namespace (two userspace
+    ovs-vswitchd cannot share one), and so does this ovn-controller.  It has
+    its own directory (pid file, control socket, log), its own chassis name
+    (``system_id``) and its own geneve tunnel endpoint (``encap_ip``, an
+    address the test put on a bridge of that OVS).  That OVS is the test's
+    own: nothing written into it is restored; :meth:`stop` only stops the
+    daemon by its pid and removes the directory.
+    """
+
+    def __init__(
+        self,
+        central: OvnSandbox,
+        ovs: ovs_sandbox.OvsSandbox,
+        *,
+        bridge: str,
+        system_id: str,
+        encap_ip: str,
+    ) -> None:
+        self.central = central
+        self.ovs = ovs
+        self.bridge = bridge
+        self.system_id = system_id
+        self.encap_ip = encap_ip
+        self.dir = Path(tempfile.mkdtemp(prefix="vpovn-", dir="/tmp")).resolve()
+        self.pidfile = self.dir / "ovn-controller.pid"
+        self.logfile = self.dir / "ovn-controller.log"
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        for var in ("OVN_RUNDIR", "OVN_LOGDIR", "OVN_DBDIR", "OVN_SYSCONFDIR"):
+            env[var] = str(self.dir)
+        env["OVS_RUNDIR"] = str(self.ovs.dir)
+        env["OVS_LOGDIR"] = str(self.dir)
+        return env
+
+    def _run(self, *argv: str, timeout: float = 60.0) -> str:
+        try:
+            proc = subprocess.run(
+                argv, env=self._env(), capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise OvnError(f"{' '.join(argv)} timed out after {timeout}s") from exc
+        if proc.returncode != 0:
+            raise OvnError(
+                f"{' '.join(argv)} failed ({proc.returncode}): "
+                f"{proc.stderr.strip() or proc.stdout.strip()}"
+            )
+        return proc.stdout
+
+    @property
+    def pid(self) -> int | None:
+        return ovs_sandbox._read_pid(self.pidfile)
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.logfile.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    def appctl(self, *args: str, timeout: float = 30.0) -> str:
+        return self._run("ovn-appctl", "-t", "ovn-controller", *args, timeout=timeout)
+
+    def start(self, timeout: float = 60.0) -> Controller:
+        settings = {
+            "system-id": self.system_id,
+            "ovn-remote": self.central.sb_remote,
+            "ovn-encap-type": "geneve",
+            "ovn-encap-ip": self.encap_ip,
+            "ovn-bridge": self.bridge,
+            "ovn-bridge-datapath-type": "netdev",
+            "ovn-remote-probe-interval": "60000",
+        }
+        self.ovs.vsctl(
+            "set", "Open_vSwitch", ".", *(f'external_ids:{k}="{v}"' for k, v in settings.items())
+        )
+        netns = ("ip", "netns", "exec", self.ovs.netns) if self.ovs.netns else ()
+        self._run(
+            *netns,
+            "ovn-controller",
+            self.ovs.remote,
+            f"--pidfile={self.pidfile}",
+            f"--log-file={self.logfile}",
+            "--detach",
+            "--no-chdir",
+        )
+        pid = self.pid
+        if pid is None or not running(pid):
+            raise OvnError(f"ovn-controller did not stay up:\n{self.tail()}")
+        wait_for(
+            f"chassis {self.system_id} in the SB",
+            lambda: self.central.sb_find("Chassis", f"name={self.system_id}", columns="_uuid"),
+            timeout,
+        )
+        wait_for(
+            f"integration bridge {self.bridge}",
+            lambda: self.bridge in self.ovs.vsctl("list-br").split(),
+            timeout,
+        )
+        return self
+
+    def stop(self) -> None:
+        """'exit' (ovn-controller removes its chassis), then by pid."""
+        pid = self.pid
+        if pid is not None and running(pid):
+            with contextlib.suppress(OvnError):
+                self.appctl("exit", timeout=10.0)
+            stop_pid(pid)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def classified_in_ports(self) -> set[int]:
+        """OpenFlow ports ovn-controller classifies into a logical port here."""
+        out = self._run("ovs-ofctl", "-O", "OpenFlow15", "dump-flows", self.bridge, "table=0")
+        return {int(m) for m in re.findall(r"\bin_port=(\d+)", out)}
 
 
 @contextlib.contextmanager

@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -189,8 +189,12 @@ def start_daemon(
     wait: bool = True,
     env: Mapping[str, str] | None = None,
     argv: list[str] | None = None,
+    wrap: Sequence[str] = (),
 ) -> Daemon:
-    """Start ``python -m vifplug.daemon --config-file`` on ``config``."""
+    """Start ``python -m vifplug.daemon --config-file`` on ``config``.
+
+    ``wrap``: a command that execs the daemon, e.g. ``ip netns exec NS`` to
+    run it in a hypervisor's namespace (it execs, so the pid is the daemon's)."""
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / f"vifplug-{uuid.uuid4().hex[:6]}.conf"
     write_config(config_path, config)
@@ -200,7 +204,8 @@ def start_daemon(
     full_env.update(env or {})
     with open(stderr_path, "wb") as err:
         proc = subprocess.Popen(
-            argv or [sys.executable, "-m", "vifplug.daemon", "--config-file", str(config_path)],
+            [*wrap]
+            + (argv or [sys.executable, "-m", "vifplug.daemon", "--config-file", str(config_path)]),
             stdin=subprocess.DEVNULL,
             stdout=err,
             stderr=err,
