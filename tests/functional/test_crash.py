@@ -125,7 +125,9 @@ def _plug_outcome(world: World, vif: Vif, r: httpx.Response) -> bool | None:
             world.unexpected.append(f"plug {vif.vif_id}: {r.status_code} {r.text[:200]}")
         return False
     world.unexpected.append(f"plug {vif.vif_id}: {r.status_code} {r.text[:200]}")
-    return None
+    # 503 (not ready, shutting down) is a refusal like a 4xx; other 5xx may
+    # have done part of the work.
+    return False if r.status_code == 503 else None
 
 
 def _unplug_outcome(world: World, vif: Vif, r: httpx.Response) -> bool | None:
@@ -137,7 +139,7 @@ def _unplug_outcome(world: World, vif: Vif, r: httpx.Response) -> bool | None:
         world.lost_by_answer.append(vif.vif_id)
         return False
     world.unexpected.append(f"unplug {vif.vif_id}: {r.status_code} {r.text[:200]}")
-    return True if r.status_code < 500 else None
+    return True if r.status_code < 500 or r.status_code == 503 else None
 
 
 def client(sock: str, world: World, stop: threading.Event, seed: int) -> None:
@@ -276,8 +278,8 @@ def interrupted_work(daemon: Daemon) -> int:
 
 
 def kill_mid_request(daemon: Daemon, world: World) -> int:
-    """SIGKILL once requests are in flight (or after 30 s without); how many were."""
-    deadline = time.monotonic() + 30
+    """SIGKILL once requests are in flight (or after 10 s without); how many were."""
+    deadline = time.monotonic() + 10
     while True:
         with world.lock:
             inflight = world.inflight
