@@ -368,51 +368,99 @@ def test_frame_written_into_one_tap_comes_out_of_another(eng: engine_mod.Engine)
 # -- concurrency -----------------------------------------------------------------------
 
 
+def _wait_until(condition: Any, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def _unstriped_ids(n: int) -> list[str]:
+    """VIF ids whose per-VIF locks are all distinct (the service stripes its
+    locks by hash), so no plug waits for another one's lock."""
+    from vifplug.plugging import service as service_mod
+
+    ids: dict[int, str] = {}
+    while len(ids) < n:
+        vif_id = str(uuid.uuid4())
+        ids.setdefault(hash(vif_id) % service_mod._STRIPES, vif_id)
+    return list(ids.values())
+
+
 def test_many_threads_plugging_share_transactions(
-    eng: engine_mod.Engine, ovs: ovs_sandbox.OvsSandbox
+    ovs: ovs_sandbox.OvsSandbox, tmp_path: Path
 ) -> None:
-    assert eng.service is not None and eng.ovsdb is not None
+    """Concurrent plugs share OVSDB transactions and concurrent unplugs share
+    group deletes.  The test makes the overlap certain instead of hoping the
+    scheduler gives it: it announces a write of its own (``expecting()``,
+    with a gathering bound far above any machine's slowness) until every
+    plug has made its tap, and holds the delete group until every unplug
+    has removed its port."""
+    from vifplug.netdev import delete as delete_mod
+
+    br = unique("vpbr")
+    settings = settings_for(ovs.remote, tmp_path / "state", bridge=br, gather_max=120.0)
     n = 60
-    vifs = [ovs_vif(bridge=bridge_of(eng), name=unique("vpm")) for _ in range(n)]
-    # Make sure the bridge exists so that only port writes are counted.
-    eng.service.plug(plug_request(vifs[0]))
-    before = eng.ovsdb.transactions
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(n - 1)
-
-    def plug(v: dict[str, Any]) -> None:
+    vifs = [ovs_vif(bridge=br, vif_id=i, name=unique("vpm")) for i in _unstriped_ids(n)]
+    names = [v["versioned_object.data"]["vif_name"] for v in vifs]
+    with running_engine(settings) as eng:
         try:
-            barrier.wait()
-            eng.service.plug(plug_request(v))  # type: ignore[union-attr]
-        except BaseException as exc:
-            errors.append(exc)
+            assert eng.service is not None and eng.ovsdb is not None
+            # Make sure the bridge exists so that only port writes are counted.
+            eng.service.plug(plug_request(vifs[0]))
+            before = eng.ovsdb.transactions
+            errors: list[BaseException] = []
 
-    threads = [threading.Thread(target=plug, args=(v,)) for v in vifs[1:]]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
-    used = eng.ovsdb.transactions - before
-    print(f"{n - 1} concurrent plugs used {used} OVSDB transactions")
-    assert used < n - 1
-    ports = ports_of(ovs, bridge_of(eng))
-    for v in vifs:
-        name = v["versioned_object.data"]["vif_name"]
-        assert name in ports
-        assert int(iface_col(ovs, name, "ofport")) > 0
-    assert len(eng.service.list()) == n
-    # Concurrent unplugs share device deletions too.
-    calls_before = eng.deleter.group_delete_calls
-    threads = [threading.Thread(target=eng.service.unplug, args=(vif_id_of(v),)) for v in vifs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert eng.service.list() == []
-    assert eng.deleter.group_delete_calls - calls_before < n
-    for v in vifs:
-        assert link(v["versioned_object.data"]["vif_name"]) is None
+            def plug(v: dict[str, Any]) -> None:
+                try:
+                    eng.service.plug(plug_request(v))  # type: ignore[union-attr]
+                except BaseException as exc:
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=plug, args=(v,)) for v in vifs[1:]]
+            with eng.ovsdb.expecting():
+                for t in threads:
+                    t.start()
+                # A tap is made inside its plug's own expecting(), so once all
+                # exist every port write is announced and the batch waits for it.
+                _wait_until(lambda: all(link(n) is not None for n in names), "taps not made")
+            for t in threads:
+                t.join(120)
+            assert not any(t.is_alive() for t in threads)
+            assert not errors
+            used = eng.ovsdb.transactions - before
+            print(f"{n - 1} concurrent plugs used {used} OVSDB transactions")
+            assert used <= 3, used
+            ports = ports_of(ovs, br)
+            for name in names:
+                assert name in ports
+                assert int(iface_col(ovs, name, "ofport")) > 0
+            assert len(eng.service.list()) == n
+            # Concurrent unplugs share device deletions too.
+            calls_before = eng.deleter.group_delete_calls
+            threads = [
+                threading.Thread(target=eng.service.unplug, args=(vif_id_of(v),)) for v in vifs
+            ]
+            with delete_mod._lock_for(settings.netdev.delete_group):
+                for t in threads:
+                    t.start()
+                _wait_until(lambda: not set(names) & ports_of(ovs, br), "ports not removed")
+                # Each unplug deletes its devices right after its port; give the
+                # last ones a moment to queue (stragglers only make a batch more).
+                deadline = time.monotonic() + 10
+                while len(eng.deleter._pending) < n - 1 and time.monotonic() < deadline:
+                    time.sleep(0.02)
+            for t in threads:
+                t.join(120)
+            assert not any(t.is_alive() for t in threads)
+            assert eng.service.list() == []
+            calls = eng.deleter.group_delete_calls - calls_before
+            print(f"{n} concurrent unplugs used {calls} group deletes")
+            assert calls <= n // 4, calls
+            for name in names:
+                assert link(name) is None
+        finally:
+            ovs.vsctl("--if-exists", "del-br", br)
 
 
 # -- hybrid plug -------------------------------------------------------------------------

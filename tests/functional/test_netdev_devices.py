@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_netdev_support import Devices, in_threads
+from test_netdev_support import Devices, in_threads, ip_kind, ip_link
 
 from vifplug import exceptions, netdev
 
@@ -61,6 +61,19 @@ def test_tap_is_created_as_specified(dev: Devices, multiqueue: bool) -> None:
     assert read.up
     assert read.multi_queue is multiqueue
     assert (read.tun_owner, read.tun_group) == (1234, 4321)
+    # And as iproute2 reads it, not through vifplug's own code.
+    seen = ip_link(spec.name)
+    assert seen is not None
+    kind, data = ip_kind(seen)
+    assert (kind, data["type"], data["pi"], data["persist"]) == ("tun", "tap", False, True)
+    assert data["multi_queue"] is multiqueue
+    assert (data["user"], data["group"]) == (1234, 4321)
+    assert (seen["address"], seen["mtu"], seen["group"]) == (
+        "fa:16:3e:00:00:01",
+        1442,
+        str(dev.link_group),
+    )
+    assert "UP" in seen["flags"]
 
     flags = sysfs(spec.name, "tun_flags")
     if flags is not None:  # /sys shows this namespace (nsisolate remounts it)
@@ -151,6 +164,7 @@ def test_tap_mtu_beyond_the_device_limit_is_refused_and_rolled_back(dev: Devices
     with pytest.raises(exceptions.InvalidRequest, match="65521"):
         netdev.ensure_tap(spec)
     assert not netdev.link_exists(spec.name)
+    assert ip_link(spec.name) is None
 
 
 # --- names -------------------------------------------------------------------------
@@ -242,6 +256,12 @@ def test_macvtap_in_each_mode(dev: Devices, mode: str) -> None:
     assert (read.parent, read.parent_index) == (parent, netdev.get_link(parent).index)  # type: ignore[union-attr]
     assert read.mac == "fa:16:3e:00:01:01"
     assert (read.mtu, read.group, read.up) == (1400, dev.link_group, True)
+    seen = ip_link(spec.name)
+    assert seen is not None
+    assert ip_kind(seen)[0] == "macvtap"
+    assert ip_kind(seen)[1]["mode"] == mode
+    assert (seen["link"], seen["address"], seen["mtu"]) == (parent, "fa:16:3e:00:01:01", 1400)
+    assert (seen["group"], "UP" in seen["flags"]) == (str(dev.link_group), True)
 
     again, created = netdev.ensure_macvtap(spec)
     assert not created and again.index == info.index
@@ -269,6 +289,7 @@ def test_macvtap_on_a_missing_parent(dev: Devices) -> None:
 
     assert caught.value.context == {"device": spec.parent, "vif_id": "5f0e4c36"}
     assert not netdev.link_exists(name)
+    assert ip_link(name) is None
 
 
 def test_passthru_needs_its_parent_alone(dev: Devices) -> None:
@@ -288,6 +309,7 @@ def test_passthru_needs_its_parent_alone(dev: Devices) -> None:
         )
     assert caught.value.context["device"] == parent
     assert not netdev.link_exists(second)
+    assert ip_link(second) is None
 
 
 def test_macvtap_on_a_bridge_port_is_refused(dev: Devices) -> None:
@@ -304,6 +326,7 @@ def test_macvtap_on_a_bridge_port_is_refused(dev: Devices) -> None:
         )
     assert caught.value.context["device"] == parent
     assert not netdev.link_exists(name)
+    assert ip_link(name) is None
 
 
 def test_macvtap_mtu_above_its_parent_is_refused(dev: Devices) -> None:
@@ -316,6 +339,7 @@ def test_macvtap_mtu_above_its_parent_is_refused(dev: Devices) -> None:
             )
         )
     assert not netdev.link_exists(name)
+    assert ip_link(name) is None
 
 
 # --- veth, bridge, master ----------------------------------------------------------
@@ -334,6 +358,9 @@ def test_veth_pair(dev: Devices) -> None:
         assert end.kind == "veth"
         assert end.parent == other.name
         assert (end.mtu, end.group, end.up) == (1450, dev.link_group, True)
+        seen = ip_link(end.name)
+        assert seen is not None and ip_kind(seen)[0] == "veth"
+        assert (seen["link"], seen["mtu"], seen["group"]) == (other.name, 1450, str(dev.link_group))
 
     again, created = netdev.ensure_veth(spec)
     assert not created and again.index == info.index
@@ -346,6 +373,7 @@ def test_veth_pair(dev: Devices) -> None:
     with pytest.raises(exceptions.DeviceInUse, match="not the peer"):
         netdev.ensure_veth(netdev.VethSpec(name=lone, peer=spec.peer, link_group=dev.link_group))
     assert not netdev.link_exists(lone)
+    assert ip_link(lone) is None
 
 
 def test_bridge_and_set_master(dev: Devices) -> None:
@@ -367,6 +395,10 @@ def test_bridge_and_set_master(dev: Devices) -> None:
     port, _peer = veth(dev, mtu=1450)
     attached = netdev.set_master(port, spec.name)
     assert (attached.master, attached.master_index) == (spec.name, bridge.index)
+    seen_bridge, seen_port = ip_link(spec.name), ip_link(port)
+    assert seen_bridge is not None and seen_port is not None
+    assert (ip_kind(seen_bridge)[0], seen_bridge["mtu"]) == ("bridge", 1450)
+    assert seen_port.get("master") == spec.name
     assert netdev.set_master(port, spec.name) == attached  # idempotent
     listed = {link.name: link for link in netdev.list_links(dev.link_group)}
     assert listed[port].master == spec.name
@@ -401,6 +433,7 @@ def test_missing_device_reads_as_absent(dev: Devices) -> None:
     name = dev.name("t")
     assert netdev.get_link(name) is None
     assert not netdev.link_exists(name)
+    assert ip_link(name) is None
 
 
 def test_list_links_by_group(dev: Devices) -> None:

@@ -10,15 +10,37 @@ test fails if any survives, so a leak is caught where it happens.
 from __future__ import annotations
 
 import functools
+import json
 import random
 import secrets
+import subprocess
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from vifplug import exceptions, netdev
 
 T = TypeVar("T")
+
+
+def ip_link(name: str) -> dict[str, Any] | None:
+    """``ip -j -d link show dev NAME``: what iproute2 says of a device, a
+    readout independent of vifplug's netdev code; None when it does not exist."""
+    out = subprocess.run(
+        ["ip", "-j", "-d", "link", "show", "dev", name], capture_output=True, text=True
+    )
+    if out.returncode != 0:
+        assert "does not exist" in out.stderr, out.stderr
+        return None
+    (entry,) = json.loads(out.stdout)
+    found: dict[str, Any] = entry
+    return found
+
+
+def ip_kind(entry: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(kind, kind-specific data) of an ``ip_link`` entry."""
+    info = entry.get("linkinfo", {})
+    return str(info.get("info_kind", "")), dict(info.get("info_data", {}))
 
 
 class Devices:
