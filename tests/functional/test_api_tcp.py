@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import os
 import ssl
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -249,3 +251,44 @@ def test_ca_file_requires_client_certificates(daemon_factory: DaemonFactory, pki
     with_cert.load_cert_chain(str(pki.client_cert), str(pki.client_key))
     with httpx.Client(base_url=url, verify=with_cert, timeout=10) as c:
         assert c.get("/healthz", headers=auth).status_code == 200
+
+
+def test_the_token_is_checked_before_the_body_on_every_path(
+    daemon_factory: DaemonFactory, pki: Pki, ovs: ovs_sandbox.OvsSandbox
+) -> None:
+    """Without the token every route, and a path that is none, answers 401
+    before its body is looked at: a malformed body, a wrong media type or an
+    oversized one all get the same 401, and nothing changes."""
+    d = daemon_factory(
+        {
+            "api": {
+                "listen": "127.0.0.1:0",
+                "cert_file": str(pki.cert),
+                "key_file": str(pki.key),
+                "token_file": str(pki.token_file),
+                "max_body_bytes": 4096,
+            }
+        }
+    )
+    document = json.loads((Path(__file__).parents[2] / "docs" / "openapi.json").read_text())
+    routes = [
+        (method.upper(), path.replace("{vif_id}", str(uuid.uuid4())))
+        for path, operations in document["paths"].items()
+        for method in operations
+    ]
+    routes.append(("POST", "/v1/no-such-route"))
+    bodies = [
+        (b"{not json", "application/json"),
+        (b"<vif/>", "application/xml"),
+        (b"{" + b" " * 8192 + b"}", "application/json"),
+    ]
+    verify = ssl.create_default_context(cafile=str(pki.ca))
+    with httpx.Client(base_url=d.tcp_address(), verify=verify, timeout=60) as c:
+        for method, path in routes:
+            for content, media in bodies:
+                r = c.request(method, path, content=content, headers={"content-type": media})
+                assert r.status_code == 401, (method, path, media, r.status_code, r.text)
+                assert r.json()["error"]["code"] == "unauthorized"
+    with d.client() as c:
+        assert c.get("/v1/vifs").json()["vifs"] == []
+    assert d.bridge not in ovs.vsctl("list-br").split()

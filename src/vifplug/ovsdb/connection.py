@@ -171,6 +171,8 @@ class Connection:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._stopping = False
+        self._stopped = False
+        self._pipe_closed = False
         self._resync_pending = False
         self._synced = threading.Event()
         self._inflight: _Inflight | None = None
@@ -211,6 +213,12 @@ class Connection:
         return self
 
     def stop(self) -> None:
+        """Stop the thread and fail what is pending with ``ShuttingDown``.
+        Idempotent: a second call must not close the wake pipe's descriptor
+        numbers again, which by then may belong to someone else."""
+        if self._stopped:
+            return
+        self._stopped = True
         self._stopping = True
         self._wake()
         if self._thread is not None:
@@ -227,9 +235,11 @@ class Connection:
         self.replica.stop()
         if self._idl is not None:
             self._idl.close()
-        for fd in (self._wake_r, self._wake_w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        with self._lock:
+            self._pipe_closed = True
+            for fd in (self._wake_r, self._wake_w):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     @property
     def connected(self) -> bool:
@@ -350,8 +360,11 @@ class Connection:
 
     # -- the IDL thread --------------------------------------------------------
     def _wake(self) -> None:
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"x")
+        with self._lock:
+            if self._pipe_closed:
+                return  # its descriptor number may be someone else's now
+            with contextlib.suppress(OSError):
+                os.write(self._wake_w, b"x")
 
     def _drain_wake(self) -> None:
         with contextlib.suppress(BlockingIOError, OSError):
