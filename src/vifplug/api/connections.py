@@ -50,6 +50,9 @@ LOG = logging.getLogger(__name__)
 #: accept() errors that mean "out of descriptors or memory": wait, then retry.
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 RESOURCE_RETRY = 0.5
+#: Seconds a connection answered past h11 (408, malformed HTTP) is kept open,
+#: dropping input, so its client reads the answer instead of a reset.
+LINGER_SECONDS = 2.0
 #: Seconds a flood of one kind is counted before its summary line.
 FLOOD_WINDOW = 10.0
 
@@ -129,6 +132,7 @@ class Protocol(H11Protocol):
         self.timeout_keep_alive = limits.idle_timeout  # type: ignore[assignment]
         self._deadline: asyncio.TimerHandle | None = None
         self._heard = False  # bytes arrived since the request timer started
+        self._lingering = False
 
     # -- the asyncio protocol -----------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -139,9 +143,23 @@ class Protocol(H11Protocol):
         self._watch()
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # answered and closing: what still arrives is dropped
         self._heard = True
         super().data_received(data)
         self._watch()
+
+    def _linger_close(self) -> None:
+        """Close after an answer written past h11, the way web servers do a
+        lingering close: end our side, keep reading and dropping what the
+        client still sends for a moment, then close.  Closing at once with
+        unread input makes the kernel reset the connection, and the client
+        loses the answer it had not read yet."""
+        self._lingering = True
+        with contextlib.suppress(Exception):
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -193,7 +211,7 @@ class Protocol(H11Protocol):
             f"closed a connection that sent no complete request within "
             f"[api] request_timeout ({limit:g} s)",
         )
-        self.transport.close()
+        self._linger_close()
 
     # -- HTTP h11 cannot parse ------------------------------------------------------------
     def send_400_response(self, msg: str) -> None:
@@ -221,7 +239,7 @@ class Protocol(H11Protocol):
             self.transport.write(self.conn.send(h11.EndOfMessage()) or b"")
         except h11.LocalProtocolError:
             pass  # an answer was already under way: only closing is left
-        self.transport.close()
+        self._linger_close()
 
 
 ProtocolFactory = Callable[[Callable[[], None]], asyncio.Protocol]
