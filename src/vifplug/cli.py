@@ -30,7 +30,7 @@ import ssl
 import sys
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, NoReturn, TextIO
+from typing import Any, NoReturn, Protocol, TextIO
 
 import httpx
 
@@ -1016,6 +1016,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long the daemon waits for --wait before failing",
     )
 
+    _add_vif_commands(command)
+    _add_host_commands(command)
+    return parser
+
+
+class _Command(Protocol):
+    """``command(name, func, help, tabular=)`` of ``build_parser``: adds a subcommand."""
+
+    def __call__(
+        self,
+        name: str,
+        func: Callable[[Context, argparse.Namespace], None],
+        help_text: str,
+        *,
+        tabular: bool = False,
+    ) -> argparse.ArgumentParser: ...
+
+
+def _add_vif_commands(command: _Command) -> None:
+    """The commands about the VIFs already plugged."""
     p = command("unplug", cmd_unplug, "Unplug a VIF: remove its OVS port and device.")
     p.add_argument("vif_id", metavar="VIF_ID")
     p.add_argument(
@@ -1050,15 +1070,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave other interfaces with the same iface-id active "
         "(migration from this host to itself)",
     )
-
-    _add_host_commands(command)
-    return parser
-
-
-#: ``command(name, func, help)`` of ``build_parser``: adds a subcommand.
-_Command = Callable[
-    [str, Callable[[Context, argparse.Namespace], None], str], argparse.ArgumentParser
-]
 
 
 def _add_host_commands(command: _Command) -> None:
