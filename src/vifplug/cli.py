@@ -30,9 +30,11 @@ import ssl
 import sys
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, NoReturn, TextIO
+from typing import Any, NoReturn, Protocol, TextIO
 
 import httpx
+
+from vifplug import __version__
 
 #: Kept equal to ``[api] socket_path``'s default (a unit test checks it); not
 #: imported from ``vifplug.conf`` so that the CLI does not load oslo.config.
@@ -389,13 +391,35 @@ _VIF_KEYS_SHOWN = {
 }
 
 
+def vif_fields(vif: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
+    """(label, API key, value) of every field the API gave for one VIF
+    (fields a newer daemon adds included)."""
+    pairs: list[tuple[str, str, Any]] = []
+    for label, key in VIF_FIELDS:
+        if callable(key):
+            pairs.append((label, column_key(label), key(vif)))
+        else:
+            pairs.append((label, key, vif.get(key)))
+    pairs.extend((key, key, value) for key, value in vif.items() if key not in _VIF_KEYS_SHOWN)
+    return pairs
+
+
 def render_vif(vif: Mapping[str, Any]) -> str:
     """One VIF, every field the API gave (fields a newer daemon adds included)."""
-    pairs: list[tuple[str, Any]] = []
-    for label, key in VIF_FIELDS:
-        pairs.append((label, key(vif) if callable(key) else vif.get(key)))
-    pairs.extend((key, value) for key, value in vif.items() if key not in _VIF_KEYS_SHOWN)
-    return format_fields(pairs)
+    return format_fields((label, value) for label, _, value in vif_fields(vif))
+
+
+#: The API keys ``-c`` also accepts for the columns of ``list``.
+VIF_COLUMN_KEYS: tuple[tuple[str, ...], ...] = (
+    ("vif_id", "id"),
+    ("instance",),
+    ("plugin",),
+    ("device",),
+    ("bridge",),
+    ("ofport",),
+    ("iface_status", "status"),
+    ("lifecycle", "state"),
+)
 
 
 def render_vifs(vifs: Iterable[Mapping[str, Any]]) -> str:
@@ -497,14 +521,27 @@ def render_networks(networks: Sequence[Mapping[str, Any]]) -> str:
 # --- commands -------------------------------------------------------------------------
 
 
+def column_key(name: str) -> str:
+    """A column or field name as ``-c`` matches it: ``"VIF ID"``, ``vif-id``
+    and ``vif_id`` are one column."""
+    return re.sub(r"[\s_-]+", "_", name.strip()).lower()
+
+
 @dataclasses.dataclass
 class Context:
-    """What every command needs: the API, the output mode and the streams."""
+    """What every command needs: the API, the output mode and the streams.
+
+    ``fmt`` is ``table`` (for people), ``value`` (the cells alone, for shell
+    scripts, as OpenStack's ``-f value``) or ``json`` (the API's body);
+    ``columns`` (``-c``) selects and orders the columns of a table or the
+    fields of one object."""
 
     api: Api
     json: bool
     stdout: TextIO
     stdin: TextIO
+    fmt: str = "table"
+    columns: tuple[str, ...] = ()
 
     def emit_json(self, body: Any) -> None:
         if body is not None:
@@ -512,6 +549,50 @@ class Context:
 
     def emit(self, text: str) -> None:
         self.stdout.write(text + "\n")
+
+    def _select(self, names: Sequence[str], keys: Sequence[Sequence[str]]) -> list[int]:
+        """Indexes of the ``-c`` columns among ``names`` (each also known by
+        ``keys``); all of them without ``-c``."""
+        if not self.columns:
+            return list(range(len(names)))
+        known = [
+            {column_key(n), *(column_key(k) for k in ks)} for n, ks in zip(names, keys, strict=True)
+        ]
+        chosen = []
+        for wanted in self.columns:
+            index = next((i for i, ks in enumerate(known) if column_key(wanted) in ks), None)
+            if index is None:
+                raise UsageError(
+                    f"no column {wanted!r}; the columns are: " + ", ".join(map(column_key, names))
+                )
+            chosen.append(index)
+        return chosen
+
+    def table(
+        self,
+        headers: Sequence[str],
+        rows: Iterable[Sequence[Any]],
+        keys: Sequence[Sequence[str]] = (),
+    ) -> None:
+        """Rows as a table, or with ``-f value`` one line of cells per row
+        (one space apart, ``-`` for none, no header)."""
+        keys = list(keys) or [() for _ in headers]
+        chosen = self._select(headers, keys)
+        picked = [[row[i] for i in chosen] for row in rows]
+        if self.fmt == "value":
+            for row in picked:
+                self.emit(" ".join(_cell(v) for v in row))
+        else:
+            self.emit(format_table([headers[i] for i in chosen], picked))
+
+    def fields(self, pairs: Sequence[tuple[str, str, Any]]) -> None:
+        """One object's (label, API key, value)s; with ``-f value`` one value a line."""
+        chosen = self._select([label for label, _, _ in pairs], [(key,) for _, key, _ in pairs])
+        if self.fmt == "value":
+            for i in chosen:
+                self.emit(_cell(pairs[i][2]))
+        else:
+            self.emit(format_fields((pairs[i][0], pairs[i][2]) for i in chosen))
 
 
 def cmd_host_info(ctx: Context, args: argparse.Namespace) -> None:
@@ -568,28 +649,65 @@ def cmd_plug(ctx: Context, args: argparse.Namespace) -> None:
         return
     vif = answer if isinstance(answer, dict) else {}
     vif_id = vif.get("vif_id", "?")
+    if ctx.fmt == "value":
+        ctx.fields(vif_fields(vif))
+        return
     if status == 201:
         ctx.emit(f"Plugged VIF {vif_id}.")
     else:
         ctx.emit(f"VIF {vif_id} was already plugged with this request; nothing changed.")
     if vif:
-        ctx.emit(render_vif(vif))
+        ctx.fields(vif_fields(vif))
 
 
 def cmd_unplug(ctx: Context, args: argparse.Namespace) -> None:
-    _, answer = ctx.api.call("DELETE", f"/v1/vifs/{_path_id(args.vif_id)}")
+    """With ``--if-exists``, a VIF the daemon does not know is success: the
+    state the caller wants (no such VIF) holds, as ``ovs-vsctl --if-exists
+    del-port`` and ``ip link del`` in scripts that clean up."""
+    try:
+        _, answer = ctx.api.call("DELETE", f"/v1/vifs/{_path_id(args.vif_id)}")
+    except ApiError as error:
+        if not (args.if_exists and error.status == 404 and error.code == "vif_not_found"):
+            raise
+        if not ctx.json:
+            ctx.emit(f"VIF {args.vif_id} is not plugged; nothing to do.")
+        return
     if ctx.json:
         ctx.emit_json(answer)
     else:
         ctx.emit(f"Unplugged VIF {args.vif_id}.")
 
 
+def _matches(vif: Mapping[str, Any], args: argparse.Namespace) -> bool:
+    """The ``list`` filters: all given ones must hold."""
+    if args.instance is not None:
+        inst = vif.get("instance")
+        names = {inst.get("uuid"), inst.get("name")} if isinstance(inst, dict) else {inst}
+        if args.instance not in names:
+            return False
+    if args.bridge is not None and vif.get("bridge") != args.bridge:
+        return False
+    state = vif.get("lifecycle", vif.get("state"))
+    return args.state is None or state == args.state
+
+
 def cmd_list(ctx: Context, args: argparse.Namespace) -> None:
+    """Filters are applied here, to the whole list the API answers: the
+    daemon's list has no query parameters, and a host holds hundreds of VIFs,
+    not millions."""
+    headers = [h for h, _ in VIF_COLUMNS]
+    ctx._select(headers, VIF_COLUMN_KEYS)  # an unknown -c is refused before asking
     _, body = ctx.api.call("GET", "/v1/vifs")
+    vifs = [v for v in _items(body, "vifs") if _matches(v, args)]
     if ctx.json:
-        ctx.emit_json(body)
-    else:
-        ctx.emit(render_vifs(_items(body, "vifs")))
+        filtered = any(f is not None for f in (args.instance, args.bridge, args.state))
+        ctx.emit_json({**body, "vifs": vifs} if filtered and isinstance(body, dict) else body)
+        return
+    ctx.table(
+        headers,
+        ([get(v) for _, get in VIF_COLUMNS] for v in vifs),
+        VIF_COLUMN_KEYS,
+    )
 
 
 def cmd_show(ctx: Context, args: argparse.Namespace) -> None:
@@ -597,7 +715,7 @@ def cmd_show(ctx: Context, args: argparse.Namespace) -> None:
     if ctx.json:
         ctx.emit_json(body)
     else:
-        ctx.emit(render_vif(body if isinstance(body, dict) else {}))
+        ctx.fields(vif_fields(body if isinstance(body, dict) else {}))
 
 
 def cmd_set_status(ctx: Context, args: argparse.Namespace) -> None:
@@ -674,6 +792,34 @@ def cmd_purge_leaks(ctx: Context, args: argparse.Namespace) -> None:
         ctx.emit(f"  {name}")
 
 
+COMPLETION_SHELLS = ("bash", "zsh", "tcsh", "fish")
+
+
+def completion_script(shell: str) -> str:
+    """The shell's completion script for ``vifplug``, made by shtab from the
+    parser itself, so that it never disagrees with the options.  shtab is
+    imported only here: every other command starts without it."""
+    import shtab
+
+    parser = build_parser()
+    _mark_paths(parser, shtab.FILE)
+    return str(shtab.complete(parser, shell=shell))
+
+
+def _mark_paths(parser: argparse.ArgumentParser, files: Mapping[str, Any]) -> None:
+    """Complete file names for the arguments that take a file or socket path."""
+    for action in parser._actions:
+        if action.metavar in ("FILE", "PATH"):
+            action.complete = files  # type: ignore[attr-defined]
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _mark_paths(sub, files)
+
+
+def cmd_completion(ctx: Context, args: argparse.Namespace) -> None:
+    ctx.emit(completion_script(args.shell).rstrip("\n"))
+
+
 def _path_id(vif_id: str) -> str:
     """A VIF id as exactly one path segment, whatever it contains; the daemon
     answers 404 for an id it does not know."""
@@ -717,10 +863,14 @@ def _seconds(text: str) -> float:
     return value
 
 
+FORMATS = ("table", "value", "json")
+
 #: Options valid before or after the subcommand; their defaults are applied
 #: after parsing so that a subcommand's copy does not overwrite the main one.
 _COMMON_DEFAULTS: dict[str, Any] = {
     "json": False,
+    "format": None,
+    "columns": [],
     "socket": None,
     "url": None,
     "token": None,
@@ -732,50 +882,72 @@ _COMMON_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+def _add_output(parser: argparse.ArgumentParser) -> None:
+    """-f/-c/--json: shown in every command's help, since they shape its output."""
     s = argparse.SUPPRESS
-    g = parser.add_argument_group("connection and output")
+    g = parser.add_argument_group("output")
     g.add_argument(
-        "--json", action="store_true", default=s, help="print the API's JSON instead of a table"
+        "--json", action="store_true", default=s, help="print the API's JSON (same as -f json)"
     )
     g.add_argument(
+        "-f",
+        "--format",
+        choices=FORMATS,
+        default=s,
+        help="table for people (the default); value: the cells alone, one row (or, for "
+        "one VIF, one field) a line, '-' for none; json: the API's JSON",
+    )
+    g.add_argument(
+        "-c",
+        "--column",
+        dest="columns",
+        action="append",
+        metavar="COLUMN",
+        default=s,
+        help="show only this column (or field), in this order; repeatable. "
+        "Names as in the header, any case, '_' or '-' for spaces: -c vif_id -c ofport",
+    )
+
+
+def _add_connection(parser: argparse.ArgumentParser, *, shown: bool) -> None:
+    """Where the daemon is. Accepted after the command too, but described
+    once, in ``vifplug --help``: ``shown=False`` hides them from the commands'."""
+    s = argparse.SUPPRESS
+    if shown:
+        g: Any = parser.add_argument_group("connection (these may also follow the command)")
+    else:
+        g = parser
+
+    def add(*flags: str, help: str, **kwargs: Any) -> None:
+        g.add_argument(*flags, default=s, help=help if shown else s, **kwargs)
+
+    add(
         "--socket",
         metavar="PATH",
-        default=s,
         help=f"vifplugd's unix socket (default: ${SOCKET_ENV}, else {DEFAULT_SOCKET})",
     )
-    g.add_argument(
-        "--url", default=s, help="talk to vifplugd's TCP listener instead, e.g. https://host:9697"
-    )
-    g.add_argument(
-        "--token", default=s, help="bearer token for --url (visible in ps; prefer --token-file)"
-    )
-    g.add_argument(
-        "--token-file", metavar="FILE", default=s, help="file holding the bearer token for --url"
-    )
-    g.add_argument(
+    add("--url", help="talk to vifplugd's TCP listener instead, e.g. https://host:9697")
+    add("--token", help="bearer token for --url (visible in ps; prefer --token-file)")
+    add("--token-file", metavar="FILE", help="file holding the bearer token for --url")
+    add(
         "--ca-file",
         metavar="FILE",
-        default=s,
         help="CA bundle to verify vifplugd's certificate (--url https://)",
     )
-    g.add_argument(
+    add(
         "--cert-file",
         metavar="FILE",
-        default=s,
         help="client certificate, when the listener requires one",
     )
-    g.add_argument(
+    add(
         "--key-file",
         metavar="FILE",
-        default=s,
         help="private key of --cert-file (if not in the same file)",
     )
-    g.add_argument(
+    add(
         "--request-timeout",
         metavar="SECONDS",
         type=_seconds,
-        default=s,
         help=f"give up on an answer after this long (default {DEFAULT_REQUEST_TIMEOUT:g})",
     )
 
@@ -785,19 +957,32 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vifplug",
         description="Command-line client of vifplugd, the host-side VIF plugging daemon.",
         epilog="Exit status: 0 success, 1 the daemon refused, 2 usage error, "
-        "3 the daemon cannot be reached.",
+        "3 the daemon cannot be reached. 'vifplug COMMAND --help' describes a command.",
     )
-    _add_common(parser)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _add_connection(parser, shown=True)
+    _add_output(parser)
     sub = parser.add_subparsers(
         dest="command", metavar="COMMAND", required=True, parser_class=_Parser
     )
 
     def command(
-        name: str, func: Callable[[Context, argparse.Namespace], None], help_text: str
+        name: str,
+        func: Callable[[Context, argparse.Namespace], None],
+        help_text: str,
+        *,
+        tabular: bool = False,
     ) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        _add_common(p)
-        p.set_defaults(func=func)
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog="The connection options (--socket, --url, ...) of 'vifplug --help' "
+            "may also follow the command.",
+        )
+        _add_connection(p, shown=False)
+        _add_output(p)
+        p.set_defaults(func=func, tabular=tabular)
         return p
 
     p = command("host-info", cmd_host_info, "Show what this host can plug (its HostInfo).")
@@ -812,7 +997,7 @@ def build_parser() -> argparse.ArgumentParser:
         "HostInfo:1.0,HostPluginInfo:1.0,HostVIFInfo:1.0",
     )
 
-    p = command("plug", cmd_plug, "Plug a VIF described by a POST /v1/vifs body.")
+    p = command("plug", cmd_plug, "Plug a VIF described by a POST /v1/vifs body.", tabular=True)
     p.add_argument(
         "file",
         metavar="FILE",
@@ -831,12 +1016,44 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long the daemon waits for --wait before failing",
     )
 
+    _add_vif_commands(command)
+    _add_host_commands(command)
+    return parser
+
+
+class _Command(Protocol):
+    """``command(name, func, help, tabular=)`` of ``build_parser``: adds a subcommand."""
+
+    def __call__(
+        self,
+        name: str,
+        func: Callable[[Context, argparse.Namespace], None],
+        help_text: str,
+        *,
+        tabular: bool = False,
+    ) -> argparse.ArgumentParser: ...
+
+
+def _add_vif_commands(command: _Command) -> None:
+    """The commands about the VIFs already plugged."""
     p = command("unplug", cmd_unplug, "Unplug a VIF: remove its OVS port and device.")
     p.add_argument("vif_id", metavar="VIF_ID")
+    p.add_argument(
+        "--if-exists",
+        action="store_true",
+        help="succeed (exit 0) when the daemon has no such VIF, as ovs-vsctl --if-exists",
+    )
 
-    command("list", cmd_list, "List the VIFs plugged on this host.")
+    p = command("list", cmd_list, "List the VIFs plugged on this host.", tabular=True)
+    p.add_argument("--instance", metavar="UUID_OR_NAME", help="only the VIFs of this instance")
+    p.add_argument("--bridge", metavar="BRIDGE", help="only the VIFs on this OVS or linux bridge")
+    p.add_argument(
+        "--state",
+        metavar="STATE",
+        help="only the VIFs in this lifecycle state: plugging, plugged or unplugging",
+    )
 
-    p = command("show", cmd_show, "Show one plugged VIF.")
+    p = command("show", cmd_show, "Show one plugged VIF.", tabular=True)
     p.add_argument("vif_id", metavar="VIF_ID")
 
     p = command(
@@ -853,15 +1070,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave other interfaces with the same iface-id active "
         "(migration from this host to itself)",
     )
-
-    _add_host_commands(command)
-    return parser
-
-
-#: ``command(name, func, help)`` of ``build_parser``: adds a subcommand.
-_Command = Callable[
-    [str, Callable[[Context, argparse.Namespace], None], str], argparse.ArgumentParser
-]
 
 
 def _add_host_commands(command: _Command) -> None:
@@ -888,6 +1096,15 @@ def _add_host_commands(command: _Command) -> None:
         action="store_true",
         help="really remove them (they may still serve running VMs)",
     )
+    p = command(
+        "completion",
+        cmd_completion,
+        "Print the shell completion script, e.g. "
+        "'vifplug completion bash > /etc/bash_completion.d/vifplug' "
+        "or 'source <(vifplug completion bash)'.",
+    )
+    p.add_argument("shell", choices=COMPLETION_SHELLS)
+    p.set_defaults(local=True)
 
 
 def _read_token(path: str) -> str:
@@ -924,6 +1141,19 @@ def endpoint_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Endpo
     return Endpoint(socket_path=path, token=token)
 
 
+def output_format(args: argparse.Namespace) -> str:
+    """table, value or json, from -f and --json; refused before anything is sent
+    where a command cannot honour it."""
+    if args.json and args.format not in (None, "json"):
+        raise UsageError(f"--json and -f {args.format} contradict each other")
+    fmt = "json" if args.json else args.format or "table"
+    if fmt == "json" and args.columns:
+        raise UsageError("-c selects table or value columns; -f json prints the API's body whole")
+    if not args.tabular and (args.columns or fmt == "value"):
+        raise UsageError(f"'{args.command}' has no columns for -f value or -c")
+    return fmt
+
+
 def _report(error: CliError, *, as_json: bool, stdout: TextIO, stderr: TextIO) -> None:
     if isinstance(error, ApiError):
         if as_json and error.body is not None:
@@ -945,11 +1175,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         for key, value in _COMMON_DEFAULTS.items():
             if not hasattr(args, key):
                 setattr(args, key, value)
-        as_json = bool(args.json)
+        fmt = output_format(args)
+        as_json = fmt == "json"
+        if getattr(args, "local", False):  # talks to no daemon
+            args.func(Context(api=None, json=False, stdout=sys.stdout, stdin=sys.stdin), args)  # type: ignore[arg-type]
+            return EXIT_OK
         endpoint = endpoint_from(args, os.environ)
         api = Api(endpoint, timeout=args.request_timeout)
         try:
-            ctx = Context(api=api, json=as_json, stdout=sys.stdout, stdin=sys.stdin)
+            ctx = Context(
+                api=api,
+                json=as_json,
+                stdout=sys.stdout,
+                stdin=sys.stdin,
+                fmt=fmt,
+                columns=tuple(args.columns),
+            )
             args.func(ctx, args)
             sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
         finally:

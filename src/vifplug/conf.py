@@ -12,6 +12,7 @@ Every path, socket and name prefix is an option, so that two daemons (two
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -27,14 +28,16 @@ DEFAULT_OPTS = [
     cfg.StrOpt(
         "system_id",
         default=None,
-        help="This host's system-id in Open_vSwitch external_ids. "
-        "Default: keep the one OVSDB has, else read "
-        "/etc/openvswitch/system-id.conf, else generate a UUID and keep it.",
+        help="This host's system-id in Open_vSwitch external_ids; when set, it wins. "
+        "Unset: the one OVSDB has, else the one kept in the state database, else "
+        "the one in system_id_file, else a generated UUID. The choice is kept in the "
+        "state database and written to OVSDB at start.",
     ),
     cfg.StrOpt(
         "system_id_file",
         default="/etc/openvswitch/system-id.conf",
-        help="File to read the system-id from when OVSDB has none and system_id is not set.",
+        help="File to read the system-id from when system_id is not set and neither "
+        "OVSDB nor the state database has one.",
     ),
     cfg.StrOpt(
         "machine_id_file",
@@ -86,7 +89,10 @@ OVS_OPTS = [
     cfg.StrOpt(
         "datapath_type",
         default="system",
-        choices=["system", "netdev"],
+        choices=[
+            ("system", "the kernel datapath (openvswitch.ko), as on most compute hosts"),
+            ("netdev", "the userspace datapath of ovs-vswitchd (OVS-DPDK, or test sandboxes)"),
+        ],
         help="Datapath type of the bridges vifplugd creates.",
     ),
     cfg.StrOpt("integration_bridge", default="br-int", help="Bridge for VIFs that name none."),
@@ -99,13 +105,17 @@ OVS_OPTS = [
     cfg.StrOpt(
         "inactive_iface_id",
         default="auto",
-        choices=["auto", "hide", "keep"],
-        help="Where an inactive interface carries its iface-id. 'keep': in "
-        "external_ids:iface-id, as the IntegrationGuide says. 'hide': in "
-        "external_ids:vifplug-iface-id, moved back when it is activated, so a "
-        "controller that binds ports by iface-id alone and ignores iface-status "
-        "(OVN) never claims an inactive interface. 'auto': hide when "
-        "Open_vSwitch external_ids:ovn-remote is set.",
+        choices=[
+            ("auto", "hide when Open_vSwitch external_ids:ovn-remote is set, else keep"),
+            (
+                "hide",
+                "in external_ids:vifplug-iface-id, moved to external_ids:iface-id when the "
+                "interface is activated, so that a controller binding ports by iface-id "
+                "alone (OVN) never claims an inactive interface",
+            ),
+            ("keep", "in external_ids:iface-id, as the Open vSwitch IntegrationGuide says"),
+        ],
+        help="Where an inactive interface carries its iface-id.",
     ),
     cfg.FloatOpt(
         "timeout",
@@ -337,8 +347,11 @@ NETWORK_OPTS = [
     cfg.StrOpt(
         "type",
         default="ovs",
-        choices=["ovs", "direct"],
-        help="ovs: VIFs go to an OVS bridge; direct: macvtap on a pool device.",
+        choices=[
+            ("ovs", "VIFs are plugged into the OVS bridge named by 'bridge'"),
+            ("direct", "VIFs get a macvtap on one of the physical devices in 'devices'"),
+        ],
+        help="Kind of network, as libvirt's <forward mode=...>.",
     ),
     cfg.StrOpt("bridge", default=None, help="OVS bridge of an ovs network (created if missing)."),
     cfg.StrOpt(
@@ -351,8 +364,13 @@ NETWORK_OPTS = [
     cfg.StrOpt(
         "mode",
         default="vepa",
-        choices=["vepa", "bridge", "private", "passthrough"],
-        help="Forward mode of a direct network.",
+        choices=[
+            ("vepa", "all traffic goes out to the adjacent switch, even between VMs (802.1Qbg)"),
+            ("bridge", "VMs on one device talk to each other directly, the rest goes out"),
+            ("private", "like vepa, but VMs on one device never reach each other"),
+            ("passthrough", "one VM takes the whole device (or an SR-IOV VF); one VIF a device"),
+        ],
+        help="macvtap mode of a direct network (libvirt's direct forward modes).",
     ),
     cfg.ListOpt(
         "portgroups",
@@ -366,7 +384,12 @@ PORTGROUP_OPTS = [
     cfg.StrOpt(
         "virtualport_type",
         default=None,
-        choices=[None, "802.1Qbg", "802.1Qbh", "openvswitch"],
+        choices=[
+            (None, "no virtual port profile"),
+            ("802.1Qbg", "VSI discovery with manager_id, type_id, type_id_version, instance_id"),
+            ("802.1Qbh", "a port profile named by profile_id (Cisco VN-Link)"),
+            ("openvswitch", "an Open vSwitch port, with profile_id as its interface id"),
+        ],
         help="Virtual port profile applied to VIFs in this portgroup.",
     ),
     cfg.IntOpt("manager_id", default=None, help="802.1Qbg manager id."),
@@ -415,18 +438,49 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
         conf.register_opts(opts, group=group)
 
 
-def make_conf(args: Sequence[str] = (), *, config_files: Iterable[str] = ()) -> cfg.ConfigOpts:
-    """A fresh, parsed ConfigOpts: the daemon and tests each get their own."""
+#: Read when the command line names no ``--config-file`` (and ``--config-dir``),
+#: as OpenStack services read ``/etc/nova/nova.conf`` and ``nova.conf.d/``:
+#: the drop-in directory's ``*.conf`` files (in name order) override the file.
+#: Only the ones that exist: a host with no configuration runs on the defaults.
+DEFAULT_CONFIG_FILES = ("/etc/vifplug/vifplug.conf",)
+DEFAULT_CONFIG_DIRS = ("/etc/vifplug/vifplug.conf.d",)
+
+
+def make_conf(
+    args: Sequence[str] = (),
+    *,
+    config_files: Iterable[str] | None = None,
+    config_dirs: Iterable[str] | None = None,
+    version: str | None = None,
+) -> cfg.ConfigOpts:
+    """A fresh, parsed ConfigOpts: the daemon and tests each get their own.
+
+    ``config_files`` / ``config_dirs`` replace the defaults (``None``: those of
+    ``DEFAULT_CONFIG_FILES`` / ``DEFAULT_CONFIG_DIRS`` that exist), so a test
+    passes ``()`` to read nothing of the host's ``/etc``.  ``--config-file``
+    and ``--config-dir`` on the command line replace them in turn, each on its
+    own, as in every oslo.config program.  ``version`` adds ``--version``."""
+    files = _existing(DEFAULT_CONFIG_FILES) if config_files is None else list(config_files)
+    dirs = _existing(DEFAULT_CONFIG_DIRS) if config_dirs is None else list(config_dirs)
     conf = cfg.ConfigOpts()
     register_opts(conf)
     conf(
         list(args),
         project="vifplug",
         prog="vifplugd",
-        default_config_files=list(config_files),
-        default_config_dirs=[],
+        version=version,
+        description="vifplugd: the host-side VIF plugging daemon. It reads "
+        "/etc/vifplug/vifplug.conf and /etc/vifplug/vifplug.conf.d/*.conf unless "
+        "--config-file or --config-dir say otherwise; SIGHUP re-reads the networks.",
+        default_config_files=files,
+        default_config_dirs=dirs,
     )
     return conf
+
+
+def _existing(paths: Iterable[str]) -> list[str]:
+    """oslo.config refuses a default file or directory that is missing."""
+    return [p for p in paths if os.path.exists(p)]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -80,7 +80,7 @@ warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 import sdnotify  # noqa: E402
 from oslo_config import cfg  # noqa: E402
 
-from vifplug import conf, exceptions  # noqa: E402
+from vifplug import __version__, conf, exceptions  # noqa: E402
 from vifplug.api import app as api_app  # noqa: E402
 from vifplug.api import metrics as api_metrics  # noqa: E402
 from vifplug.api import server  # noqa: E402
@@ -503,7 +503,7 @@ def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None)
 
 def parse_args(argv: Sequence[str]) -> tuple[cfg.ConfigOpts, conf.Settings]:
     """oslo.config handles ``--config-file``/``--config-dir``; errors exit 2."""
-    conf_ = conf.make_conf(list(argv))
+    conf_ = conf.make_conf(list(argv), version=__version__)
     return conf_, conf.Settings.from_conf(conf_)
 
 

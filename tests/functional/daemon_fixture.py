@@ -199,13 +199,22 @@ def start_daemon(
     config_path = workdir / f"vifplug-{uuid.uuid4().hex[:6]}.conf"
     write_config(config_path, config)
     stderr_path = workdir / f"vifplugd-{uuid.uuid4().hex[:6]}.log"
+    # An empty --config-dir, so that the host's /etc/vifplug/vifplug.conf.d is not read.
+    no_dropins = workdir / "vifplug.conf.d"
+    no_dropins.mkdir(exist_ok=True)
     full_env = dict(os.environ)
     full_env.pop("NOTIFY_SOCKET", None)
     full_env.update(env or {})
     with open(stderr_path, "wb") as err:
         proc = subprocess.Popen(
             [*wrap]
-            + (argv or [sys.executable, "-m", "vifplug.daemon", "--config-file", str(config_path)]),
+            + (
+                argv
+                or [
+                    *(sys.executable, "-m", "vifplug.daemon"),
+                    *("--config-file", str(config_path), "--config-dir", str(no_dropins)),
+                ]
+            ),
             stdin=subprocess.DEVNULL,
             stdout=err,
             stderr=err,

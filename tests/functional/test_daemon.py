@@ -410,6 +410,9 @@ def test_console_script_runs_the_daemon(workdir: Path, ovs: ovs_sandbox.OvsSandb
     config = base_config(workdir, ovs.remote)
     config_path = workdir / "c.conf"
     write_config(config_path, config)
-    d = start_daemon(workdir, config, argv=[str(script), "--config-file", str(config_path)])
+    dropins = workdir / "conf.d"  # empty: the host's /etc/vifplug/vifplug.conf.d is not read
+    dropins.mkdir()
+    argv = [str(script), "--config-file", str(config_path), "--config-dir", str(dropins)]
+    d = start_daemon(workdir, config, argv=argv)
     assert isinstance(d, Daemon)
     assert d.stop() == 0

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+import vifplug
 from vifplug import cli
 from vifplug import conf as vconf
 
@@ -758,3 +759,211 @@ def test_console_script_plugs_from_stdin_and_exits_with_the_status(daemon: StubD
     )
     assert done.returncode == 1
     assert "No VIF with id nope" in done.stderr
+
+
+# --- scripting: --if-exists, filters, -f value -c, help, version, completion --------------
+
+
+def test_unplug_if_exists_of_an_unknown_vif_is_success(
+    daemon: StubDaemon, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, err = run(capsys, "unplug", "--if-exists", VIF_ID)
+    assert (status, err) == (0, "")
+    assert out == f"Unplugged VIF {VIF_ID}.\n"
+    status, out, err = run(capsys, "unplug", "--if-exists", VIF_ID)
+    assert (status, err) == (0, "")
+    assert out == f"VIF {VIF_ID} is not plugged; nothing to do.\n"
+    assert [(r.method, r.path) for r in daemon.requests] == [("DELETE", f"/v1/vifs/{VIF_ID}")] * 2
+    status, _, err = run(capsys, "unplug", VIF_ID)
+    assert status == cli.EXIT_API_ERROR
+    assert "[vif_not_found]" in err
+
+
+def test_unplug_if_exists_still_fails_on_other_errors(
+    daemon: StubDaemon, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def busy(seen: Seen) -> tuple[int, Any]:
+        return 409, _error("vif_busy", "VIF is being plugged; try again.")
+
+    daemon.handle = busy  # type: ignore[method-assign]
+    status, _, err = run(capsys, "unplug", "--if-exists", VIF_ID)
+    assert status == cli.EXIT_API_ERROR
+    assert "[vif_busy]" in err
+    # Nor does a 404 that is not about the VIF (an older daemon without the path).
+    daemon.handle = lambda seen: (404, _error("not_found", "There is no such path."))  # type: ignore[method-assign]
+    assert run(capsys, "unplug", "--if-exists", VIF_ID)[0] == cli.EXIT_API_ERROR
+
+
+def _diversify(daemon: StubDaemon) -> None:
+    other = daemon.vifs[OTHER_ID]
+    other["instance"] = {"uuid": "11111111-2222-4333-8444-555555555555", "name": "other-vm"}
+    other["bridge"] = "br-ex"
+    other["lifecycle"] = "unplugging"
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        (["--instance", "demo-vm"], [VIF_ID]),
+        (["--instance", INSTANCE_UUID], [VIF_ID]),
+        (["--instance", "11111111-2222-4333-8444-555555555555"], [OTHER_ID]),
+        (["--bridge", "br-ex"], [OTHER_ID]),
+        (["--state", "plugged"], [VIF_ID]),
+        (["--state", "unplugging", "--bridge", "br-int"], []),
+        (["--instance", "nobody"], []),
+        ([], [VIF_ID, OTHER_ID]),
+    ],
+)
+def test_list_filters(
+    daemon: StubDaemon,
+    capsys: pytest.CaptureFixture[str],
+    filters: list[str],
+    expected: list[str],
+) -> None:
+    _diversify(daemon)
+    status, out, err = run(capsys, "list", *filters, "-f", "value", "-c", "vif_id")
+    assert (status, err) == (0, "")
+    assert out.splitlines() == expected
+    status, out, _ = run(capsys, "list", *filters, "--json")
+    assert [v["vif_id"] for v in json.loads(out)["vifs"]] == expected
+
+
+def test_value_format_prints_the_chosen_cells_without_header(
+    daemon: StubDaemon, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, err = run(capsys, "list", "-f", "value", "-c", "VIF ID", "-c", "ofport")
+    assert (status, err) == (0, "")
+    assert out.splitlines() == [f"{VIF_ID} 7", f"{OTHER_ID} -"]
+    status, out, _ = run(capsys, "-f", "value", "list")
+    assert out.splitlines()[0].split() == [
+        VIF_ID,
+        "demo-vm",
+        "ovs",
+        "tap6f1c3a52-8d",
+        "br-int",
+        "7",
+        "active",
+        "plugged",
+    ]
+
+
+def test_columns_select_and_order_a_table(
+    daemon: StubDaemon, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = run(capsys, "list", "-c", "iface-status", "-c", "vif_id")
+    assert status == 0
+    assert out.splitlines() == [
+        "IFACE-STATUS  VIF ID",
+        f"active        {VIF_ID}",
+        f"inactive      {OTHER_ID}",
+    ]
+
+
+def test_show_value_of_one_field_is_just_the_value(
+    daemon: StubDaemon, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, err = run(capsys, "show", VIF_ID, "-f", "value", "-c", "ofport")
+    assert (status, err, out) == (0, "", "7\n")
+    status, out, _ = run(capsys, "show", OTHER_ID, "-f", "value", "-c", "ofport", "-c", "device")
+    assert out == "-\ntap0d2e4f60-1a\n"
+    status, out, _ = run(capsys, "show", VIF_ID, "-c", "mac", "-c", "iface_id")
+    assert out.splitlines() == ["MAC:      fa:16:3e:11:22:33", f"iface-id: {VIF_ID}"]
+
+
+def test_plug_value_prints_the_vif_fields_only(
+    daemon: StubDaemon, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, err = run(capsys, "plug", str(EXAMPLE), "-f", "value", "-c", "device")
+    assert (status, err) == (0, "")
+    assert out == "tap" + VIF_ID[:11] + "\n"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["list", "-c", "nonesuch"],
+        ["list", "--json", "-c", "vif_id"],
+        ["list", "--json", "-f", "table"],
+        ["networks", "-f", "value"],
+        ["unplug", VIF_ID, "-c", "vif_id"],
+        ["list", "-f", "yaml"],
+    ],
+)
+def test_output_options_a_command_cannot_honour_are_usage_errors(
+    daemon: StubDaemon, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    status, out, err = run(capsys, *argv)
+    assert status == cli.EXIT_USAGE
+    assert out == ""
+    assert err.startswith(("usage:", "vifplug: error:"))
+    assert daemon.requests == []
+
+
+def test_connection_options_are_described_once_and_accepted_everywhere(
+    daemon: StubDaemon, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    socket_path = os.environ[cli.SOCKET_ENV]
+    status, top, _ = run(capsys, "--help")
+    assert status == 0
+    assert top.count("\n  --token-file FILE") == 1
+    for command in ("list", "show", "plug", "unplug", "host-info", "completion"):
+        status, text, _ = run(capsys, command, "--help")
+        assert status == 0
+        assert "--socket" not in text.split("The connection options")[0], command
+        assert "--token-file" not in text
+        assert "-f {table,value,json}" in text
+    monkeypatch.delenv(cli.SOCKET_ENV)
+    status, _, err = run(capsys, "list", "--socket", socket_path)
+    assert (status, err) == (0, "")
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "--version")
+    assert (status, out) == (0, f"vifplug {vifplug.__version__}\n")
+
+
+def test_bash_completion_completes_commands_and_options(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    status, script, err = run(capsys, "completion", "bash")
+    assert (status, err) == (0, "")
+    path = tmp_path / "vifplug.bash"
+    path.write_text(script)
+    probe = (
+        f"source {path}\n"
+        "complete() { :; }\n"
+        'COMP_WORDS=(vifplug pu); COMP_CWORD=1; _shtab_vifplug; echo "${COMPREPLY[@]}"\n'
+        'COMP_WORDS=(vifplug unplug --if); COMP_CWORD=2; _shtab_vifplug; echo "${COMPREPLY[@]}"\n'
+        'COMP_WORDS=(vifplug list -f v); COMP_CWORD=3; _shtab_vifplug; echo "${COMPREPLY[@]}"\n'
+    )
+    done = subprocess.run(
+        ["bash", "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert [line.split() for line in done.stdout.splitlines()] == [
+        ["purge-leaks"],
+        ["--if-exists"],
+        ["value"],
+    ]
+
+
+@pytest.mark.parametrize("shell", cli.COMPLETION_SHELLS)
+def test_completion_for_every_shell_names_every_command(
+    capsys: pytest.CaptureFixture[str], shell: str
+) -> None:
+    status, script, _ = run(capsys, "completion", shell)
+    assert status == 0
+    for command in ("host-info", "plug", "unplug", "list", "purge-leaks"):
+        assert command in script, (shell, command)
+
+
+def test_the_cli_loads_no_server_dependencies() -> None:
+    code = (
+        "import sys; import vifplug.cli; "
+        "bad = [m for m in ('fastapi', 'uvicorn', 'oslo_config', 'shtab', 'ovs', 'pyroute2') "
+        "if m in sys.modules]; print(bad)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"

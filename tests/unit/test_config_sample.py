@@ -104,7 +104,7 @@ def test_example_uses_only_options_that_exist() -> None:
 
 
 def test_example_parses_and_its_networks_load() -> None:
-    conf = vconf.make_conf(config_files=[str(EXAMPLE)])
+    conf = vconf.make_conf(config_files=[str(EXAMPLE)], config_dirs=())
     settings = vconf.Settings.from_conf(conf)
     assert settings.api.socket_path == "/run/vifplug/vifplug.sock"
     assert "br-int" in settings.ovs.allowed_bridges
