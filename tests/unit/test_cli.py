@@ -122,6 +122,7 @@ def _vif(
         "pool_device": None,
         "mode": None,
         "portgroup": None,
+        "teaming_type": None,
         "teaming_peer": None,
         "created_at": 1700000000.0,
         "updated_at": 1700000001.0,
@@ -399,6 +400,7 @@ def test_list_prints_a_table_with_whole_vif_ids(
         "OFPORT",
         "IFACE-STATUS",
         "STATE",
+        "TEAMING",
     ]
     assert lines[1].split() == [
         VIF_ID,
@@ -409,6 +411,7 @@ def test_list_prints_a_table_with_whole_vif_ids(
         "7",
         "active",
         "plugged",
+        "-",
     ]
     assert lines[2].split() == [
         OTHER_ID,
@@ -419,6 +422,7 @@ def test_list_prints_a_table_with_whole_vif_ids(
         "-",
         "inactive",
         "plugged",
+        "-",
     ]
 
 
@@ -435,7 +439,7 @@ def test_list_of_nothing_prints_only_the_header(
     status, out, _ = run(capsys, "list")
     assert status == 0
     assert out.splitlines() == [
-        "VIF ID  INSTANCE  PLUGIN  DEVICE  BRIDGE  OFPORT  IFACE-STATUS  STATE"
+        "VIF ID  INSTANCE  PLUGIN  DEVICE  BRIDGE  OFPORT  IFACE-STATUS  STATE  TEAMING"
     ]
 
 
