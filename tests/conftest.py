@@ -24,8 +24,11 @@ import nsisolate
 
 ISOLATED = os.geteuid() == 0 and nsisolate.isolate()
 
+import entry_points  # noqa: E402
 import ovs_sandbox  # noqa: E402
 from helpers import unique  # noqa: E402
+
+_TREE_PLUGINS = entry_points.ensure_declared_plugins()
 
 HAVE_OVS = shutil.which("ovs-vswitchd") is not None
 
@@ -141,3 +144,9 @@ def short_tmp() -> Iterator[Path]:
         yield Path(d)
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the entry points written for this tree's plugins, if any."""
+    if _TREE_PLUGINS is not None:
+        shutil.rmtree(_TREE_PLUGINS, ignore_errors=True)

@@ -335,6 +335,14 @@ def _vif_object(vif: Mapping[str, Any]) -> Any:
     return obj
 
 
+def _teaming(vif: Mapping[str, Any]) -> Any:
+    """A failover pair member's role and its peer's short id: ``transient:1a2b3c4d``."""
+    role, peer = vif.get("teaming_type"), vif.get("teaming_peer")
+    if not role:
+        return None
+    return f"{role}:{str(peer)[:8]}" if peer else role
+
+
 VIF_COLUMNS: tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...] = (
     ("VIF ID", lambda v: v.get("vif_id", v.get("id"))),
     ("INSTANCE", _instance),
@@ -344,6 +352,7 @@ VIF_COLUMNS: tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...] = (
     ("OFPORT", lambda v: v.get("ofport")),
     ("IFACE-STATUS", lambda v: v.get("iface_status")),
     ("STATE", lambda v: v.get("lifecycle", v.get("state"))),
+    ("TEAMING", _teaming),
 )
 
 #: The detail view of one VIF: label, API key (or a function of the VIF).
@@ -364,6 +373,7 @@ VIF_FIELDS: tuple[tuple[str, str | Callable[[Mapping[str, Any]], Any]], ...] = (
     ("Pool device", "pool_device"),
     ("Mode", "mode"),
     ("Portgroup", "portgroup"),
+    ("Teaming", "teaming_type"),
     ("Teaming peer", "teaming_peer"),
     ("Created", lambda v: _when(v.get("created_at"))),
     ("Updated", lambda v: _when(v.get("updated_at"))),
@@ -385,6 +395,7 @@ _VIF_KEYS_SHOWN = {
     "pool_device",
     "mode",
     "portgroup",
+    "teaming_type",
     "teaming_peer",
     "created_at",
     "updated_at",

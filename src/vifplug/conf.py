@@ -220,6 +220,12 @@ NETDEV_OPTS = [
         default="vhu",
         help="Prefix of the OVS port of a vhost-user VIF (OVS-DPDK).",
     ),
+    cfg.StrOpt(
+        "sysfs_root",
+        default="/sys",
+        help="Where sysfs is mounted: the hostdev and direct plugins find PCI devices "
+        "and SR-IOV VFs under it (only read).",
+    ),
     cfg.IntOpt(
         "default_mtu",
         default=None,
@@ -513,6 +519,7 @@ class NetdevSettings:
     hybrid_veth_bridge_prefix: str = "qvb"
     hybrid_veth_ovs_prefix: str = "qvo"
     vhostuser_prefix: str = "vhu"
+    sysfs_root: str = "/sys"
     default_mtu: int | None = None
     tap_owner: int | None = None
     tap_group: int | None = None

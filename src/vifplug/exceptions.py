@@ -137,6 +137,45 @@ class DeviceInUse(VifplugError):
     template = "Device {device} already exists and belongs to something else: {reason}"
 
 
+class TeamingMismatch(VifplugError):
+    """A transient member whose persistent member cannot be its pair: not
+    plugged as ``persistent``, another MAC (QEMU's virtio failover needs the
+    same one on both)."""
+
+    code = "teaming_mismatch"
+    template = "VIF {vif_id} cannot be the transient member of VIF {peer_id}'s pair: {reason}."
+
+
+class TeamingPeerNotPlugged(VifplugError):
+    """The persistent member a transient member names is not plugged on this
+    host (unknown, or still being plugged or unplugged): plug it first."""
+
+    code = "teaming_peer_not_plugged"
+    template = (
+        "VIF {vif_id} names VIF {peer_id} as its persistent member, which is {state}; "
+        "plug the persistent member first."
+    )
+
+
+class TeamingPeerTaken(VifplugError):
+    code = "teaming_peer_taken"
+    template = (
+        "VIF {peer_id} already has transient member {other_id}; unplug it before "
+        "pairing VIF {vif_id} with it."
+    )
+
+
+class TeamingMemberPlugged(VifplugError):
+    """The persistent member of a pair is unplugged while its transient member
+    is plugged: as in a migration, the transient member is released first."""
+
+    code = "teaming_member_plugged"
+    template = (
+        "VIF {vif_id} is the persistent member of a failover pair whose transient "
+        "member {peer_id} is still plugged; unplug {peer_id} first."
+    )
+
+
 class NetworkNotFound(VifplugError):
     code = "network_not_found"
     template = "VIF {vif_id} names network {network}, which is not configured on this host."

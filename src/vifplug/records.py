@@ -20,6 +20,13 @@ JsonObject = dict[str, Any]
 VirtualPort = dict[str, Any]
 
 
+class Teaming(enum.StrEnum):
+    """A member of a failover pair (libvirt's ``<teaming type=...>``)."""
+
+    PERSISTENT = "persistent"  # the virtio interface that stays through a migration
+    TRANSIENT = "transient"  # the hostdev preferred while present, released first
+
+
 class Lifecycle(enum.StrEnum):
     """Where a VIF is in its life; written before and after each system change."""
 
@@ -78,6 +85,14 @@ class Allocation:
     # The bridge's IntegrationGuide keys, when it is a configured network's.
     bridge_id: str | None = None
     bridge_hwaddr: str | None = None
+    # An SR-IOV VF given to the guest as <interface type='hostdev'> (the
+    # ``hostdev`` plugin, dev_type ``ethernet``): its index on the PF (the PF
+    # is ``pool_device``), the VLAN vifplug sets on it, and the MAC and VLAN
+    # it had before, read when the intent was recorded and put back on unplug.
+    vf_index: int | None = None
+    vlan: int | None = None
+    previous_mac: str | None = None
+    previous_vlan: int | None = None
 
     def to_dict(self) -> JsonObject:
         return dataclasses.asdict(self)
@@ -109,6 +124,11 @@ class VifRecord:
     iface_status: str | None = None
     mac: str | None = None
     allocation: Allocation | None = None
+    #: ``persistent`` or ``transient`` for a member of a failover pair.  The
+    #: peer is the other member's VIF id: always set on a transient member,
+    #: and on its persistent member while the transient one is recorded (the
+    #: store changes both rows in one transaction).
+    teaming_type: Teaming | None = None
     teaming_peer: str | None = None
     created_at: float = 0.0
     updated_at: float = 0.0

@@ -104,6 +104,31 @@ def vif_vhostuser(*, vif_id: str | None = None, path: str = "/var/run/vhu.sock")
     )
 
 
+def vif_hostdev(
+    *,
+    dev_address: str,
+    mac: str,
+    vif_id: str | None = None,
+    dev_type: str = "generic",
+    plugin: str = "hostdev",
+) -> dict[str, Any]:
+    """A VIFHostDevice (os-vif 1.0): the PCI function ``dev_address`` given to the guest."""
+    return obj(
+        "VIFHostDevice",
+        "1.0",
+        {
+            "id": vif_id or str(uuid.uuid4()),
+            "address": mac,
+            "plugin": plugin,
+            "dev_type": dev_type,
+            "dev_address": dev_address,
+            "active": False,
+            "preserve_on_delete": False,
+            "has_traffic_filtering": False,
+        },
+    )
+
+
 def body(vif: dict[str, Any], inst: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"vif": vif, "instance": inst or instance()}
     out.update(extra)

@@ -123,6 +123,7 @@ def _vif(
         "pool_device": None,
         "mode": None,
         "portgroup": None,
+        "teaming_type": None,
         "teaming_peer": None,
         "created_at": 1700000000.0,
         "updated_at": 1700000001.0,
@@ -400,6 +401,7 @@ def test_list_prints_a_table_with_whole_vif_ids(
         "OFPORT",
         "IFACE-STATUS",
         "STATE",
+        "TEAMING",
     ]
     assert lines[1].split() == [
         VIF_ID,
@@ -410,6 +412,7 @@ def test_list_prints_a_table_with_whole_vif_ids(
         "7",
         "active",
         "plugged",
+        "-",
     ]
     assert lines[2].split() == [
         OTHER_ID,
@@ -420,6 +423,7 @@ def test_list_prints_a_table_with_whole_vif_ids(
         "-",
         "inactive",
         "plugged",
+        "-",
     ]
 
 
@@ -436,7 +440,7 @@ def test_list_of_nothing_prints_only_the_header(
     status, out, _ = run(capsys, "list")
     assert status == 0
     assert out.splitlines() == [
-        "VIF ID  INSTANCE  PLUGIN  DEVICE  BRIDGE  OFPORT  IFACE-STATUS  STATE"
+        "VIF ID  INSTANCE  PLUGIN  DEVICE  BRIDGE  OFPORT  IFACE-STATUS  STATE  TEAMING"
     ]
 
 

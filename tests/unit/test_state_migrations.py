@@ -12,15 +12,16 @@ from types import ModuleType
 import pytest
 
 from vifplug import exceptions
-from vifplug.records import Bandwidth, Lifecycle
+from vifplug.records import Bandwidth, Lifecycle, Teaming
 from vifplug.state import migrations
 from vifplug.state import store as state_store
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "state"
 
 
-def _load_maker() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_schema_1", FIXTURES / "make_schema_1.py")
+def _load_maker(version: int = 1) -> ModuleType:
+    name = f"make_schema_{version}"
+    spec = importlib.util.spec_from_file_location(name, FIXTURES / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -28,6 +29,11 @@ def _load_maker() -> ModuleType:
 
 
 make_schema_1 = _load_maker()
+make_schema_2 = _load_maker(2)
+
+#: The failover pair of the fixtures: schema 1 and 2 recorded it on the transient member only.
+PERSISTENT = "22222222-bbbb-4bbb-8bbb-000000000001"
+TRANSIENT = "55555555-eeee-4eee-8eee-000000000001"
 
 
 def copy_fixture(name: str, tmp_path: Path) -> Path:
@@ -93,10 +99,42 @@ def test_every_released_schema_has_a_fixture() -> None:
         assert (FIXTURES / f"make_schema_{version}.py").is_file(), version
 
 
-def test_fixture_is_what_its_script_writes(tmp_path: Path) -> None:
-    fresh = tmp_path / "schema-1.sqlite"
-    make_schema_1.write(str(fresh))
-    assert dump(fresh) == dump(FIXTURES / "schema-1.sqlite")
+@pytest.mark.parametrize("maker", [make_schema_1, make_schema_2], ids=["schema-1", "schema-2"])
+def test_fixture_is_what_its_script_writes(maker: ModuleType, tmp_path: Path) -> None:
+    name = "schema-1.sqlite" if maker is make_schema_1 else "schema-2.sqlite"
+    fresh = tmp_path / name
+    maker.write(str(fresh))
+    assert dump(fresh) == dump(FIXTURES / name)
+
+
+def test_released_schema_2_step_is_unchanged() -> None:
+    shipped = (resources.files("vifplug.state.migrations") / "0002_iface_id_index.sql").read_text()
+    assert shipped == make_schema_2.V2_STEP
+
+
+@pytest.mark.parametrize("fixture", ["schema-1.sqlite", "schema-2.sqlite"])
+def test_the_teaming_pair_is_recorded_on_both_members_after_the_migration(
+    fixture: str, tmp_path: Path
+) -> None:
+    """Schema 3 gives each member its role, and the persistent member its peer."""
+    path = copy_fixture(fixture, tmp_path)
+    with state_store.Store(str(path)) as s:
+        persistent, transient = s.get(PERSISTENT), s.get(TRANSIENT)
+        assert persistent is not None and transient is not None
+        assert (persistent.teaming_type, persistent.teaming_peer) == (
+            Teaming.PERSISTENT,
+            TRANSIENT,
+        )
+        assert (transient.teaming_type, transient.teaming_peer) == (Teaming.TRANSIENT, PERSISTENT)
+        others = [r for r in s.all() if r.vif_id not in (PERSISTENT, TRANSIENT)]
+        assert all(r.teaming_type is None and r.teaming_peer is None for r in others)
+        # The pair holds: the persistent member is released last.
+        with pytest.raises(exceptions.TeamingMemberPlugged):
+            s.begin_unplug(PERSISTENT)
+        s.begin_unplug(TRANSIENT)
+        s.finish_unplug(TRANSIENT)
+        persistent = s.get(PERSISTENT)
+        assert persistent is not None and persistent.teaming_peer is None
 
 
 # --- opening old databases -------------------------------------------------------------
@@ -136,11 +174,13 @@ def test_schema_1_fixture_reads_every_record_through_the_migration(tmp_path: Pat
                 row["instance_uuid"],
                 row["instance_name"],
             )
+            # (schema 3 also names the transient member on the persistent one)
+            peer = TRANSIENT if row["vif_id"] == PERSISTENT else row["teaming_peer"]
             assert (r.iface_id, r.iface_status, r.mac, r.teaming_peer) == (
                 row["iface_id"],
                 row["iface_status"],
                 row["mac"],
-                row["teaming_peer"],
+                peer,
             )
             assert r.request_digest == row["request_digest"]
             assert r.request["vif"]["versioned_object.data"]["id"] == row["vif_id"]

@@ -52,6 +52,7 @@ STATUS: Mapping[str, int] = {
     exceptions.NetworkNotFound.code: 400,
     exceptions.PhysicalDeviceNotFound.code: 400,
     exceptions.PurgeNotConfirmed.code: 400,
+    exceptions.TeamingMismatch.code: 400,
     MALFORMED_JSON: 400,
     MALFORMED_HTTP: 400,
     exceptions.Unauthorized.code: 401,
@@ -65,6 +66,9 @@ STATUS: Mapping[str, int] = {
     exceptions.PoolExhausted.code: 409,
     exceptions.PoolDeviceTaken.code: 409,
     exceptions.VIFLifecycleError.code: 409,
+    exceptions.TeamingPeerNotPlugged.code: 409,
+    exceptions.TeamingPeerTaken.code: 409,
+    exceptions.TeamingMemberPlugged.code: 409,
     REQUEST_TOO_LARGE: 413,
     UNSUPPORTED_MEDIA_TYPE: 415,
     # --- the host did not do what was asked -------------------------------------

@@ -41,6 +41,21 @@ class ErrorEnvelope(BaseModel):
 # --- requests ----------------------------------------------------------------------
 
 
+class TeamingBody(_Strict):
+    """libvirt's ``<teaming>``: a member of a failover pair (QEMU's virtio failover)."""
+
+    type: Literal["persistent", "transient"] = Field(
+        description="persistent: the virtio VIF that carries the traffic while the "
+        "transient one is away; transient: the VIFHostDevice preferred while present"
+    )
+    persistent: str | None = Field(
+        default=None,
+        max_length=255,
+        description="transient members only: the VIF id of the persistent member, "
+        "which must be plugged on this host with the same MAC",
+    )
+
+
 class PlugBody(_Strict):
     """The body of ``POST /v1/vifs``."""
 
@@ -64,6 +79,9 @@ class PlugBody(_Strict):
         max_length=64,
         description="portgroup of the VIF's configured network to apply (libvirt's "
         "<source portgroup=...>); default: the network's default portgroup",
+    )
+    teaming: TeamingBody | None = Field(
+        default=None, description="the VIF's role in a failover pair (libvirt's <teaming>)"
     )
 
 
@@ -110,7 +128,13 @@ class Vif(BaseModel):
     )
     mode: str | None = Field(description="forward mode of a direct VIF")
     portgroup: str | None
-    teaming_peer: str | None
+    teaming_type: str | None = Field(
+        description="persistent or transient for a member of a failover pair"
+    )
+    teaming_peer: str | None = Field(
+        description="the other member's VIF id: on a transient member its persistent "
+        "member, on a persistent member its transient member while one is plugged"
+    )
     created_at: float
     updated_at: float
 
@@ -134,6 +158,7 @@ class Vif(BaseModel):
             pool_device=alloc.pool_device if alloc else None,
             mode=alloc.mode if alloc else None,
             portgroup=alloc.portgroup if alloc else None,
+            teaming_type=record.teaming_type.value if record.teaming_type else None,
             teaming_peer=record.teaming_peer,
             created_at=record.created_at,
             updated_at=record.updated_at,

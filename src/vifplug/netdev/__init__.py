@@ -25,10 +25,11 @@ from vifplug.netdev.delete import Deleter, Deletion, check_delete_group, delete_
 from vifplug.netdev.links import LinkInfo, get_link, link_exists, list_links, set_master
 from vifplug.netdev.macvtap import MacvtapSpec, ensure_macvtap, normalize_mode
 from vifplug.netdev.names import derive_name, validate_name
-from vifplug.netdev.pci import name_for_pci
+from vifplug.netdev.pci import name_for_pci, normalize_pci, pci_device_exists
 from vifplug.netdev.rtnl import close_thread_socket
 from vifplug.netdev.tap import TapSpec, ensure_tap
 from vifplug.netdev.veth import VethSpec, ensure_veth
+from vifplug.netdev.vf import VfRef, VfState, find_vf, get_vf, set_vf
 
 __all__ = [
     "Bandwidth",
@@ -39,6 +40,8 @@ __all__ = [
     "MacvtapSpec",
     "TapSpec",
     "VethSpec",
+    "VfRef",
+    "VfState",
     "check_delete_group",
     "clear_bandwidth",
     "close_thread_socket",
@@ -48,13 +51,18 @@ __all__ = [
     "ensure_macvtap",
     "ensure_tap",
     "ensure_veth",
+    "find_vf",
     "get_bandwidth",
     "get_link",
+    "get_vf",
     "link_exists",
     "list_links",
     "name_for_pci",
     "normalize_mode",
+    "normalize_pci",
+    "pci_device_exists",
     "set_bandwidth",
     "set_master",
+    "set_vf",
     "validate_name",
 ]

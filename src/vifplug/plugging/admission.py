@@ -15,7 +15,12 @@ One pass, in the order that gives the caller the most useful refusal:
    and retries), not merely as an object that does not load;
 3. the port profile's version against the plugin's range, likewise;
 4. loading the VIF and the instance into vifplug's objects;
-5. the MAC, which the kernel would refuse later (multicast, all zeros).
+5. the MAC, which the kernel would refuse later (multicast, all zeros);
+6. the teaming role's shape (``check_teaming``): a transient member is a
+   ``VIFHostDevice`` naming another VIF as its persistent member, a persistent
+   member is not a ``VIFHostDevice``.  Whether the persistent member is
+   plugged here with the same MAC depends on the state, and is checked where
+   the state is changed (``state.store``), atomically with recording the pair.
 
 Nothing here touches the system or the state: a request refused here
 changed nothing.
@@ -35,10 +40,26 @@ from vifplug.objects import instance_info as ii
 from vifplug.objects import loading
 from vifplug.objects import vif as vifs
 from vifplug.plugins import base as plugin_base
-from vifplug.records import JsonObject
+from vifplug.records import JsonObject, Teaming
 
 WAIT_MODES = ("none", "ofport", "ovn-installed")
 ACTIVE, INACTIVE = "active", "inactive"
+#: The one VIF object that can be a transient member (libvirt: a hostdev).
+TRANSIENT_OBJECT = "VIFHostDevice"
+
+
+@dataclasses.dataclass(frozen=True)
+class TeamingRequest:
+    """libvirt's ``<teaming type=... persistent=...>`` as the API received it."""
+
+    type: str
+    persistent: str | None = None
+
+    def to_json(self) -> JsonObject:
+        out: JsonObject = {"type": self.type}
+        if self.persistent is not None:
+            out["persistent"] = self.persistent
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +73,7 @@ class PlugRequest:
     iface_status: str = ACTIVE
     allow_dual_active: bool = False
     portgroup: str | None = None
+    teaming: TeamingRequest | None = None
 
     def digest(self) -> str:
         """Identity of the request's content, for idempotency and conflicts:
@@ -64,6 +86,10 @@ class PlugRequest:
             "allow_dual_active": self.allow_dual_active,
             "portgroup": self.portgroup,
         }
+        if self.teaming is not None:
+            # Only when given, so that the digests recorded before teaming
+            # existed still match the same request again.
+            content["teaming"] = self.teaming.to_json()
         canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -107,7 +133,43 @@ def admit(request: PlugRequest, plugins: Mapping[str, plugin_base.PluginBase]) -
         instance=loading.load_instance(request.instance),
     )
     _check_address(admitted.vif)
+    check_teaming(request.teaming, admitted.vif)
     return admitted
+
+
+def check_teaming(teaming: TeamingRequest | None, vif: vifs.VIFBase) -> None:
+    """The shape of a teaming role, as libvirt and QEMU's virtio failover have
+    it: the transient member is the hostdev, the persistent one the virtio
+    NIC, and a transient member names its persistent member by VIF id."""
+    if teaming is None:
+        return
+    loading.check_writable(teaming.persistent, "teaming.persistent")
+    roles = tuple(t.value for t in Teaming)
+    if teaming.type not in roles:
+        raise exceptions.InvalidRequest(
+            reason=f"teaming type must be {' or '.join(roles)}, not {teaming.type!r}"
+        )
+    obj_name = vif.obj_name()
+    if teaming.type == Teaming.PERSISTENT:
+        if teaming.persistent is not None:
+            raise exceptions.InvalidRequest(
+                reason="a persistent teaming member names no persistent member"
+            )
+        if obj_name == TRANSIENT_OBJECT:
+            raise exceptions.InvalidRequest(
+                reason=f"a {obj_name} can only be the transient member of a pair"
+            )
+        return
+    if not teaming.persistent:
+        raise exceptions.InvalidRequest(
+            reason="a transient teaming member must name its persistent member's VIF id"
+        )
+    if teaming.persistent == str(vif.id):
+        raise exceptions.InvalidRequest(reason=f"VIF {vif.id} cannot be its own persistent member")
+    if obj_name != TRANSIENT_OBJECT:
+        raise exceptions.InvalidRequest(
+            reason=f"the transient member of a pair is a {TRANSIENT_OBJECT}, not a {obj_name}"
+        )
 
 
 def reload(record_request: JsonObject, plugin: plugin_base.PluginBase) -> Admitted:

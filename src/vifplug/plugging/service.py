@@ -16,6 +16,13 @@ Operations on one VIF are serialized by a striped lock; operations on
 different VIFs run concurrently from the API's worker threads, which is what
 lets the OVSDB layer coalesce them into shared transactions.  Every operation
 passes the ``Gate``, which reconciliation holds alone.
+
+A failover pair's transient member is plugged holding its own lock and its
+persistent member's, taken in stripe order (so two operations that need the
+same two locks never wait on each other crosswise); the persistent member's
+unplug holds its own.  So the transient member's plug and the persistent
+member's unplug never overlap, and the store, which checks the pair and
+records it on both rows in one transaction, sees one of them first.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from vifplug.plugging import placement as placement_mod
 from vifplug.plugging.admission import PlugRequest as PlugRequest
 from vifplug.plugging.networks import NetworkDef
 from vifplug.plugins import base as plugin_base
-from vifplug.records import Allocation, JsonObject, LeftAlone, Lifecycle, VifRecord
+from vifplug.records import Allocation, JsonObject, LeftAlone, Lifecycle, Teaming, VifRecord
 from vifplug.state import store as state_store
 
 LOG = logging.getLogger(__name__)
@@ -88,7 +95,8 @@ class Service:
         plugged and listed."""
         admitted = admission.admit(request, self.plugins)  # 1
         plan = self._plan(admitted, request.portgroup)  # 2
-        with self._operation(admitted.vif_id):  # 3
+        peer = request.teaming.persistent if request.teaming else None
+        with self._operation(admitted.vif_id, peer):  # 3
             record, created = self._plug_locked(request, admitted, plan)
         self._wait(record, request)  # 4
         return PlugResult(record=self.store.get(record.vif_id) or record, created=created)
@@ -138,6 +146,10 @@ class Service:
     ) -> VifRecord:
         """Record the intent; a pool network's device is chosen with it."""
         now = time.time()
+        teaming = request.teaming
+        stored: JsonObject = {"vif": request.vif, "instance": request.instance}
+        if teaming is not None:
+            stored["teaming"] = teaming.to_json()
         record = VifRecord(
             vif_id=admitted.vif_id,
             plugin=admitted.plugin.NAME,
@@ -145,12 +157,14 @@ class Service:
             obj_version=str(request.vif.get("versioned_object.version", admitted.vif.VERSION)),
             instance_uuid=str(admitted.instance.uuid),
             instance_name=str(admitted.instance.name),
-            request={"vif": request.vif, "instance": request.instance},
+            request=stored,
             request_digest=digest,
             lifecycle=Lifecycle.PLUGGING,
             iface_id=(plan.virtualport or {}).get("interface_id"),
             mac=plugin_base.address(admitted.vif),
             allocation=plan,
+            teaming_type=Teaming(teaming.type) if teaming else None,
+            teaming_peer=teaming.persistent if teaming else None,
             created_at=now,
             updated_at=now,
         )
@@ -200,9 +214,14 @@ class Service:
         return self.get(vif_id)
 
     @contextlib.contextmanager
-    def _operation(self, vif_id: str) -> Iterator[None]:
-        """Past the gate (not while reconciling), then this VIF's lock."""
-        with self.gate.operation(), self._stripes[hash(vif_id) % _STRIPES]:
+    def _operation(self, vif_id: str, peer: str | None = None) -> Iterator[None]:
+        """Past the gate (not while reconciling), then this VIF's lock (and
+        its teaming peer's), in stripe order."""
+        stripes = sorted({hash(v) % _STRIPES for v in (vif_id, peer) if v is not None})
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(self.gate.operation())
+            for index in stripes:
+                stack.enter_context(self._stripes[index])
             yield
 
     # -- networks --------------------------------------------------------------------

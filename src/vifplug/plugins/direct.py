@@ -50,7 +50,7 @@ class DirectPlugin(base.PluginBase):
             raise exceptions.InvalidRequest(
                 reason=f"VIFDirect {vif.id} names no dev_address and no configured network"
             )
-        parent = netdev.name_for_pci(str(vif.dev_address))
+        parent = netdev.name_for_pci(str(vif.dev_address), sysfs=self.ctx.netdev.sysfs_root)
         if parent is None:
             raise exceptions.PhysicalDeviceNotFound(device=str(vif.dev_address), vif_id=vif.id)
         mode = str(vif.mode) if vif.obj_attr_is_set("mode") else "vepa"

@@ -15,13 +15,18 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from vifplug.records import Allocation, Lifecycle, VifRecord
+from vifplug.records import Allocation, Lifecycle, Teaming, VifRecord
 
 #: The allocation JSON format this code writes.
-ALLOCATION_FORMAT = 1
+#: 2 added the VF fields of the ``hostdev`` plugin (``vf_index``, ``vlan``,
+#: ``previous_mac``, ``previous_vlan``): a daemon that does not know them must
+#: refuse the record rather than unplug without restoring the VF.
+ALLOCATION_FORMAT = 2
 
 #: ``_ALLOCATION_UPGRADES[n]`` turns format ``n`` into ``n + 1``; applied in order on read.
-_ALLOCATION_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+_ALLOCATION_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    1: lambda data: data,  # the new fields default to None
+}
 
 COLUMNS: tuple[str, ...] = (
     "vif_id",
@@ -34,6 +39,7 @@ COLUMNS: tuple[str, ...] = (
     "iface_id",
     "iface_status",
     "mac",
+    "teaming_type",
     "teaming_peer",
     "request_json",
     "request_digest",
@@ -112,6 +118,7 @@ def insert_params(record: VifRecord) -> tuple[Any, ...]:
         record.iface_id,
         record.iface_status,
         record.mac,
+        record.teaming_type.value if record.teaming_type else None,
         record.teaming_peer,
         dumps(record.request),
         record.request_digest,
@@ -133,6 +140,7 @@ def update_params(record: VifRecord) -> tuple[Any, ...]:
         record.iface_id,
         record.iface_status,
         record.mac,
+        record.teaming_type.value if record.teaming_type else None,
         record.teaming_peer,
         encode_allocation(record.allocation),
         record.updated_at,
@@ -163,6 +171,7 @@ def record_from_row(row: sqlite3.Row | tuple[Any, ...]) -> VifRecord:
         iface_status=values["iface_status"],
         mac=values["mac"],
         allocation=decode_allocation(values["allocation_json"]),
+        teaming_type=Teaming(values["teaming_type"]) if values["teaming_type"] else None,
         teaming_peer=values["teaming_peer"],
         created_at=float(values["created_at"]),
         updated_at=float(values["updated_at"]),

@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 from vifplug import exceptions
-from vifplug.records import Allocation, Lifecycle, VifRecord, needs_device_alone
+from vifplug.records import Allocation, Lifecycle, Teaming, VifRecord, needs_device_alone
 from vifplug.state import codec, migrations
 
 LOG = logging.getLogger(__name__)
@@ -380,7 +380,7 @@ class Store:
             )
             _check_pool(ix, new)
             _check_names(ix, new)
-            return [_Put(new, new=True)], None
+            return [_Put(new, new=True), *_pair(ix, new, now)], None
 
         self._submit(plan)
 
@@ -416,13 +416,17 @@ class Store:
 
         From any lifecycle (a failed plug is cleaned up this way too);
         idempotent.  The VIF keeps its pool device until ``finish_unplug``.
-        Raises ``VIFNotFound``.
+        Raises ``VIFNotFound``, and ``TeamingMemberPlugged`` for the
+        persistent member of a pair whose transient member is recorded.
         """
 
         def plan(ix: _Index, now: float) -> tuple[list[_Change], VifRecord]:
             old = _require(ix, vif_id)
             if old.lifecycle is Lifecycle.UNPLUGGING:
                 return [], old
+            transient = _transient_of(ix, old)
+            if transient is not None:
+                raise exceptions.TeamingMemberPlugged(vif_id=vif_id, peer_id=transient.vif_id)
             new = old.with_changes(lifecycle=Lifecycle.UNPLUGGING, updated_at=now)
             return [_Put(new, new=False)], new
 
@@ -441,7 +445,7 @@ class Store:
                 raise exceptions.VIFLifecycleError(
                     vif_id=vif_id, lifecycle=old.lifecycle.value, operation="finish an unplug"
                 )
-            return [_Delete(vif_id)], None
+            return [_Delete(vif_id), *_unpair(ix, old, now)], None
 
         self._submit(plan)
 
@@ -643,6 +647,61 @@ def _require(ix: _Index, vif_id: str) -> VifRecord:
     if record is None:
         raise exceptions.VIFNotFound(vif_id=vif_id)
     return record
+
+
+def _pair(ix: _Index, record: VifRecord, now: float) -> list[_Change]:
+    """A transient member joins its persistent member's pair, or is refused.
+
+    Checked here, in the writer, because this is where changes are
+    serialized: the pair is checked and both rows are written in one
+    transaction, so a transient member is never recorded beside a persistent
+    member that is going away, nor two beside one."""
+    if record.teaming_type is not Teaming.TRANSIENT or record.teaming_peer is None:
+        return []
+    peer_id = record.teaming_peer
+    peer = ix.vifs.get(peer_id)
+    if peer is None or peer.lifecycle is not Lifecycle.PLUGGED:
+        state = "not plugged on this host" if peer is None else f"{peer.lifecycle.value}"
+        raise exceptions.TeamingPeerNotPlugged(vif_id=record.vif_id, peer_id=peer_id, state=state)
+    if peer.teaming_type is not Teaming.PERSISTENT:
+        role = "transient" if peer.teaming_type else "no"
+        raise exceptions.TeamingMismatch(
+            vif_id=record.vif_id,
+            peer_id=peer_id,
+            reason=f"it was plugged with {role} teaming, not as a persistent member",
+        )
+    other = _transient_of(ix, peer)
+    if other is not None and other.vif_id != record.vif_id:
+        raise exceptions.TeamingPeerTaken(
+            vif_id=record.vif_id, peer_id=peer_id, other_id=other.vif_id
+        )
+    if (peer.mac or "").lower() != (record.mac or "").lower():
+        raise exceptions.TeamingMismatch(
+            vif_id=record.vif_id,
+            peer_id=peer_id,
+            reason=f"its MAC is {record.mac}, the persistent member's is {peer.mac}",
+        )
+    return [_Put(peer.with_changes(teaming_peer=record.vif_id, updated_at=now), new=False)]
+
+
+def _transient_of(ix: _Index, record: VifRecord) -> VifRecord | None:
+    """The recorded transient member of persistent member ``record``, if any."""
+    if record.teaming_type is not Teaming.PERSISTENT or record.teaming_peer is None:
+        return None
+    peer = ix.vifs.get(record.teaming_peer)
+    if peer is None or peer.teaming_peer != record.vif_id:
+        return None
+    return peer
+
+
+def _unpair(ix: _Index, record: VifRecord, now: float) -> list[_Change]:
+    """A transient member that goes leaves its persistent member unpaired."""
+    if record.teaming_type is not Teaming.TRANSIENT or record.teaming_peer is None:
+        return []
+    peer = ix.vifs.get(record.teaming_peer)
+    if peer is None or peer.teaming_peer != record.vif_id:
+        return []
+    return [_Put(peer.with_changes(teaming_peer=None, updated_at=now), new=False)]
 
 
 def _check_pool(ix: _Index, record: VifRecord) -> None:

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from vifplug import exceptions
 from vifplug.api import errors, models
 from vifplug.api.dependencies import RuntimeDep, ServiceDep, unique_keys
+from vifplug.plugging.admission import TeamingRequest
 from vifplug.plugging.service import PlugRequest, Service
 from vifplug.records import JsonObject, LeftAlone, VifRecord
 
@@ -54,7 +55,10 @@ def _plugin_label(service: Service, vif: JsonObject) -> str:
     responses={
         **errors.REQUEST_ERRORS,
         200: {"model": models.Vif, "description": "the same request again: nothing changed"},
-        409: errors.documented("the VIF id is plugged with other content"),
+        409: errors.documented(
+            "the VIF id is plugged with other content, or a transient teaming member's "
+            "persistent member is not plugged here or already has a transient member"
+        ),
         504: errors.documented(
             "the wait condition did not happen in time; the VIF stays plugged and listed"
         ),
@@ -89,6 +93,11 @@ async def plug(
         iface_status=body.iface_status,
         allow_dual_active=body.allow_dual_active,
         portgroup=body.portgroup,
+        teaming=(
+            TeamingRequest(type=body.teaming.type, persistent=body.teaming.persistent)
+            if body.teaming is not None
+            else None
+        ),
     )
     started = time.monotonic()
     plugin = _plugin_label(service, body.vif)
@@ -154,6 +163,10 @@ def left_alone_header(left: tuple[LeftAlone, ...]) -> str:
     status_code=204,
     responses={
         **_NOT_FOUND,
+        409: errors.documented(
+            "the VIF is the persistent member of a failover pair whose transient member "
+            "is still plugged (teaming_member_plugged): unplug that one first"
+        ),
         204: {
             "description": "unplugged",
             "headers": {
