@@ -301,8 +301,16 @@ def format_fields(pairs: Iterable[tuple[str, Any]]) -> str:
 
 
 def _when(value: Any) -> Any:
-    """An epoch timestamp as local ISO time (0 means "not recorded"); anything
-    else unchanged."""
+    """A time of the API (RFC 3339; an older daemon sent epoch numbers, 0
+    meaning "not recorded") as local ISO time; anything else unchanged."""
+    if isinstance(value, str):
+        try:
+            moment = datetime.datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.UTC)
+        return moment.astimezone().isoformat(timespec="seconds")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if value <= 0:
             return None
@@ -430,6 +438,7 @@ VIF_COLUMN_KEYS: tuple[tuple[str, ...], ...] = (
     ("ofport",),
     ("iface_status", "status"),
     ("lifecycle", "state"),
+    ("teaming_type", "teaming_peer", "teaming"),
 )
 
 

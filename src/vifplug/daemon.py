@@ -80,7 +80,7 @@ warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 import sdnotify  # noqa: E402
 from oslo_config import cfg  # noqa: E402
 
-from vifplug import __version__, conf, exceptions  # noqa: E402
+from vifplug import __version__, conf, exceptions, records  # noqa: E402
 from vifplug.api import app as api_app  # noqa: E402
 from vifplug.api import metrics as api_metrics  # noqa: E402
 from vifplug.api import server  # noqa: E402
@@ -257,23 +257,9 @@ class Daemon:
     def _runtime(self, eng: engine.Engine) -> api_app.Runtime:
         api = self.settings.api
         self.executor = ThreadPoolExecutor(max_workers=api.workers, thread_name_prefix="api-worker")
-        assert eng.service is not None
-        service = eng.service
-        ovsdb = eng.ovsdb
-        assert ovsdb is not None
         reconciler = eng.reconciler
         assert reconciler is not None
-
-        def leak_guard() -> tuple[bool, int, int]:
-            guard = reconciler.guard
-            return guard.held, guard.ports, guard.links
-
-        self.metrics.watch_state(
-            service.list,
-            lambda: ovsdb.connected,
-            lambda: (ovsdb.transactions, ovsdb.ops_committed),
-            leak_guard,
-        )
+        self.metrics.watch_engine(eng, ready=lambda: self.readiness()[0])
         return api_app.Runtime(
             executor=self.executor,
             metrics=self.metrics,
@@ -380,7 +366,7 @@ class Daemon:
         details["leak_guard"] = {
             "held": bool(guard is not None and guard.held),
             "reason": guard.reason if guard is not None else None,
-            "since": guard.since if guard is not None else None,
+            "since": records.rfc3339(guard.since) if guard is not None else None,
             "ports": guard.ports if guard is not None else 0,
             "devices": guard.links if guard is not None else 0,
         }

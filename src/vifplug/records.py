@@ -10,6 +10,7 @@ schema version, so a newer daemon can read what an older one wrote.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import enum
 from collections.abc import Mapping
 from typing import Any
@@ -163,3 +164,12 @@ class LeftAlone:
     kind: str  # "device" or "port"
     name: str
     reason: str  # one phrase: "not made by vifplug (link group 0, not 1234)"
+
+
+def rfc3339(timestamp: float | None) -> str | None:
+    """A Unix time as the API shows times: RFC 3339 in UTC with ``Z``, as
+    pydantic writes an aware datetime; 0 or None (not recorded) is None."""
+    if not timestamp:
+        return None
+    moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
+    return moment.isoformat().replace("+00:00", "Z")

@@ -7,6 +7,7 @@ the kernel (``ip link``), not only in the HTTP answer.
 from __future__ import annotations
 
 import concurrent.futures
+import datetime
 import json
 import os
 import re
@@ -374,9 +375,9 @@ def test_metrics_expose_latencies_vifs_transactions_and_errors(vifplugd: Daemon)
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain")
     text = r.text
-    assert 'vifplug_plug_duration_seconds_count{outcome="created",plugin="ovs"} 2.0' in text
-    assert 'vifplug_unplug_duration_seconds_count{outcome="removed"} 1.0' in text
-    assert 'vifplug_vifs{lifecycle="plugged",plugin="ovs",status="active"} 1.0' in text
+    assert 'vifplug_plug_duration_seconds_count{plugin="ovs",result="created"} 2.0' in text
+    assert 'vifplug_unplug_duration_seconds_count{plugin="ovs",result="removed"} 1.0' in text
+    assert 'vifplug_vifs{iface_status="active",lifecycle="plugged",plugin="ovs"} 1.0' in text
     assert "vifplug_ovsdb_transactions_total" in text
     assert "vifplug_ovsdb_transaction_operations_bucket" in text
     assert 'vifplug_errors_total{code="vif_not_found"} 1.0' in text
@@ -396,6 +397,26 @@ def test_openapi_document_is_served(vifplugd: Daemon) -> None:
         "/readyz",
         "/metrics",
     } <= set(doc["paths"])
+
+
+def test_times_are_rfc_3339_utc(vifplugd: Daemon) -> None:
+    """created_at/updated_at are RFC 3339 strings in UTC (the state keeps floats)."""
+    vif = prim.vif_ovs(bridge=vifplugd.bridge)
+    before = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
+    with vifplugd.client() as c:
+        plugged = c.post("/v1/vifs", json=prim.body(vif)).json()
+        listed = c.get("/v1/vifs").json()["vifs"]
+        assert c.delete(f"/v1/vifs/{prim.data(vif)['id']}").status_code == 204
+    after = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=1)
+    for field in ("created_at", "updated_at"):
+        text = plugged[field]
+        assert isinstance(text, str) and text.endswith("Z"), text
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", text), text
+        assert before <= datetime.datetime.fromisoformat(text) <= after
+    assert plugged["created_at"] <= plugged["updated_at"]
+    assert [v["created_at"] for v in listed if v["vif_id"] == plugged["vif_id"]] == [
+        plugged["created_at"]
+    ]
 
 
 def test_vhostuser_vif_plugs_through_noop(vifplugd: Daemon) -> None:

@@ -216,7 +216,7 @@ def test_networks_and_metrics(service: FakeService) -> None:
     assert c.get("/v1/networks").json() == {"networks": [{"name": "physnet1"}]}
     c.post("/v1/vifs", json=body())
     text = c.get("/metrics").text
-    assert 'vifplug_plug_duration_seconds_count{outcome="created",plugin="ovs"} 1.0' in text
+    assert 'vifplug_plug_duration_seconds_count{plugin="ovs",result="created"} 1.0' in text
 
 
 def test_readiness_reports_why(service: FakeService) -> None:
@@ -257,8 +257,8 @@ def test_plug_metric_names_only_installed_plugins(service: FakeService) -> None:
         vif = {"versioned_object.data": {"id": "v1", "plugin": plugin}}
         assert c.post("/v1/vifs", json={"vif": vif, "instance": {}}).status_code == 504
     text = c.get("/metrics").text
-    assert 'vifplug_plug_duration_seconds_count{outcome="plug_timeout",plugin="ovs"} 1.0' in text
-    assert 'outcome="plug_timeout",plugin="unknown"} 1.0' in text
+    assert 'vifplug_plug_duration_seconds_count{plugin="ovs",result="plug_timeout"} 1.0' in text
+    assert 'plugin="unknown",result="plug_timeout"} 1.0' in text
     assert "made-up" not in text
 
 

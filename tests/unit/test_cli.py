@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime
 import http.server
 import json
 import os
@@ -125,8 +126,8 @@ def _vif(
         "portgroup": None,
         "teaming_type": None,
         "teaming_peer": None,
-        "created_at": 1700000000.0,
-        "updated_at": 1700000001.0,
+        "created_at": "2023-11-14T22:13:20Z",
+        "updated_at": "2023-11-14T22:13:21.5Z",
     }
 
 
@@ -848,6 +849,7 @@ def test_value_format_prints_the_chosen_cells_without_header(
         "7",
         "active",
         "plugged",
+        "-",  # TEAMING: not a member of a failover pair
     ]
 
 
@@ -971,3 +973,17 @@ def test_the_cli_loads_no_server_dependencies() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_times_print_as_local_iso_8601_whether_rfc_3339_or_epoch() -> None:
+    """The API answers RFC 3339 UTC; an older daemon answered epoch floats."""
+    expected = (
+        datetime.datetime.fromtimestamp(1700000000, tz=datetime.UTC)
+        .astimezone()
+        .isoformat(timespec="seconds")
+    )
+    assert cli._when("2023-11-14T22:13:20Z") == expected
+    assert cli._when("2023-11-14T22:13:20.25+00:00") == expected
+    assert cli._when(1700000000.0) == expected
+    assert cli._when(0) is None
+    assert cli._when(None) is None

@@ -82,9 +82,27 @@ def create_app(
     return app
 
 
+#: The name of the bearer scheme in the document's ``securitySchemes``.
+BEARER_SCHEME = "bearerToken"
+
+
+def _envelope(description: str) -> JsonObject:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}},
+    }
+
+
 def _openapi(app: FastAPI) -> JsonObject:
-    """FastAPI's document, with its 422 "validation error" answers replaced by
-    what this API really answers: 400 with the error envelope."""
+    """FastAPI's document, with what it cannot know added.
+
+    Its 422 "validation error" answers become what this API really answers,
+    400 with the error envelope.  The bearer token of the TCP listener is a
+    ``securitySchemes`` entry, and every operation accepts no credentials
+    (the unix socket) or the token (TCP); the 401 that ``middleware.Guard``
+    answers on TCP is documented on every operation, since the guard runs
+    before routing.
+    """
     if app.openapi_schema is not None:
         return app.openapi_schema
     doc = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
@@ -92,17 +110,22 @@ def _openapi(app: FastAPI) -> JsonObject:
         for operation in path.values():
             answers = operation.get("responses", {})
             if answers.pop("422", None) is not None and "400" not in answers:
-                answers["400"] = {
-                    "description": "the request is invalid (code says how)",
-                    "content": {
-                        "application/json": {
-                            "schema": {"$ref": "#/components/schemas/ErrorEnvelope"}
-                        }
-                    },
-                }
-    schemas = doc.get("components", {}).get("schemas", {})
+                answers["400"] = _envelope("the request is invalid (code says how)")
+            answers.setdefault("401", _envelope(errors.UNAUTHORIZED))
+            operation["responses"] = dict(sorted(answers.items()))
+    components = doc.setdefault("components", {})
+    schemas = components.get("schemas", {})
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
+    components["securitySchemes"] = {
+        BEARER_SCHEME: {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "the TCP listener's token ([api] token_file); the unix "
+            "socket needs none (its file mode and group are the access control)",
+        }
+    }
+    doc["security"] = [{}, {BEARER_SCHEME: []}]
     app.openapi_schema = doc
     return doc
 

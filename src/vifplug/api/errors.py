@@ -106,6 +106,30 @@ def documented(description: str) -> JsonObject:
     return {"model": models.ErrorEnvelope, "description": description}
 
 
+#: The server-side failures any route that reaches the service may answer.
+SERVER_ERRORS: dict[int | str, JsonObject] = {
+    500: documented(
+        "the host failed to do it (internal_error, netdev_error, state_write_failed); "
+        "the error code and details say what"
+    ),
+    503: documented(
+        "the daemon cannot serve now: not ready, OVSDB unavailable, shutting down, "
+        "or the state database unusable; retry later"
+    ),
+}
+
+#: The failures of routes that write to OVSDB.
+OVSDB_ERRORS: dict[int | str, JsonObject] = {
+    502: documented(
+        "OVSDB or ovs-vswitchd refused or failed the change (ovsdb_transaction_failed, "
+        "interface_error)"
+    ),
+    504: documented("OVSDB did not answer in time (ovsdb_timeout)"),
+}
+
+#: The answer of every route on the TCP listener without the right token.
+UNAUTHORIZED = "TCP listener only: the Authorization header does not carry the bearer token"
+
 #: The error answers of every route that takes a query or a body (FastAPI's
 #: own 422 is rewritten to the same 400 by ``app``'s OpenAPI post-processing).
 REQUEST_ERRORS: dict[int | str, JsonObject] = {

@@ -11,10 +11,13 @@ silently ignored.
 
 from __future__ import annotations
 
-from typing import Literal
+import datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema
 
+from vifplug.objects import base as obj_base
+from vifplug.objects import instance_info, vif
 from vifplug.records import JsonObject, VifRecord
 
 IfaceStatus = Literal["active", "inactive"]
@@ -56,14 +59,51 @@ class TeamingBody(_Strict):
     )
 
 
+def _primitive_schema(kind: type[obj_base.VersionedObject]) -> JsonObject:
+    """The JSON schema of an os_vif primitive of ``kind`` as admission checks
+    it (``objects.loading.primitive_identity``): the four keys required, the
+    namespace, a known name of that kind, a version X.Y.  Only the document
+    uses it: admission still checks, with one sentence on what is wrong."""
+    names = sorted(
+        name
+        for name, cls in obj_base.classes().items()
+        if issubclass(cls, kind) and (cls is not vif.VIFBase)
+    )
+    return {
+        "type": "object",
+        "required": [
+            obj_base.KEY_NAME,
+            obj_base.KEY_NAMESPACE,
+            obj_base.KEY_VERSION,
+            obj_base.KEY_DATA,
+        ],
+        "properties": {
+            obj_base.KEY_NAME: {"type": "string", "enum": names},
+            obj_base.KEY_NAMESPACE: {"type": "string", "enum": [obj_base.NAMESPACE]},
+            obj_base.KEY_VERSION: {
+                "type": "string",
+                "pattern": f"^{obj_base.VERSION_PATTERN}$",
+            },
+            obj_base.KEY_DATA: {"type": "object"},
+            obj_base.KEY_CHANGES: {"type": "array", "items": {"type": "string"}},
+        },
+    }
+
+
+VifPrimitive = Annotated[JsonObject, WithJsonSchema(_primitive_schema(vif.VIFBase))]
+InstancePrimitive = Annotated[
+    JsonObject, WithJsonSchema(_primitive_schema(instance_info.InstanceInfo))
+]
+
+
 class PlugBody(_Strict):
     """The body of ``POST /v1/vifs``."""
 
-    vif: JsonObject = Field(
+    vif: VifPrimitive = Field(
         description="an os_vif VIF primitive (VIFOpenVSwitch, VIFBridge, VIFDirect, "
         "VIFHostDevice, VIFVHostUser) as os-vif's obj_to_primitive() makes it"
     )
-    instance: JsonObject = Field(description="an os_vif InstanceInfo primitive")
+    instance: InstancePrimitive = Field(description="an os_vif InstanceInfo primitive")
     iface_status: IfaceStatus = Field(
         default="active",
         description="iface-status to give the interface; activating it makes the other "
@@ -95,6 +135,15 @@ class StatusBody(_Strict):
 
 
 # --- responses ---------------------------------------------------------------------
+
+
+def utc(timestamp: float | None) -> datetime.datetime | None:
+    """A stored Unix time as the API shows it: an aware UTC datetime, which
+    pydantic writes as RFC 3339 (``2025-01-02T03:04:05.123456Z``); the state
+    keeps its floats.  0 (or None) is "not recorded"."""
+    if not timestamp:
+        return None
+    return datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
 
 
 class InstanceRef(BaseModel):
@@ -135,8 +184,12 @@ class Vif(BaseModel):
         description="the other member's VIF id: on a transient member its persistent "
         "member, on a persistent member its transient member while one is plugged"
     )
-    created_at: float
-    updated_at: float
+    created_at: datetime.datetime | None = Field(
+        description="when the VIF was first plugged (RFC 3339, UTC); null if not recorded"
+    )
+    updated_at: datetime.datetime | None = Field(
+        description="when its record last changed (RFC 3339, UTC); null if not recorded"
+    )
 
     @classmethod
     def from_record(cls, record: VifRecord, *, ofport: int | None) -> Vif:
@@ -160,8 +213,8 @@ class Vif(BaseModel):
             portgroup=alloc.portgroup if alloc else None,
             teaming_type=record.teaming_type.value if record.teaming_type else None,
             teaming_peer=record.teaming_peer,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
+            created_at=utc(record.created_at),
+            updated_at=utc(record.updated_at),
         )
 
 
@@ -192,7 +245,7 @@ class LeakGuard(BaseModel):
 
     held: bool = Field(description="true: no reconciliation removes anything until a purge")
     reason: str | None = Field(description="why the guard holds")
-    since: float | None = Field(description="when it started to hold (Unix time)")
+    since: datetime.datetime | None = Field(description="when it started to hold (RFC 3339, UTC)")
 
 
 class LeakedPort(BaseModel):

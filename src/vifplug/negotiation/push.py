@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 import tenacity
 
-from vifplug import conf, exceptions
+from vifplug import conf, exceptions, records
 from vifplug.negotiation import hostinfo, refusal
 from vifplug.objects import base as obj_base
 from vifplug.objects import host_info as hi
@@ -294,7 +294,7 @@ class Pusher:
             last_error=None,
             pushed_version=version,
             pushed_manifest=manifest,
-            pushed_at=time.time(),
+            pushed_at=records.rfc3339(time.time()),
         )
         self._result("pushed")
         LOG.info(

@@ -40,6 +40,8 @@ KEY_DATA = "versioned_object.data"
 KEY_CHANGES = "versioned_object.changes"
 
 _VERSION_RE = re.compile(r"(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})")
+#: What ``is_version`` accepts, as a regular expression (the OpenAPI document's pattern).
+VERSION_PATTERN = _VERSION_RE.pattern
 
 
 def version_tuple(version: str) -> tuple[int, int]:

@@ -256,6 +256,16 @@ class Connection:
         """Incremented each time the replica was reloaded after a reconnect."""
         return self.replica.generation
 
+    @property
+    def reconnects(self) -> int:
+        """How many times the connection came back after a loss (the first
+        connection is not one)."""
+        return max(0, self.replica.generation - 1)
+
+    def vswitchd_lag(self) -> tuple[int, float] | None:
+        """See ``Replica.vswitchd_lag``; a snapshot, never asks the server."""
+        return self.replica.vswitchd_lag()
+
     def add_resync_callback(self, callback: ResyncCallback) -> None:
         """Call ``callback()`` each time the connection came back from a loss
         and the replica was reloaded.  It runs in the notify thread."""

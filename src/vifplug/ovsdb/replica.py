@@ -29,6 +29,7 @@ import functools
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable
 
@@ -225,6 +226,11 @@ class Replica:
     def __init__(self) -> None:
         self.index = Index()
         self.generation = 0
+        #: (next_cfg, cur_cfg) of the Open_vSwitch row, as last reported.
+        self.cfg: tuple[int, int] | None = None
+        #: When (``time.monotonic()``) ovs-vswitchd was last seen caught up
+        #: (``cur_cfg >= next_cfg``); None until the row was seen.
+        self.cfg_caught_up: float | None = None
         self._lock = threading.Lock()  # guards _ifaces, _waiters, index.iface_ids
         self._ifaces: dict[str, views.InterfaceView] = {}
         self._waiters: dict[str, list[_Waiter]] = collections.defaultdict(list)
@@ -372,10 +378,32 @@ class Replica:
         table = row._table.name
         if table == "Interface":
             self._on_interface(event, row)
+        elif table == "Open_vSwitch":
+            self._on_host(event, row)
         elif table in ("Port", "Bridge"):
             self.index.on_named(table, event, row)
         if table == "Bridge":
             self.index.on_bridge_ports(event, row)
+
+    def _on_host(self, event: str, row: Row) -> None:
+        """Follow ovs-vswitchd's progress (``next_cfg`` - ``cur_cfg``) for the
+        metrics: a stuck ovs-vswitchd accepts every write and applies none."""
+        if event == ovs.db.idl.ROW_DELETE:
+            return
+        next_cfg, cur_cfg = int(row.next_cfg), int(row.cur_cfg)
+        self.cfg = (next_cfg, cur_cfg)
+        if cur_cfg >= next_cfg or self.cfg_caught_up is None:
+            self.cfg_caught_up = time.monotonic()
+
+    def vswitchd_lag(self) -> tuple[int, float] | None:
+        """(configurations ovs-vswitchd has not applied yet, seconds since it
+        last had applied every one: 0 while caught up), or None before the
+        Open_vSwitch row was seen."""
+        cfg, since = self.cfg, self.cfg_caught_up
+        if cfg is None or since is None:
+            return None
+        behind = max(0, cfg[0] - cfg[1])
+        return behind, (time.monotonic() - since) if behind else 0.0
 
     def _on_interface(self, event: str, row: Row) -> None:
         self.index.on_named("Interface", event, row)
@@ -418,6 +446,8 @@ class Replica:
         for row in tables["Bridge"].rows.values():
             self.index.on_bridge_ports(ovs.db.idl.ROW_CREATE, row)
         fresh: dict[str, views.InterfaceView] = {}
+        for row in tables["Open_vSwitch"].rows.values():
+            self._on_host(ovs.db.idl.ROW_CREATE, row)
         for row in tables["Interface"].rows.values():
             self.index.on_named("Interface", ovs.db.idl.ROW_CREATE, row)
             view = interface_view(row)

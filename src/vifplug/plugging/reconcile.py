@@ -126,6 +126,44 @@ class Report:
         return text
 
 
+@dataclasses.dataclass
+class Totals:
+    """What every run since start did, summed: read at scrape time by the
+    metrics collector, so that the hot path pushes nothing anywhere.
+
+    ``vifs`` counts VIFs by ``Action`` value; ``leaks_removed`` and
+    ``leaks_kept`` count ports (``port``) and devices (``device``) removed,
+    or kept by the leak guard (a run that keeps the same port as the one
+    before counts it again: the guard refused to remove it again).
+    """
+
+    runs: int = 0
+    seconds: float = 0.0
+    last_seconds: float | None = None
+    last_finished: float | None = None  # Unix time
+    errors: int = 0
+    vifs: dict[str, int] = dataclasses.field(
+        default_factory=lambda: {action.value: 0 for action in Action}
+    )
+    leaks_removed: dict[str, int] = dataclasses.field(
+        default_factory=lambda: {"port": 0, "device": 0}
+    )
+    leaks_kept: dict[str, int] = dataclasses.field(default_factory=lambda: {"port": 0, "device": 0})
+
+    def add(self, report: Report, seconds: float) -> None:
+        self.runs += 1
+        self.seconds += seconds
+        self.last_seconds = seconds
+        self.last_finished = time.time()
+        self.errors += len(report.errors)
+        for action in Action:
+            self.vifs[action.value] += len(getattr(report, action.value))
+        self.leaks_removed["port"] += len(report.leaked_ports)
+        self.leaks_removed["device"] += len(report.leaked_links)
+        self.leaks_kept["port"] += len(report.held_ports)
+        self.leaks_kept["device"] += len(report.held_links)
+
+
 class Reconciler:
     """Runs reconciliation; one run at a time, while plugs are held off."""
 
@@ -147,6 +185,7 @@ class Reconciler:
         self.runs = 0
         self.last: Report | None = None
         self.running = False
+        self.totals = Totals()
         self._held: tuple[str, float] | None = _load_guard(store.meta_get(META_LEAK_GUARD))
 
     def run(
@@ -161,10 +200,12 @@ class Reconciler:
         """
         with self._lock, self.gate.exclusive():
             self.running = True
+            started = time.monotonic()
             try:
                 report = self._run(suspect=suspect, rebooted=rebooted, purge=purge)
             finally:
                 self.running = False
+            self.totals.add(report, time.monotonic() - started)
         self.runs += 1
         self.last = report
         LOG.info("reconciliation: %s", report.summary())

@@ -21,8 +21,10 @@ router = APIRouter(tags=["negotiation"])
 
 @router.get(
     "/v1/host-info",
+    operation_id="getHostInfo",
     responses={
         **errors.REQUEST_ERRORS,
+        **errors.SERVER_ERRORS,
         406: errors.documented(
             "that version cannot be produced; details carry max_version and min_version"
         ),

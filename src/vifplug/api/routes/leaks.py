@@ -25,7 +25,8 @@ from vifplug.records import JsonObject
 router = APIRouter(tags=["leaks"])
 
 _UNAVAILABLE: dict[int | str, JsonObject] = {
-    503: errors.documented("the daemon has not reconciled its state yet")
+    **errors.SERVER_ERRORS,
+    503: errors.documented("the daemon has not reconciled its state yet, or cannot serve now"),
 }
 
 
@@ -37,10 +38,10 @@ def _reconciler(runtime: Runtime) -> reconcile.Reconciler:
 
 def _guard(reconciler: reconcile.Reconciler) -> models.LeakGuard:
     guard = reconciler.guard
-    return models.LeakGuard(held=guard.held, reason=guard.reason, since=guard.since)
+    return models.LeakGuard(held=guard.held, reason=guard.reason, since=models.utc(guard.since))
 
 
-@router.get("/v1/leaks", responses=_UNAVAILABLE)
+@router.get("/v1/leaks", operation_id="listLeaks", responses=_UNAVAILABLE)
 async def list_leaks(runtime: RuntimeDep) -> models.Leaks:
     """What a purge would remove now; removes nothing."""
     reconciler = _reconciler(runtime)
@@ -56,7 +57,11 @@ async def list_leaks(runtime: RuntimeDep) -> models.Leaks:
     return await runtime.call(work)
 
 
-@router.post("/v1/leaks/purge", responses={**errors.REQUEST_ERRORS, **_UNAVAILABLE})
+@router.post(
+    "/v1/leaks/purge",
+    operation_id="purgeLeaks",
+    responses={**errors.REQUEST_ERRORS, **errors.OVSDB_ERRORS, **_UNAVAILABLE},
+)
 async def purge_leaks(
     runtime: RuntimeDep, body: models.PurgeBody | None = None
 ) -> models.PurgeResult:

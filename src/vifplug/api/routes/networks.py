@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from vifplug.api import models
+from vifplug.api import errors, models
 from vifplug.api.dependencies import RuntimeDep, ServiceDep
 
 router = APIRouter(tags=["networks"])
 
 
-@router.get("/v1/networks")
+@router.get("/v1/networks", operation_id="listNetworks", responses=errors.SERVER_ERRORS)
 async def networks(service: ServiceDep, runtime: RuntimeDep) -> models.NetworkList:
     """The configured networks, their device pools and which VIF holds which."""
 

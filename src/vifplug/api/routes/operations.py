@@ -19,7 +19,7 @@ from vifplug.api.dependencies import RuntimeDep
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", operation_id="getHealth")
 async def healthz() -> models.Health:
     """Liveness: the event loop answers."""
     return models.Health(status="ok")
@@ -27,6 +27,7 @@ async def healthz() -> models.Health:
 
 @router.get(
     "/readyz",
+    operation_id="getReadiness",
     response_model=models.Readiness,
     responses={503: errors.documented("not ready; details say why")},
 )
@@ -43,6 +44,7 @@ async def readyz(runtime: RuntimeDep) -> models.Readiness | Response:
 
 @router.get(
     "/metrics",
+    operation_id="getMetrics",
     response_class=Response,
     responses={
         200: {

@@ -3,7 +3,7 @@
 Every service call here blocks (netlink, OVSDB commits, fsyncs, waiting for
 an ofport), so each runs in the API pool through ``Runtime.call``; so does
 rendering a VIF, which asks OVS for its ofport.  Plug and unplug latencies
-are observed here, by plugin and outcome, because only the HTTP layer sees
+are observed here, by plugin and result, because only the HTTP layer sees
 a request from its arrival to its answer.
 """
 
@@ -50,17 +50,21 @@ def _plugin_label(service: Service, vif: JsonObject) -> str:
 
 @router.post(
     "/v1/vifs",
+    operation_id="plugVif",
     status_code=201,
     dependencies=[Depends(unique_keys)],
     responses={
         **errors.REQUEST_ERRORS,
+        **errors.SERVER_ERRORS,
+        **errors.OVSDB_ERRORS,
         200: {"model": models.Vif, "description": "the same request again: nothing changed"},
         409: errors.documented(
             "the VIF id is plugged with other content, or a transient teaming member's "
             "persistent member is not plugged here or already has a transient member"
         ),
         504: errors.documented(
-            "the wait condition did not happen in time; the VIF stays plugged and listed"
+            "the wait condition did not happen in time (plug_timeout; the VIF stays "
+            "plugged and listed), or OVSDB did not answer (ovsdb_timeout)"
         ),
     },
 )
@@ -101,23 +105,23 @@ async def plug(
     )
     started = time.monotonic()
     plugin = _plugin_label(service, body.vif)
-    outcome = "error"
+    label = "error"
     try:
         result = await runtime.call(service.plug, req)
         plugin = result.record.plugin
-        outcome = "created" if result.created else "unchanged"
+        label = "created" if result.created else "unchanged"
     except exceptions.VifplugError as exc:
-        outcome = exc.code
+        label = exc.code
         raise
     finally:
-        runtime.metrics.plug_seconds.labels(plugin=plugin, outcome=outcome).observe(
+        runtime.metrics.plug_seconds.labels(plugin=plugin, result=label).observe(
             time.monotonic() - started
         )
     response.status_code = 201 if result.created else 200
     return await runtime.call(render, service, result.record)
 
 
-@router.get("/v1/vifs")
+@router.get("/v1/vifs", operation_id="listVifs", responses=errors.SERVER_ERRORS)
 async def list_vifs(service: ServiceDep, runtime: RuntimeDep) -> models.VifList:
     """Every VIF this host knows, plugged or in flight."""
 
@@ -127,7 +131,11 @@ async def list_vifs(service: ServiceDep, runtime: RuntimeDep) -> models.VifList:
     return await runtime.call(work)
 
 
-@router.get("/v1/vifs/{vif_id}", responses=_NOT_FOUND)
+@router.get(
+    "/v1/vifs/{vif_id}",
+    operation_id="showVif",
+    responses={**errors.SERVER_ERRORS, **_NOT_FOUND},
+)
 async def show_vif(vif_id: VifId, service: ServiceDep, runtime: RuntimeDep) -> models.Vif:
     """One VIF."""
 
@@ -160,8 +168,11 @@ def left_alone_header(left: tuple[LeftAlone, ...]) -> str:
 
 @router.delete(
     "/v1/vifs/{vif_id}",
+    operation_id="unplugVif",
     status_code=204,
     responses={
+        **errors.SERVER_ERRORS,
+        **errors.OVSDB_ERRORS,
         **_NOT_FOUND,
         409: errors.documented(
             "the VIF is the persistent member of a failover pair whose transient member "
@@ -187,15 +198,24 @@ async def unplug(vif_id: VifId, service: ServiceDep, runtime: RuntimeDep) -> Res
     place, and name in ``Vifplug-Left-Alone``, any that someone else made
     under the same names meanwhile."""
     started = time.monotonic()
-    outcome = "error"
+    plugin = "unknown"
+    label = "error"
+
+    def work() -> tuple[LeftAlone, ...]:
+        nonlocal plugin
+        plugin = service.get(vif_id).plugin  # the label, before the record is gone
+        return service.unplug(vif_id)
+
     try:
-        left = await runtime.call(service.unplug, vif_id)
-        outcome = "removed"
+        left = await runtime.call(work)
+        label = "removed"
     except exceptions.VifplugError as exc:
-        outcome = exc.code
+        label = exc.code
         raise
     finally:
-        runtime.metrics.unplug_seconds.labels(outcome=outcome).observe(time.monotonic() - started)
+        runtime.metrics.unplug_seconds.labels(plugin=plugin, result=label).observe(
+            time.monotonic() - started
+        )
     response = Response(status_code=204)
     if left:
         for item in left:
@@ -206,7 +226,13 @@ async def unplug(vif_id: VifId, service: ServiceDep, runtime: RuntimeDep) -> Res
 
 @router.put(
     "/v1/vifs/{vif_id}/status",
-    responses={**errors.REQUEST_ERRORS, **_NOT_FOUND},
+    operation_id="setVifStatus",
+    responses={
+        **errors.REQUEST_ERRORS,
+        **errors.SERVER_ERRORS,
+        **errors.OVSDB_ERRORS,
+        **_NOT_FOUND,
+    },
     dependencies=[Depends(unique_keys)],
 )
 async def set_status(
