@@ -327,6 +327,21 @@ API_OPTS = [
     ),
 ]
 
+METRICS_OPTS = [
+    cfg.HostAddressOpt(
+        "address",
+        default="127.0.0.1",
+        help="Address of the metrics listener (plain HTTP, GET /metrics only, no token); "
+        "0.0.0.0 or :: to let a Prometheus elsewhere scrape it.",
+    ),
+    cfg.PortOpt(
+        "port",
+        default=None,
+        help="TCP port of the metrics listener; unset disables it (unless systemd passes "
+        "a socket named 'metrics'). 0 picks a free port, logged at start.",
+    ),
+]
+
 NETWORK_MANAGER_OPTS = [
     cfg.StrOpt(
         "url", default=None, help="URL to POST this host's HostInfo to at start and after SIGHUP."
@@ -425,6 +440,7 @@ GROUPS: dict[str | None, list[cfg.Opt]] = {
     "netdev": NETDEV_OPTS,
     "reconcile": RECONCILE_OPTS,
     "api": API_OPTS,
+    "metrics": METRICS_OPTS,
     "network_manager": NETWORK_MANAGER_OPTS,
 }
 
@@ -587,6 +603,12 @@ class ApiSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class MetricsSettings:
+    address: str = "127.0.0.1"
+    port: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class NetworkManagerSettings:
     url: str | None = None
     ca_file: str | None = None
@@ -605,6 +627,7 @@ class Settings:
     netdev: NetdevSettings = NetdevSettings()
     reconcile: ReconcileSettings = ReconcileSettings()
     api: ApiSettings = ApiSettings()
+    metrics: MetricsSettings = MetricsSettings()
     network_manager: NetworkManagerSettings = NetworkManagerSettings()
 
     @classmethod
@@ -628,5 +651,6 @@ class Settings:
             ),
             reconcile=take(ReconcileSettings, conf.reconcile),
             api=take(ApiSettings, conf.api),
+            metrics=take(MetricsSettings, conf.metrics),
             network_manager=take(NetworkManagerSettings, conf.network_manager),
         )

@@ -4,17 +4,25 @@ The order of things is what systemd and the compute service rely on:
 
 1. parse the configuration and check the listeners' settings (a TCP listener
    without TLS and token is refused before anything else happens);
-2. start the engine (``vifplug.plugging.engine``: state loaded, OVSDB connected,
+2. take the listening sockets systemd passed (``vifplugd.socket``:
+   ``vifplug.systemd.listen_fds``), or bind them (the unix socket 0660, the
+   TCP listener, the metrics listener): before start-up, so that a client
+   that connects meanwhile waits in the listen queue instead of failing;
+3. start the engine (``vifplug.plugging.engine``: state loaded, OVSDB connected,
    host identity written, reconciliation done), retrying while OVSDB does not
-   answer; this runs in a thread so that SIGTERM is handled meanwhile;
-3. bind the unix socket (0660) and the TCP listener, start both uvicorn
-   servers in this process's event loop;
-4. ``READY=1``, then push HostInfo to the network manager in the background.
+   answer, telling systemd what it waits for (``STATUS=``) and, while a
+   reconciliation makes progress, extending the start timeout; this runs in
+   a thread so that SIGTERM is handled meanwhile;
+4. serve the sockets with uvicorn servers in this process's event loop;
+5. ``READY=1``, then push HostInfo to the network manager in the background.
 
+``WATCHDOG=1`` (when ``WatchdogSec=`` is set) only while the OVSDB IDL thread
+goes round its loop and the state writer runs.
 SIGTERM (or SIGINT): ``STOPPING=1``, stop accepting, let in-flight requests
 finish (at most ``[api] shutdown_timeout``), stop the engine, exit 0.
-SIGHUP: re-read the configuration files' network definitions and push
-HostInfo again.  uvicorn installs no handler of its own (``api.server``).
+SIGHUP: ``RELOADING=1``, re-read the configuration files' network
+definitions, push HostInfo again, ``READY=1``.  uvicorn installs no
+handler of its own (``api.server``).
 
 Before any of that, while the modules below are still being imported (2-3 s
 on a cold machine), SIGTERM and SIGINT exit 0 at once and SIGHUP is ignored:
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 
 
@@ -80,10 +89,10 @@ warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 import sdnotify  # noqa: E402
 from oslo_config import cfg  # noqa: E402
 
-from vifplug import __version__, conf, exceptions, records  # noqa: E402
+from vifplug import __version__, conf, exceptions, records, systemd  # noqa: E402
 from vifplug.api import app as api_app  # noqa: E402
 from vifplug.api import metrics as api_metrics  # noqa: E402
-from vifplug.api import server  # noqa: E402
+from vifplug.api import scrape, server  # noqa: E402
 from vifplug.negotiation import push  # noqa: E402
 from vifplug.plugging import engine, networks  # noqa: E402
 
@@ -93,6 +102,14 @@ LOG = logging.getLogger(__name__)
 START_RETRY_SECONDS = 2.0
 #: Seconds a SIGTERM during start-up waits for the blocked step before exiting.
 ABANDON_START_SECONDS = 5.0
+#: How much longer systemd's start timeout is extended each time a long
+#: reconciliation reports progress (EXTEND_TIMEOUT_USEC): a run that stops
+#: making progress still times out.
+EXTEND_START_SECONDS = 30.0
+#: The IDL thread goes round its loop at least once a second; the watchdog
+#: is fed only while its last round is younger than this (or half the
+#: watchdog interval, if that is longer).
+IDL_STALL_SECONDS = 10.0
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 
@@ -102,15 +119,21 @@ class _Stop(Exception):
 
 
 def setup_logging(debug: bool) -> None:
-    """One line per event on stderr (journald adds the time when run by systemd,
-    but a foreground run wants it too)."""
+    """One line per event on stderr.  Under systemd (stderr is the journal
+    stream) each line starts with its syslog priority, ``<3>`` for an error,
+    so that ``journalctl -p err`` finds it, and carries no time or pid,
+    which journald records itself; elsewhere (a foreground run, a file)
+    the time, pid and level name lead the line."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter(
+    formatter: logging.Formatter
+    if systemd.stderr_is_journal():
+        formatter = systemd.JournalFormatter()
+    else:
+        formatter = logging.Formatter(
             "%(asctime)s.%(msecs)03d %(process)d %(levelname)s %(name)s: %(message)s",
             datefmt="%Y-%m-%d %H:%M:%S",
         )
-    )
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -140,6 +163,10 @@ class Daemon:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reloading = False
         self._unix_inode: int | None = None
+        #: Listening sockets by listener name (unix, tcp, metrics), bound or
+        #: passed by systemd before the engine starts.
+        self.sockets: dict[str, socket.socket] = {}
+        self._ready = False
 
     # -- entry -----------------------------------------------------------------------
     def run(self) -> int:
@@ -163,6 +190,23 @@ class Daemon:
             LOG.error("cannot start: the network definitions are invalid: %s", exc.message)
             return EXIT_CONFIG
         try:
+            try:
+                self._open_sockets(tcp_plan)
+            except OSError as exc:
+                LOG.error("cannot start the listeners: %s", exc)
+                return EXIT_FAILURE
+            return await self._run_engine(network_defs, tcp_plan)
+        finally:
+            for sock in self.sockets.values():
+                sock.close()
+            if self._unix_inode is not None:
+                server.unlink_unix(self.settings.api.socket_path, self._unix_inode)
+
+    async def _run_engine(
+        self, network_defs: dict[str, networks.NetworkDef], tcp_plan: server.TcpPlan | None
+    ) -> int:
+        watchdog = asyncio.create_task(self._watchdog())
+        try:
             self.engine = await self._start(network_defs)
         except _Stop:
             LOG.info("stopped during start-up")
@@ -176,7 +220,116 @@ class Daemon:
         try:
             return await self._serve(tcp_plan)
         finally:
+            watchdog.cancel()
             await self._in_thread(self._shutdown_engine)
+
+    # -- sockets ------------------------------------------------------------------------
+    def _open_sockets(self, tcp_plan: server.TcpPlan | None) -> None:
+        """The listening sockets, before the engine starts: those systemd
+        passed (``vifplugd.socket``), else bound here.  Bound this early, a
+        client that connects while OVSDB is awaited or the state reconciled
+        waits in the listen queue instead of failing with ENOENT; its
+        request is answered once the daemon serves (or refused by
+        readiness-aware code paths as before)."""
+        passed = self._passed_sockets()
+        api = self.settings.api
+        if "unix" in passed:
+            self.sockets["unix"] = server.adopt(passed["unix"], name="unix", family=socket.AF_UNIX)
+        else:
+            self.sockets["unix"] = server.bind_unix(api.socket_path, group=api.socket_group)
+            self._unix_inode = os.stat(api.socket_path).st_ino
+        if "tcp" in passed:
+            if tcp_plan is None:
+                raise server.ListenerError(
+                    "systemd passed a socket named 'tcp' but [api] listen is not set; set it "
+                    "(its TLS and token settings apply) or remove the TCP ListenStream="
+                )
+            self.sockets["tcp"] = server.adopt(passed["tcp"], name="tcp", family=socket.AF_INET)
+        elif tcp_plan is not None:
+            self.sockets["tcp"] = server.bind_tcp(tcp_plan)
+        metrics = self.settings.metrics
+        if "metrics" in passed:
+            self.sockets["metrics"] = server.adopt(
+                passed["metrics"], name="metrics", family=socket.AF_INET
+            )
+        elif metrics.port is not None:
+            plan = server.TcpPlan(host=metrics.address, port=metrics.port, tls=False, token=None)
+            self.sockets["metrics"] = server.bind_tcp(plan, option="[metrics] address/port")
+
+    def _passed_sockets(self) -> dict[str, socket.socket]:
+        """What systemd passed, by name; a single unnamed socket is the unix
+        API socket (the CONTRACT: ``vifplugd.socket`` with one ListenStream=)."""
+        try:
+            passed = systemd.listen_fds()
+        except ValueError as exc:
+            raise server.ListenerError(f"the sockets systemd passed are unusable: {exc}") from None
+        if len(passed) == 1 and passed[0].name not in ("unix", "tcp", "metrics"):
+            passed = [systemd.Passed(name="unix", sock=passed[0].sock)]
+        by_name: dict[str, socket.socket] = {}
+        for p in passed:
+            if p.name not in ("unix", "tcp", "metrics") or p.name in by_name:
+                for q in passed:
+                    q.sock.close()
+                raise server.ListenerError(
+                    f"systemd passed a socket named {p.name!r}; vifplugd takes one each of "
+                    "'unix', 'tcp' and 'metrics' (FileDescriptorName= in vifplugd.socket)"
+                )
+            by_name[p.name] = p.sock
+        if by_name:
+            LOG.info("sockets passed by systemd: %s", ", ".join(sorted(by_name)))
+        return by_name
+
+    # -- systemd ------------------------------------------------------------------------
+    def _notify(self, *lines: str) -> None:
+        """One sd_notify datagram (sdnotify ignores a missing NOTIFY_SOCKET)."""
+        self.notifier.notify("\n".join(lines))
+
+    def _status(self, text: str) -> None:
+        self._notify(f"STATUS={text}")
+
+    def _on_progress(self, done: int, total: int) -> None:
+        """Reconciliation's progress (its threads): STATUS=, and while
+        starting, more time to start, since it is moving."""
+        if total == 0:
+            return
+        lines = [f"STATUS=Reconciling: {done}/{total} VIF(s) done"]
+        if not self._ready:
+            lines.append(f"EXTEND_TIMEOUT_USEC={int(EXTEND_START_SECONDS * 1e6)}")
+        self._notify(*lines)
+
+    def _vital(self) -> str | None:
+        """Why the watchdog must not be fed (a thread that matters is stuck or
+        dead), or None.  Before the engine runs, start-up is bounded by
+        TimeoutStartSec and the loop answering is enough."""
+        eng = self.engine
+        interval = systemd.watchdog_seconds() or 0.0
+        if eng is None or eng.ovsdb is None or eng.store is None:
+            return None
+        stalled = time.monotonic() - eng.ovsdb.loop_beat
+        if stalled > max(IDL_STALL_SECONDS, interval / 2):
+            return f"the OVSDB IDL thread has not gone round its loop for {stalled:.0f}s"
+        if not eng.store.writer_alive and not self._stop_requested.is_set():
+            return "the state writer thread stopped"
+        return None
+
+    async def _watchdog(self) -> None:
+        """``WATCHDOG=1`` every third of ``WatchdogSec=`` while the threads
+        that matter are alive (this loop answering is the event loop's
+        witness), so that systemd restarts a daemon whose IDL thread hung."""
+        interval = systemd.watchdog_seconds()
+        if interval is None:
+            return
+        warned = False
+        while True:
+            why = self._vital()
+            if why is None:
+                self._notify("WATCHDOG=1")
+                warned = False
+            elif not warned:
+                LOG.error("not feeding the systemd watchdog: %s", why)
+                self._status(f"Stuck: {why}")
+                warned = True
+            await asyncio.sleep(interval / 3)
 
     async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run blocking start-up/shutdown work in a daemon thread, so the loop
@@ -219,19 +372,29 @@ class Daemon:
     def _start_engine(self, network_defs: dict[str, networks.NetworkDef]) -> engine.Engine:
         """Start the engine, retrying while OVSDB does not answer (systemd's start
         timeout bounds how long; SIGTERM interrupts)."""
+        attempt = 0
+        remote = self.settings.ovs.connection
         while True:
             if self._stop_requested.is_set():
                 raise _Stop
+            attempt += 1
+            self._status(
+                f"Connecting to OVSDB at {remote}, then reconciling the state"
+                if attempt == 1
+                else f"Waiting for OVSDB at {remote} (attempt {attempt})"
+            )
             eng = engine.Engine(
                 self.settings,
                 network_defs=network_defs,
                 owner=self.settings.host.owner,
                 on_commit=self.metrics.observe_commit,
+                on_progress=self._on_progress,
             )
             try:
                 eng.start()
             except exceptions.OvsdbUnavailable as exc:
                 eng.stop()
+                self._status(f"Waiting for OVSDB at {remote}: {exc.message}")
                 LOG.warning(
                     "OVSDB does not answer (%s); retrying in %.0fs",
                     exc.message,
@@ -274,23 +437,32 @@ class Daemon:
         api = self.settings.api
         limits = server.limits(api)
         listeners = []
-        unix_sock = server.bind_unix(api.socket_path, group=api.socket_group)
-        self._unix_inode = os.stat(api.socket_path).st_ino
+        unix_sock = self.sockets["unix"]
         listeners.append(
             server.make_listener(
                 "unix",
                 api_app.create_app(eng.service, runtime=rt, listener="unix"),
                 unix_sock,
-                address=f"unix:{api.socket_path}",
+                address=f"unix:{unix_sock.getsockname() or api.socket_path}",
                 shutdown_timeout=api.shutdown_timeout,
                 limits=limits,
             )
         )
+        if "metrics" in self.sockets:
+            sock = self.sockets["metrics"]
+            listeners.append(
+                server.make_listener(
+                    "metrics",
+                    scrape.ScrapeApp(self.metrics),
+                    sock,
+                    address=f"metrics {server.tcp_address(sock, tls=False)}/metrics",
+                    shutdown_timeout=api.shutdown_timeout,
+                    limits=limits,
+                )
+            )
         if tcp_plan is not None:
-            tcp_sock = server.bind_tcp(tcp_plan)
-            host, port = tcp_sock.getsockname()[:2]
-            scheme = "https" if tcp_plan.tls else "http"
-            address = f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+            tcp_sock = self.sockets["tcp"]
+            address = server.tcp_address(tcp_sock, tls=tcp_plan.tls)
             listeners.append(
                 server.make_listener(
                     "tcp",
@@ -330,7 +502,8 @@ class Daemon:
         if self._stop_requested.is_set():
             self.servers.stop()
         else:
-            self.notifier.notify("READY=1")
+            self._ready = True
+            self._notify("READY=1", f"STATUS={self._ready_status()}")
             LOG.info("vifplugd ready (pid %d)", os.getpid())
             assert eng.service is not None
             self.pusher = push.Pusher(
@@ -343,6 +516,11 @@ class Daemon:
         await serving
         LOG.info("every request answered; stopping")
         return EXIT_OK
+
+    def _ready_status(self) -> str:
+        eng = self.engine
+        vifs = len(eng.store.all()) if eng is not None and eng.store is not None else 0
+        return f"Serving {vifs} VIF(s)"
 
     # -- readiness ------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, dict[str, Any]]:
@@ -402,7 +580,7 @@ class Daemon:
         self._stop_requested.set()
         if self._stop_event is not None:
             self._stop_event.set()
-        self.notifier.notify("STOPPING=1")
+        self._notify("STOPPING=1", "STATUS=Stopping: finishing in-flight requests")
         LOG.info(
             "%s received: no new connections; finishing in-flight requests",
             signal.Signals(sig).name,
@@ -420,6 +598,13 @@ class Daemon:
             LOG.info("SIGHUP ignored: a reload is in progress")
             return
         self._reloading = True
+        # systemd (Type=notify-reload, or Type=notify) holds the reload job
+        # until READY=1; MONOTONIC_USEC ties RELOADING=1 to this reload.
+        self._notify(
+            "RELOADING=1",
+            f"MONOTONIC_USEC={time.monotonic_ns() // 1000}",
+            "STATUS=Reloading the network definitions",
+        )
         LOG.info("SIGHUP received: re-reading the network definitions")
         assert self._loop is not None
         task = self._loop.create_task(self._in_thread(self._reload))
@@ -429,6 +614,7 @@ class Daemon:
         self._reloading = False
         if not task.cancelled() and task.exception() is not None:
             LOG.error("reload failed: %s", task.exception())
+        self._notify("READY=1", f"STATUS={self._ready_status()}")
 
     def _reload(self) -> None:
         """Re-read the files, apply the networks, push HostInfo again.
@@ -474,8 +660,6 @@ class Daemon:
             started = time.monotonic()
             self.engine.stop()
             LOG.info("engine stopped in %.2fs", time.monotonic() - started)
-        if self._unix_inode is not None:
-            server.unlink_unix(self.settings.api.socket_path, self._unix_inode)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:

@@ -190,11 +190,14 @@ def start_daemon(
     env: Mapping[str, str] | None = None,
     argv: list[str] | None = None,
     wrap: Sequence[str] = (),
+    pass_fds: Sequence[int] = (),
 ) -> Daemon:
     """Start ``python -m vifplug.daemon --config-file`` on ``config``.
 
     ``wrap``: a command that execs the daemon, e.g. ``ip netns exec NS`` to
-    run it in a hypervisor's namespace (it execs, so the pid is the daemon's)."""
+    run it in a hypervisor's namespace (it execs, so the pid is the daemon's);
+    ``pass_fds``: descriptors the daemon inherits (socket activation, see
+    ``helpers.Activation``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / f"vifplug-{uuid.uuid4().hex[:6]}.conf"
     write_config(config_path, config)
@@ -219,6 +222,7 @@ def start_daemon(
             stdout=err,
             stderr=err,
             env=full_env,
+            pass_fds=tuple(pass_fds),
         )
     daemon = Daemon(
         proc=proc, workdir=workdir, config=config, config_path=config_path, stderr_path=stderr_path

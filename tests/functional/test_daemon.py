@@ -31,7 +31,7 @@ import ovs_sandbox
 
 
 class Notify:
-    """A systemd notification socket (datagrams)."""
+    """A systemd notification socket (datagrams); ``messages`` holds their lines."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -43,7 +43,8 @@ class Notify:
         self.sock.settimeout(timeout)
         try:
             while True:
-                self.messages.append(self.sock.recv(4096).decode())
+                # One datagram may carry several lines (READY=1 and STATUS=).
+                self.messages.extend(self.sock.recv(4096).decode().split("\n"))
                 self.sock.settimeout(0.05)
         except (TimeoutError, BlockingIOError):
             pass
@@ -103,7 +104,10 @@ def test_not_ready_until_ovsdb_answers(workdir: Path, notify: Notify, netns_name
             time.sleep(0.1)
         assert "READY=1" not in notify.read(0.2)
         assert d.proc.poll() is None
-        assert not os.path.exists(d.socket_path)
+        # Bound before start-up, so that clients wait instead of failing
+        # (test_daemon_systemd.py); answered only once ready.
+        assert os.path.exists(d.socket_path)
+        assert "OVSDB does not answer" in d.stderr()
         late.start()
         assert notify.wait_for("READY=1", 60), d.stderr()
         with d.client() as c:

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 UNIT = Path(__file__).resolve().parents[2] / "etc" / "systemd" / "vifplugd.service"
+SOCKET = UNIT.with_name("vifplugd.socket")
 EXEC_START = "/usr/bin/vifplugd --config-file /etc/vifplug/vifplug.conf"
 
 
@@ -52,8 +53,10 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
     assert EXEC_START in text
     unit = tmp_path / "vifplugd.service"
     unit.write_text(text.replace("/usr/bin/vifplugd", str(stand_in)))
+    socket_unit = tmp_path / "vifplugd.socket"
+    socket_unit.write_text(SOCKET.read_text())
     done = subprocess.run(
-        [analyze, "verify", "--man=no", str(unit)],
+        [analyze, "verify", "--man=no", str(socket_unit), str(unit)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -96,7 +99,26 @@ def test_unit_keeps_netlink_ovsdb_and_tun_reachable(settings: dict[str, list[str
 def test_unit_provides_the_socket_and_state_directories(settings: dict[str, list[str]]) -> None:
     assert settings["RuntimeDirectory"] == ["vifplug"]
     assert settings["RuntimeDirectoryMode"] == ["0750"]
+    # The socket unit's socket lives there: a restart must not remove it.
+    assert settings["RuntimeDirectoryPreserve"] == ["yes"]
     assert settings["StateDirectory"] == ["vifplug"]
+
+
+def test_socket_unit_passes_the_api_socket_by_name(settings: dict[str, list[str]]) -> None:
+    sock = _settings(SOCKET.read_text())
+    assert sock["ListenStream"] == ["/run/vifplug/vifplug.sock"]
+    assert sock["FileDescriptorName"] == ["unix"]
+    assert sock["SocketMode"] == ["0660"]
+    assert sock["Service"] == ["vifplugd.service"]
+    assert sock["WantedBy"] == ["sockets.target"]
+    assert "vifplugd.socket" in " ".join(settings["Wants"]).split()
+    assert "vifplugd.socket" in " ".join(settings["After"]).split()
+
+
+def test_unit_has_a_watchdog_and_a_reload(settings: dict[str, list[str]]) -> None:
+    assert settings["WatchdogSec"] == ["30s"]
+    assert settings["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert settings["NotifyAccess"] == ["main"]
 
 
 def test_unit_starts_after_open_vswitch(settings: dict[str, list[str]]) -> None:

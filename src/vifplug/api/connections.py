@@ -133,6 +133,8 @@ class Protocol(H11Protocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._heard = False  # bytes arrived since the request timer started
         self._lingering = False
+        self._answered = False  # a response was completed on this connection
+        self._draining = False  # shutdown began before its first request
 
     # -- the asyncio protocol -----------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -162,8 +164,27 @@ class Protocol(H11Protocol):
         self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
     def on_response_complete(self) -> None:
+        self._answered = True
         super().on_response_complete()
         self._watch()
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self._draining and self.cycle is not None:
+            self.cycle.keep_alive = False  # answer it, then close
+
+    def shutdown(self) -> None:
+        """A graceful stop.  uvicorn closes every connection that has no
+        request in progress; that loses the request of a client that
+        connected just before (it is in flight or in our receive buffer:
+        the client sees the connection reset).  A connection that was never
+        answered is given its first request instead, answered with
+        ``Connection: close``; the request timer bounds the wait.  An idle
+        keep-alive connection is closed, as every HTTP server does."""
+        if self.cycle is None and not self._answered and not self.transport.is_closing():
+            self._draining = True
+            return
+        super().shutdown()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_deadline()
@@ -276,9 +297,10 @@ class Acceptor:
         self._task = asyncio.get_running_loop().create_task(self._accept_loop())
 
     def close(self) -> None:
+        """Stop accepting.  Connections accepted already are handed to their
+        protocol still (at most ``tls_handshake_timeout`` for a handshake),
+        so that uvicorn's shutdown answers their request."""
         self._task.cancel()
-        for task in list(self._starting):
-            task.cancel()
 
     async def wait_closed(self) -> None:
         with contextlib.suppress(asyncio.CancelledError):
@@ -286,11 +308,36 @@ class Acceptor:
         if self._starting:
             await asyncio.gather(*self._starting, return_exceptions=True)
 
+    async def _readable(self) -> None:
+        """Until the listening socket has a connection to accept."""
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        fd = self.sock.fileno()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        loop.add_reader(fd, wake)
+        try:
+            await ready
+        finally:
+            loop.remove_reader(fd)
+
     async def _accept_loop(self) -> None:
+        """Accept until closed.  Waiting for readability, then ``accept()``
+        without an await between them (not ``loop.sock_accept``): a
+        cancellation (``close()`` at shutdown) then never drops a
+        connection already taken from the queue; those not taken stay queued
+        for the next daemon when systemd holds the socket."""
         loop = asyncio.get_running_loop()
         while True:
+            await self._readable()
             try:
-                conn, _ = await loop.sock_accept(self.sock)
+                conn, _ = self.sock.accept()
+                conn.setblocking(False)
+            except (BlockingIOError, InterruptedError):
+                continue
             except OSError as exc:
                 # Out of descriptors: the connections wait in the backlog
                 # until some close; a client that gave up is just gone.

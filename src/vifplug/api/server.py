@@ -232,14 +232,15 @@ def bind_unix(path: str, *, group: str | None) -> socket.socket:
     return sock
 
 
-def bind_tcp(plan: TcpPlan) -> socket.socket:
-    """A listening TCP socket for ``plan`` (port 0 picks a free port)."""
+def bind_tcp(plan: TcpPlan, *, option: str = "[api] listen") -> socket.socket:
+    """A listening TCP socket for ``plan`` (port 0 picks a free port);
+    ``option`` names the setting in error messages."""
     try:
         infos = socket.getaddrinfo(
             plan.host, plan.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
     except socket.gaierror as exc:
-        raise ListenerError(f"[api] listen: cannot resolve {plan.host}: {exc}") from None
+        raise ListenerError(f"{option}: cannot resolve {plan.host}: {exc}") from None
     family, socktype, proto, _, address = infos[0]
     sock = socket.socket(family, socktype, proto)
     try:
@@ -249,10 +250,34 @@ def bind_tcp(plan: TcpPlan) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise ListenerError(
-            f"[api] listen: cannot listen on {plan.host}:{plan.port}: {exc.strerror}"
+            f"{option}: cannot listen on {plan.host}:{plan.port}: {exc.strerror}"
         ) from None
     sock.setblocking(False)
     return sock
+
+
+def adopt(sock: socket.socket, *, name: str, family: int) -> socket.socket:
+    """A socket systemd passed (``FileDescriptorName=name``), checked: a
+    listening stream socket of ``family`` (AF_UNIX for the API socket, an
+    inet family for the others).  systemd bound it and set its mode and
+    group (``SocketMode=``, ``SocketGroup=``); vifplug never unlinks it."""
+    families = (family,) if family == socket.AF_UNIX else (socket.AF_INET, socket.AF_INET6)
+    listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+    if sock.family not in families or sock.type != socket.SOCK_STREAM or not listening:
+        raise ListenerError(
+            f"the socket systemd passed as {name!r} is not a listening "
+            f"{'unix' if family == socket.AF_UNIX else 'TCP'} stream socket "
+            "(ListenStream= in vifplugd.socket)"
+        )
+    sock.setblocking(False)
+    return sock
+
+
+def tcp_address(sock: socket.socket, *, tls: bool) -> str:
+    """``https://host:port`` (or http) of a listening TCP socket, for the log."""
+    host, port = sock.getsockname()[:2]
+    scheme = "https" if tls else "http"
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
 
 
 def unlink_unix(path: str, inode: int) -> None:

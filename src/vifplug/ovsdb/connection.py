@@ -173,6 +173,9 @@ class Connection:
         self._stopping = False
         self._stopped = False
         self._pipe_closed = False
+        #: ``time.monotonic()`` when the IDL thread last went round its loop
+        #: (at least once a second while it is healthy): the watchdog's witness.
+        self.loop_beat = time.monotonic()
         self._resync_pending = False
         self._synced = threading.Event()
         self._inflight: _Inflight | None = None
@@ -388,6 +391,7 @@ class Connection:
         idl = self._idl
         assert idl is not None
         while not self._stopping:
+            self.loop_beat = time.monotonic()
             try:
                 self._iterate(idl)
             except Exception:  # the owner thread must never die silently

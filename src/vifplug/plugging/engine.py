@@ -59,8 +59,10 @@ class Engine:
         network_defs: Mapping[str, networks.NetworkDef] | None = None,
         owner: str = "vifplugd",
         on_commit: connection.CommitHook | None = None,
+        on_progress: reconcile.ProgressHook | None = None,
     ) -> None:
         self.settings = settings
+        self._on_progress = on_progress
         self.owner = owner
         self.placer = placement.Placer(settings.ovs, network_defs or {})
         self._on_commit = on_commit
@@ -110,6 +112,7 @@ class Engine:
                 max_removal=s.reconcile.max_leak_removal,
                 max_fraction=s.reconcile.max_leak_fraction,
             ),
+            on_progress=self._on_progress,
         )
         suspect = self._suspect_state()
         boot_id, rebooted = self._boot()

@@ -47,6 +47,14 @@ from vifplug.state import store as state_store
 LOG = logging.getLogger(__name__)
 
 REPAIR_WORKERS = 64
+#: A progress line (and ``on_progress`` call) after this many VIFs were
+#: acted on, or after ``PROGRESS_SECONDS``, whichever comes first.
+PROGRESS_EVERY = 50
+PROGRESS_SECONDS = 2.0
+
+#: ``on_progress(done, total)``: VIFs acted on so far, out of ``total``
+#: that needed it (called with (0, total) when the work is known).
+ProgressHook = Callable[[int, int], None]
 
 #: Meta key of the held leak guard: JSON ``{"reason", "since"}``, or "" when released.
 META_LEAK_GUARD = "leak_guard"
@@ -175,8 +183,10 @@ class Reconciler:
         gate: lifecycle.Gate,
         inventory: inventory_mod.Inventory,
         limits: LeakLimits | None = None,
+        on_progress: ProgressHook | None = None,
     ) -> None:
         self.store = store
+        self.on_progress = on_progress
         self.transitions = transitions
         self.gate = gate
         self.inventory = inventory
@@ -236,12 +246,10 @@ class Reconciler:
         other would cost one ovs-vswitchd reconfiguration each)."""
         report = Report()
         work = self._classify(self.inventory.take().links, rebooted=rebooted)
+        self._progress(0, len(work))
         if work:
-            workers = min(REPAIR_WORKERS, len(work))
-            with concurrent.futures.ThreadPoolExecutor(
-                max_workers=workers, thread_name_prefix="reconcile"
-            ) as pool:
-                outcomes = list(pool.map(self._act, work))
+            LOG.info("reconciliation: %d of %d VIF(s) need work", len(work), len(self.store.all()))
+            outcomes = self._act_all(work)
             for (action, record), error in zip(work, outcomes, strict=True):
                 if error is None:
                     getattr(report, action.value).append(record.vif_id)
@@ -283,6 +291,36 @@ class Reconciler:
             elif not self._present(record, links):
                 work.append((Action.REPAIR, record))
         return work
+
+    def _act_all(self, work: list[tuple[Action, VifRecord]]) -> list[str | None]:
+        """Act on ``work`` concurrently; a progress line every
+        ``PROGRESS_EVERY`` VIFs or ``PROGRESS_SECONDS`` (repairing hundreds
+        of VIFs after a lost database takes seconds, which must not look
+        like a hang to an operator or to systemd)."""
+        workers = min(REPAIR_WORKERS, len(work))
+        total, done, last = len(work), 0, time.monotonic()
+        outcomes: list[str | None] = []
+        with concurrent.futures.ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="reconcile"
+        ) as pool:
+            for outcome in pool.map(self._act, work):
+                outcomes.append(outcome)
+                done += 1
+                now = time.monotonic()
+                if done < total and (done % PROGRESS_EVERY == 0 or now - last >= PROGRESS_SECONDS):
+                    LOG.info("reconciliation: %d/%d VIF(s) done", done, total)
+                    self._progress(done, total)
+                    last = now
+        self._progress(total, total)
+        return outcomes
+
+    def _progress(self, done: int, total: int) -> None:
+        if self.on_progress is None:
+            return
+        try:
+            self.on_progress(done, total)
+        except Exception:  # a reporting hook must not fail reconciliation
+            LOG.exception("reconciliation progress hook failed")
 
     def _act(self, item: tuple[Action, VifRecord]) -> str | None:
         """Finish, undo or repair one VIF; the error as text, or None."""

@@ -332,6 +332,12 @@ class Store:
         with self._lock:
             return self._published.vifs.get(vif_id)
 
+    @property
+    def writer_alive(self) -> bool:
+        """Whether the writer thread runs (it stops only on close or on a bug):
+        the watchdog's witness that writes can still become durable."""
+        return self._writer.is_alive()
+
     def all(self) -> list[VifRecord]:
         """Every committed record, oldest first."""
         with self._lock:
