@@ -778,6 +778,22 @@ def render_leaks(body: Any) -> str:
     return "\n".join(lines)
 
 
+def cmd_reload(ctx: Context, args: argparse.Namespace) -> None:
+    """Returns once the daemon has applied the new definitions, so that
+    ``systemctl reload`` (``ExecReload=``) returns when the reload is done,
+    and fails when it could not be applied."""
+    _, body = ctx.api.call("POST", "/v1/reload")
+    if ctx.json:
+        ctx.emit_json(body)
+        return
+    result = body if isinstance(body, dict) else {}
+    names = ", ".join(result.get("networks") or []) or "none"
+    ctx.emit(f"Reloaded: network(s) {names}.")
+    kept = result.get("kept") or []
+    if kept:
+        ctx.emit(f"Kept {', '.join(kept)}, removed from the configuration but still in use.")
+
+
 def cmd_leaks(ctx: Context, args: argparse.Namespace) -> None:
     _, body = ctx.api.call("GET", "/v1/leaks")
     if ctx.json:
@@ -1098,6 +1114,12 @@ def _add_host_commands(command: _Command) -> None:
         "networks",
         cmd_networks,
         "List the configured networks, their device pools and who holds what.",
+    )
+    command(
+        "reload",
+        cmd_reload,
+        "Re-read the daemon's network definitions, as SIGHUP does, and return when "
+        "they are in force (the unit's ExecReload=).",
     )
     command(
         "leaks",

@@ -91,6 +91,7 @@ from oslo_config import cfg  # noqa: E402
 
 from vifplug import __version__, conf, exceptions, records, systemd  # noqa: E402
 from vifplug.api import app as api_app  # noqa: E402
+from vifplug.api import dependencies as api_deps  # noqa: E402
 from vifplug.api import metrics as api_metrics  # noqa: E402
 from vifplug.api import scrape, server  # noqa: E402
 from vifplug.negotiation import push  # noqa: E402
@@ -161,7 +162,7 @@ class Daemon:
         self._stop_requested = threading.Event()
         self._stop_event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._reloading = False
+        self._reload_task: asyncio.Task[api_deps.ReloadOutcome] | None = None
         self._unix_inode: int | None = None
         #: Listening sockets by listener name (unix, tcp, metrics), bound or
         #: passed by systemd before the engine starts.
@@ -429,6 +430,7 @@ class Daemon:
             readiness=self.readiness,
             max_body_bytes=api.max_body_bytes,
             reconciler=reconciler,
+            reload=self.reload_now,
         )
 
     def _listeners(
@@ -594,10 +596,22 @@ class Daemon:
         if self.engine is None or self._stop_requested.is_set():
             LOG.info("SIGHUP ignored: not running yet, or stopping")
             return
-        if self._reloading:
+        if self._reload_task is not None and not self._reload_task.done():
             LOG.info("SIGHUP ignored: a reload is in progress")
             return
-        self._reloading = True
+        self._start_reload("SIGHUP received")
+
+    async def reload_now(self) -> api_deps.ReloadOutcome:
+        """``POST /v1/reload``: the same reload as SIGHUP, answered when done;
+        one already running is awaited instead of starting another."""
+        if self.engine is None or self._stop_requested.is_set():
+            raise exceptions.ReloadUnavailable(reason="it is not running yet, or it is stopping")
+        task = self._reload_task
+        if task is None or task.done():
+            task = self._start_reload("reload requested")
+        return await asyncio.shield(task)
+
+    def _start_reload(self, why: str) -> asyncio.Task[api_deps.ReloadOutcome]:
         # systemd (Type=notify-reload, or Type=notify) holds the reload job
         # until READY=1; MONOTONIC_USEC ties RELOADING=1 to this reload.
         self._notify(
@@ -605,38 +619,42 @@ class Daemon:
             f"MONOTONIC_USEC={time.monotonic_ns() // 1000}",
             "STATUS=Reloading the network definitions",
         )
-        LOG.info("SIGHUP received: re-reading the network definitions")
+        LOG.info("%s: re-reading the network definitions", why)
         assert self._loop is not None
-        task = self._loop.create_task(self._in_thread(self._reload))
+        task: asyncio.Task[api_deps.ReloadOutcome] = self._loop.create_task(
+            self._in_thread(self._reload)
+        )
         task.add_done_callback(self._reload_done)
+        self._reload_task = task
+        return task
 
-    def _reload_done(self, task: asyncio.Task[Any]) -> None:
-        self._reloading = False
-        if not task.cancelled() and task.exception() is not None:
-            LOG.error("reload failed: %s", task.exception())
+    def _reload_done(self, task: asyncio.Task[api_deps.ReloadOutcome]) -> None:
+        error = task.exception() if not task.cancelled() else None
+        if isinstance(error, exceptions.ReloadFailed):
+            LOG.error("reload: %s", error.context["reason"])
+        elif error is not None:
+            LOG.error("reload failed: %s", error)
         self._notify("READY=1", f"STATUS={self._ready_status()}")
 
-    def _reload(self) -> None:
+    def _reload(self) -> api_deps.ReloadOutcome:
         """Re-read the files, apply the networks, push HostInfo again.
 
         A file that no longer parses, or networks that are invalid, leave the
-        running definitions as they were."""
+        running definitions as they were: ``ReloadFailed`` says why."""
         eng = self.engine
         assert eng is not None
         if not self.conf.reload_config_files():
-            LOG.error(
-                "reload: the configuration files could not be read; keeping the "
+            raise exceptions.ReloadFailed(
+                reason="the configuration files could not be read; keeping the "
                 "current network definitions"
             )
-            return
         try:
             defs = networks.load(self.conf)
         except exceptions.VifplugError as exc:
-            LOG.error(
-                "reload: the network definitions are invalid (%s); keeping the current ones",
-                exc.message,
-            )
-            return
+            raise exceptions.ReloadFailed(
+                reason=f"the network definitions are invalid ({exc.message}); "
+                "keeping the current ones"
+            ) from None
         refused: Sequence[str] = eng.reload_networks(defs)
         LOG.info(
             "reload: %d network(s) configured (%s)%s",
@@ -646,6 +664,7 @@ class Daemon:
         )
         if self.pusher is not None:
             self.pusher.trigger("SIGHUP")
+        return api_deps.ReloadOutcome(networks=sorted(defs), kept=list(refused))
 
     # -- shutdown ---------------------------------------------------------------------------
     def _shutdown_engine(self) -> None:

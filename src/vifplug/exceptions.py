@@ -263,6 +263,16 @@ class NotReady(VifplugError):
     template = "vifplugd is not ready yet: {reason}"
 
 
+class ReloadFailed(VifplugError):
+    code = "reload_failed"
+    template = "The configuration was not reloaded ({reason}); the running one is kept."
+
+
+class ReloadUnavailable(VifplugError):
+    code = "reload_unavailable"
+    template = "This daemon cannot reload now ({reason})."
+
+
 class ShuttingDown(VifplugError):
     code = "shutting_down"
     template = "vifplugd is shutting down and takes no new requests."

@@ -330,6 +330,32 @@ def test_sighup_rereads_the_network_definitions(daemon_factory: DaemonFactory) -
         assert c.get("/readyz").status_code == 200
 
 
+def test_reload_through_the_api_answers_when_it_is_done(daemon_factory: DaemonFactory) -> None:
+    """``vifplug reload`` (the unit's ExecReload=) returns once the new
+    definitions are in force, and fails, keeping the old ones, when they are
+    invalid: ``systemctl reload`` then waits for the reload and reports it."""
+    d = daemon_factory({"network:alpha": {"type": "ovs", "bridge": "vpnalpha"}})
+    write_config(
+        d.config_path, merge(d.config, {"network:beta": {"type": "ovs", "bridge": "vpnbeta"}})
+    )
+    cli = [sys.executable, "-m", "vifplug.cli", "--socket", d.socket_path]
+    done = subprocess.run([*cli, "reload"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Reloaded: network(s) alpha, beta."
+    # In force when the command returned: no waiting, no polling.
+    with d.client() as c:
+        assert [n["name"] for n in c.get("/v1/networks").json()["networks"]] == ["alpha", "beta"]
+    d.config_path.write_text(d.config_path.read_text() + "\n[network:broken]\ntype = ovs\n")
+    done = subprocess.run([*cli, "reload"], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "[reload_failed]" in done.stderr and "keeping the current ones" in done.stderr
+    with d.client() as c:
+        r = c.post("/v1/reload")
+        assert r.status_code == 400 and r.json()["error"]["code"] == "reload_failed"
+        assert [n["name"] for n in c.get("/v1/networks").json()["networks"]] == ["alpha", "beta"]
+        assert c.get("/readyz").status_code == 200
+
+
 # --- the socket ------------------------------------------------------------------------------
 
 

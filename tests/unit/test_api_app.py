@@ -282,6 +282,7 @@ def test_the_routers_hold_the_named_handlers_in_document_order(service: FakeServ
         (["GET"], "/healthz", operations.healthz),
         (["GET"], "/readyz", operations.readyz),
         (["GET"], "/metrics", operations.metrics),
+        (["POST"], "/v1/reload", operations.reload),
     ]
     # The app serves them under the handlers' names (the operation ids' stem).
     app = api_app.create_app(as_service(service))

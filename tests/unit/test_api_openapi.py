@@ -52,6 +52,7 @@ OPERATION_IDS = {
     ("post", "/v1/leaks/purge"): "purgeLeaks",
     ("get", "/healthz"): "getHealth",
     ("get", "/readyz"): "getReadiness",
+    ("post", "/v1/reload"): "reloadConfiguration",
     ("get", "/metrics"): "getMetrics",
 }
 

@@ -52,6 +52,10 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
     text = UNIT.read_text()
     assert EXEC_START in text
     unit = tmp_path / "vifplugd.service"
+    cli = tmp_path / "vifplug"  # ExecReload's binary, likewise
+    cli.write_text("#!/bin/sh\nexit 0\n")
+    cli.chmod(0o755)
+    text = text.replace("/usr/bin/vifplug ", f"{cli} ")
     unit.write_text(text.replace("/usr/bin/vifplugd", str(stand_in)))
     socket_unit = tmp_path / "vifplugd.socket"
     socket_unit.write_text(SOCKET.read_text())
@@ -117,7 +121,8 @@ def test_socket_unit_passes_the_api_socket_by_name(settings: dict[str, list[str]
 
 def test_unit_has_a_watchdog_and_a_reload(settings: dict[str, list[str]]) -> None:
     assert settings["WatchdogSec"] == ["30s"]
-    assert settings["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    # Synchronous: the CLI returns when the daemon has applied the reload.
+    assert settings["ExecReload"] == ["/usr/bin/vifplug --socket /run/vifplug/vifplug.sock reload"]
     assert settings["NotifyAccess"] == ["main"]
 
 

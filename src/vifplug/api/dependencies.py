@@ -17,7 +17,7 @@ import asyncio
 import dataclasses
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, ParamSpec, TypeVar
 
@@ -31,6 +31,14 @@ from vifplug.records import JsonObject
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class ReloadOutcome:
+    """A finished reload: the networks configured now and those kept."""
+
+    networks: list[str]
+    kept: list[str]
 
 
 @dataclasses.dataclass
@@ -47,6 +55,8 @@ class Runtime:
     readiness: Callable[[], tuple[bool, JsonObject]] = lambda: (True, {})
     max_body_bytes: int = 1048576
     reconciler: reconcile.Reconciler | None = None
+    #: Reloads the configuration and answers when it is done (``POST /v1/reload``).
+    reload: Callable[[], Awaitable[ReloadOutcome]] | None = None
 
     async def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """``fn(*args, **kwargs)`` in the API pool, awaited from the event loop.

@@ -79,6 +79,8 @@ STATUS: Mapping[str, int] = {
     exceptions.InterfaceError.code: 502,
     exceptions.InterfaceGone.code: 409,
     exceptions.IfaceIdTaken.code: 409,
+    exceptions.ReloadFailed.code: 400,
+    exceptions.ReloadUnavailable.code: 503,
     exceptions.OvsdbUnavailable.code: 503,
     exceptions.NotReady.code: 503,
     exceptions.ShuttingDown.code: 503,

@@ -237,6 +237,16 @@ class Readiness(BaseModel):
     details: JsonObject
 
 
+class Reloaded(BaseModel):
+    """What a reload applied."""
+
+    status: Literal["reloaded"]
+    networks: list[str] = Field(description="the networks now configured")
+    kept: list[str] = Field(
+        description="networks removed from the configuration but kept, since they still have VIFs"
+    )
+
+
 # --- leaks -------------------------------------------------------------------------
 
 

@@ -1,4 +1,5 @@
-"""``/healthz``, ``/readyz`` and ``/metrics``: what a supervisor and a scraper ask.
+"""``/healthz``, ``/readyz``, ``/metrics`` and ``/v1/reload``: what a supervisor
+and a scraper ask.
 
 None of these goes through the API pool: a pool saturated by plugs waiting
 for their ports must not make the daemon look dead to its supervisor, nor
@@ -58,3 +59,22 @@ async def metrics(runtime: RuntimeDep) -> Response:
     # Not in the API pool: a scrape must work when plugs saturate it.
     body = await asyncio.to_thread(runtime.metrics.render)
     return Response(body, media_type=metrics_mod.CONTENT_TYPE)
+
+
+@router.post(
+    "/v1/reload",
+    operation_id="reloadConfiguration",
+    responses={
+        **errors.SERVER_ERRORS,
+        400: errors.documented("the configuration cannot be applied; the running one is kept"),
+        503: errors.documented("not running yet, or stopping"),
+    },
+)
+async def reload(runtime: RuntimeDep) -> models.Reloaded:
+    """Re-read the network definitions, as SIGHUP does, and answer when the
+    reload is done (``systemctl reload`` runs this through ``vifplug reload``,
+    so it returns once the new definitions are in force)."""
+    if runtime.reload is None:
+        raise exceptions.ReloadUnavailable(reason="it has not started")
+    outcome = await runtime.reload()
+    return models.Reloaded(status="reloaded", networks=outcome.networks, kept=outcome.kept)
