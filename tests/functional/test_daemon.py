@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import ovs.json as ovs_json
 import primitives as prim
 import pytest
 from daemon_fixture import (
@@ -86,6 +87,9 @@ def test_ready_only_when_serving_and_stopping_on_sigterm(
     assert notify.wait_for("STOPPING=1", 5)
     assert notify.messages.index("READY=1") < notify.messages.index("STOPPING=1")
     assert not os.path.exists(d.socket_path)
+    # The start-up log says which JSON parser reads OVSDB (docs/performance.md).
+    parser = "C (" if ovs_json.PARSER == ovs_json.PARSER_C else "pure Python"
+    assert f"OVSDB JSON parser: {parser}" in d.stderr(), d.stderr()
 
 
 def test_not_ready_until_ovsdb_answers(workdir: Path, notify: Notify, netns_name: str) -> None:

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+import ovs.json as ovs_json
 import pytest
 
 import ovs_sandbox
@@ -79,6 +80,32 @@ def test_gathering_is_bounded_by_gather_max(
         t.join()
     finally:
         ovs.vsctl("--if-exists", "del-br", a)
+
+
+@pytest.mark.parametrize("parser", [ovs_json.PARSER_C, ovs_json.PARSER_PY])
+def test_either_json_parser_reads_and_writes_the_database(
+    ovs: ovs_sandbox.OvsSandbox, monkeypatch: pytest.MonkeyPatch, parser: str
+) -> None:
+    """The C parser where the venv has it (scripts/link-ovs-c-parser), the pure
+    Python one where it does not: the initial contents, a transaction's
+    reply and the update that follows are read either way."""
+    if parser == ovs_json.PARSER_C and ovs_json.PARSER != ovs_json.PARSER_C:
+        pytest.skip("this interpreter's ovs bindings have no C parser")
+    monkeypatch.setattr(ovs_json, "PARSER", parser)
+    a, b = unique("vpjp"), unique("vpjp")
+    ovs.vsctl("add-br", a, "--", "set", "Bridge", a, "datapath_type=netdev")
+    c = connection.Connection(ovs.remote).start()
+    try:
+        assert connection.json_parser().startswith("C (" if parser == ovs_json.PARSER_C else "pure")
+        assert c.replica.interface(a) is not None
+        assert c.transact(bridge_op(b), timeout=60) is True
+        deadline = time.monotonic() + 60
+        while c.replica.interface(b) is None:
+            assert time.monotonic() < deadline, f"{b} never seen in the replica"
+            time.sleep(0.05)
+    finally:
+        c.stop()
+        ovs.vsctl("--if-exists", "del-br", a, "--", "--if-exists", "del-br", b)
 
 
 def test_a_lone_write_is_not_held(ovs: ovs_sandbox.OvsSandbox) -> None:

@@ -56,6 +56,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import importlib
 import logging
 import os
 import threading
@@ -65,6 +66,7 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 import ovs.db.idl
+import ovs.json
 import ovs.poller
 
 from vifplug import exceptions
@@ -103,6 +105,19 @@ class _Inflight:
     results: list[Any]
     started: float
     seqno: int  # the session's: it changes when the connection is lost
+
+
+def json_parser() -> str:
+    """Which JSON parser the ``ovs`` bindings use, for the start-up log.
+
+    The C one (``ovs._json``) parses OVSDB updates ~25x faster than the pure
+    Python one, and parsing is a large share of the daemon's CPU per plugged
+    VIF; a venv built from PyPI alone has only the Python one
+    (scripts/link-ovs-c-parser, docs/performance.md).
+    """
+    if ovs.json.PARSER == ovs.json.PARSER_C:
+        return f"C ({importlib.import_module('ovs._json').__file__})"
+    return "pure Python (slower; scripts/link-ovs-c-parser gives the venv the C one)"
 
 
 class _Idl(ovs.db.idl.Idl):  # type: ignore[misc]
@@ -188,6 +203,7 @@ class Connection:
         """Connect and wait (``wait`` seconds, default ``timeout``) for the replica."""
         wait = self.timeout if wait is None else wait
         deadline = time.monotonic() + wait
+        LOG.info("OVSDB JSON parser: %s", json_parser())
         helper = None
         while helper is None:
             try:
