@@ -105,47 +105,40 @@ def decode_allocation(text: str | None) -> Allocation | None:
         raise ValueError(f"allocation is incomplete: {exc}") from exc
 
 
+def _column_values(record: VifRecord) -> dict[str, Any]:
+    """Each column's value for ``record``; raises ``TypeError``/``ValueError``
+    for unencodable data."""
+    return {
+        "vif_id": record.vif_id,
+        "lifecycle": record.lifecycle.value,
+        "plugin": record.plugin,
+        "obj_name": record.obj_name,
+        "obj_version": record.obj_version,
+        "instance_uuid": record.instance_uuid,
+        "instance_name": record.instance_name,
+        "iface_id": record.iface_id,
+        "iface_status": record.iface_status,
+        "mac": record.mac,
+        "teaming_type": record.teaming_type.value if record.teaming_type else None,
+        "teaming_peer": record.teaming_peer,
+        "request_json": dumps(record.request),
+        "request_digest": record.request_digest,
+        "allocation_json": encode_allocation(record.allocation),
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+    }
+
+
 def insert_params(record: VifRecord) -> tuple[Any, ...]:
-    """Parameters of ``INSERT_SQL``; raises ``TypeError``/``ValueError`` for unencodable data."""
-    return (
-        record.vif_id,
-        record.lifecycle.value,
-        record.plugin,
-        record.obj_name,
-        record.obj_version,
-        record.instance_uuid,
-        record.instance_name,
-        record.iface_id,
-        record.iface_status,
-        record.mac,
-        record.teaming_type.value if record.teaming_type else None,
-        record.teaming_peer,
-        dumps(record.request),
-        record.request_digest,
-        encode_allocation(record.allocation),
-        record.created_at,
-        record.updated_at,
-    )
+    """Parameters of ``INSERT_SQL``, in ``COLUMNS`` order."""
+    values = _column_values(record)
+    return tuple(values[c] for c in COLUMNS)
 
 
 def update_params(record: VifRecord) -> tuple[Any, ...]:
-    """Parameters of ``UPDATE_SQL``."""
-    return (
-        record.lifecycle.value,
-        record.plugin,
-        record.obj_name,
-        record.obj_version,
-        record.instance_uuid,
-        record.instance_name,
-        record.iface_id,
-        record.iface_status,
-        record.mac,
-        record.teaming_type.value if record.teaming_type else None,
-        record.teaming_peer,
-        encode_allocation(record.allocation),
-        record.updated_at,
-        record.vif_id,
-    )
+    """Parameters of ``UPDATE_SQL``: the mutable columns, then the id."""
+    values = _column_values(record)
+    return (*(values[c] for c in MUTABLE_COLUMNS), record.vif_id)
 
 
 def record_from_row(row: sqlite3.Row | tuple[Any, ...]) -> VifRecord:
