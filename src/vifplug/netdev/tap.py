@@ -80,8 +80,9 @@ def ensure_tap(spec: TapSpec) -> tuple[links.LinkInfo, bool]:
     with links.name_lock(spec.name):
         # Try to create first: that is the common case, and with
         # IFF_TUN_EXCL the kernel tells us atomically whether the name was free.
-        if _create(spec):
-            return _configure_new(spec, mac), True
+        created = _create(spec, mac)
+        if created is not None:
+            return created, True
         existing = links.require(spec.name, "adopt")
         _check_adoptable(existing, spec, mac)
         return links.fix_up(
@@ -89,8 +90,8 @@ def ensure_tap(spec: TapSpec) -> tuple[links.LinkInfo, bool]:
         ), False
 
 
-def _configure_new(spec: TapSpec, mac: str | None) -> links.LinkInfo:
-    """MAC, MTU, group and up in one message; the new tap is deleted if that fails."""
+def _configure_new(spec: TapSpec, mac: str | None) -> None:
+    """MAC, MTU, group and up in one message, on a tap not yet persistent."""
     changes: dict[str, Any] = {"group": spec.link_group, "state": "up"}
     if mac is not None:
         changes["address"] = mac
@@ -101,16 +102,20 @@ def _configure_new(spec: TapSpec, mac: str | None) -> links.LinkInfo:
             rtnl.ipr().link("set", ifname=spec.name, **changes)
     except exceptions.VifplugError as err:
         info = links.get_link(spec.name)
-        if info is not None:
-            links.delete_one(info)
-            if rtnl.caused_by(err, errno.EINVAL):
-                links.check_mtu_fits(info, spec.mtu)  # say so if the MTU was the reason
+        if info is not None and rtnl.caused_by(err, errno.EINVAL):
+            links.check_mtu_fits(info, spec.mtu)  # say so if the MTU was the reason
         raise
-    return links.require(spec.name, "read back")
 
 
-def _create(spec: TapSpec) -> bool:
-    """Create the persistent tap; ``False`` if a device of that name already exists."""
+def _create(spec: TapSpec, mac: str | None) -> links.LinkInfo | None:
+    """Create the tap, configured and persistent; None if the name is taken.
+
+    The tap is configured (our link group, MAC, MTU, up) while this call
+    still holds the descriptor that keeps it alive, and made persistent only
+    then.  Killed at any moment before, or failing to configure it, the
+    kernel removes the tap with the descriptor: a tap that outlives this call
+    always carries our link group, so it is never taken for someone else's.
+    """
     if _tuntap.TUNSETIFF is None:
         raise exceptions.NetdevError(
             operation="create tap",
@@ -121,25 +126,27 @@ def _create(spec: TapSpec) -> bool:
     if spec.multiqueue:
         flags |= IFT_MULTI_QUEUE
     ifreq = _IFREQ.pack(spec.name.encode("utf-8"), flags)
+    with rtnl.kernel_call("create tap", spec.name):
+        fd = os.open(TUN_DEVICE, os.O_RDWR | os.O_CLOEXEC)
     try:
-        with rtnl.kernel_call("create tap", spec.name):
-            fd = os.open(TUN_DEVICE, os.O_RDWR | os.O_CLOEXEC)
-            try:
+        try:
+            with rtnl.kernel_call("create tap", spec.name):
                 fcntl.ioctl(fd, _tuntap.TUNSETIFF, ifreq)
-                # Until TUNSETPERSIST the device dies with the fd, so a
-                # failure below leaves nothing behind.
-                if spec.owner is not None:
-                    fcntl.ioctl(fd, _tuntap.TUNSETOWNER, spec.owner)
-                if spec.group_owner is not None:
-                    fcntl.ioctl(fd, _tuntap.TUNSETGROUP, spec.group_owner)
-                fcntl.ioctl(fd, _tuntap.TUNSETPERSIST, 1)
-            finally:
-                os.close(fd)
-    except exceptions.DeviceInUse as err:
-        if rtnl.caused_by(err, errno.EBUSY):  # IFF_TUN_EXCL: the name is taken
-            return False
-        raise
-    return True
+        except exceptions.DeviceInUse as err:
+            if rtnl.caused_by(err, errno.EBUSY):  # IFF_TUN_EXCL: the name is taken
+                return None
+            raise
+        with rtnl.kernel_call("create tap", spec.name):
+            if spec.owner is not None:
+                fcntl.ioctl(fd, _tuntap.TUNSETOWNER, spec.owner)
+            if spec.group_owner is not None:
+                fcntl.ioctl(fd, _tuntap.TUNSETGROUP, spec.group_owner)
+        _configure_new(spec, mac)
+        with rtnl.kernel_call("create tap", spec.name):
+            fcntl.ioctl(fd, _tuntap.TUNSETPERSIST, 1)
+    finally:
+        os.close(fd)
+    return links.require(spec.name, "read back")
 
 
 def _check_adoptable(info: links.LinkInfo, spec: TapSpec, mac: str | None) -> None:
