@@ -34,13 +34,19 @@ DEADLINE = 45.0
 LIMITS = {"idle_timeout": IDLE, "request_timeout": REQUEST, "tls_handshake_timeout": HANDSHAKE}
 
 
+_RECEIVED: dict[int, bytes] = {}
+
+
 def _closed_by_peer(sock: socket.socket) -> bytes | None:
-    """What the server sent before closing, or None while it is still open."""
-    data = b""
+    """What the server sent before closing, or None while it is still open.
+    What arrives before the close is kept across calls (per socket): the
+    answer and the close may come in two reads."""
+    data = _RECEIVED.pop(sock.fileno(), b"")
     while True:
         try:
             chunk = sock.recv(65536)
         except BlockingIOError:
+            _RECEIVED[sock.fileno()] = data
             return None
         except ConnectionResetError:
             return data
@@ -178,9 +184,10 @@ def _slow_request(d: Daemon, head: bytes, endless: bytes) -> tuple[bytes, bool]:
                 s.send(endless[sent % len(endless) : sent % len(endless) + 1])
                 sent += 1
             except (BrokenPipeError, ConnectionResetError):
-                return _closed_by_peer(s) or b"", True
+                return _closed_by_peer(s) or _RECEIVED.pop(s.fileno(), b""), True
         return b"", False
     finally:
+        _RECEIVED.pop(s.fileno(), None)
         s.close()
 
 
