@@ -22,6 +22,7 @@ import dataclasses
 import errno
 import fcntl
 import os
+import socket
 import struct
 from typing import Any
 
@@ -37,6 +38,8 @@ from vifplug import exceptions
 from vifplug.netdev import links, names, rtnl
 
 TUN_DEVICE = "/dev/net/tun"
+#: The tun driver's largest MTU for a tap: 65535 less its Ethernet header.
+TAP_MAX_MTU = 65535 - 14
 _IFREQ = struct.Struct("16sH22x")  # struct ifreq: name, flags, rest of the union
 
 
@@ -99,7 +102,9 @@ def _configure_new(spec: TapSpec, mac: str | None) -> None:
         changes["mtu"] = spec.mtu
     try:
         with rtnl.kernel_call("configure new tap", spec.name):
-            rtnl.ipr().link("set", ifname=spec.name, **changes)
+            # By index: given a name, pyroute2 first asks the kernel for it.
+            index = socket.if_nametoindex(spec.name)
+            rtnl.ipr().link("set", index=index, **changes)
     except exceptions.VifplugError as err:
         info = links.get_link(spec.name)
         if info is not None and rtnl.caused_by(err, errno.EINVAL):
@@ -146,7 +151,37 @@ def _create(spec: TapSpec, mac: str | None) -> links.LinkInfo | None:
             fcntl.ioctl(fd, _tuntap.TUNSETPERSIST, 1)
     finally:
         os.close(fd)
-    return links.require(spec.name, "read back")
+    return _as_created(spec, mac)
+
+
+def _as_created(spec: TapSpec, mac: str | None) -> links.LinkInfo:
+    """The tap this call just made, without reading it back when possible.
+
+    Parsing the kernel's RTM_NEWLINK answer was half of pyroute2's cost of a
+    plug.  When the spec fixed the MAC and MTU, every field is known: what
+    we set, the tun driver's fixed MTU bounds, and the index (one ioctl).
+    Otherwise (the kernel chose a random MAC, or the default MTU) read it.
+    """
+    if mac is None or spec.mtu is None:
+        return links.require(spec.name, "read back")
+    with rtnl.kernel_call("read back", spec.name):
+        index = socket.if_nametoindex(spec.name)
+    return links.LinkInfo(
+        index=index,
+        name=spec.name,
+        kind="tun",
+        mac=mac,
+        mtu=spec.mtu,
+        group=spec.link_group,
+        up=True,
+        operstate="DOWN",  # no carrier until a VM attaches
+        min_mtu=links.MIN_MTU,
+        max_mtu=TAP_MAX_MTU,
+        tun_type="tap",
+        multi_queue=spec.multiqueue,
+        tun_owner=spec.owner,
+        tun_group=spec.group_owner,
+    )
 
 
 def _check_adoptable(info: links.LinkInfo, spec: TapSpec, mac: str | None) -> None:

@@ -99,7 +99,7 @@ class Index:
         old = self.bridge_ports.pop(row.uuid, frozenset())
         new: frozenset[uuid.UUID] = frozenset()
         if event != ovs.db.idl.ROW_DELETE:
-            new = frozenset(p.uuid for p in row.ports)
+            new = _ref_uuids(row, "ports")
             self.bridge_ports[row.uuid] = new
         for port_uuid in old - new:
             if self.port_bridge.get(port_uuid) == row.uuid:
@@ -197,6 +197,19 @@ def _opt_int(value: int | list[int] | None) -> int | None:
     if isinstance(value, list):
         return int(value[0]) if value else None
     return int(value) if value is not None else None
+
+
+def _ref_uuids(row: Row, column: str) -> frozenset[uuid.UUID]:
+    """The UUIDs a reference set holds, read from the row's datum.
+
+    ``row.ports`` would build a Row object for every port of the bridge, on
+    every change of the bridge: O(ports) per OVSDB transaction, the one cost
+    in the IDL thread that grew with the host.  The datum's atoms are the UUIDs.
+    """
+    datum = row._data.get(column)
+    if datum is None:  # a row a transaction is inserting
+        return frozenset(r.uuid for r in getattr(row, column))
+    return frozenset(atom.value for atom in datum.values)
 
 
 def interface_view(row: Row) -> views.InterfaceView:
