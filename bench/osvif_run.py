@@ -123,9 +123,9 @@ def main() -> int:
     import os_vif
     from os_vif import objects
 
+    os_vif.initialize()  # registers os-vif's objects: objects.vif exists from here
     if "create_tap" not in objects.vif.VIFPortProfileOpenVSwitch.fields:
         raise SystemExit("os-vif >= 5.3 is needed (create_tap): pip install '.[bench]'")
-    os_vif.initialize()
     instance = objects.instance_info.InstanceInfo(
         uuid=str(uuid.uuid4()), name="osvif-bench", project_id=str(uuid.uuid4())
     )
