@@ -24,7 +24,7 @@ prints ONE table measured in this run, in this order:
    16-client round it is then stopped with SIGTERM with the N VIFs in its
    state and started again (ready = the first 200 of ``/readyz``, the
    contract's readiness: OVSDB connected and state reconciled), against a
-   fresh interpreter importing ``vifplug.daemon`` measured just before;
+   fresh interpreter importing ``vifplug.daemon`` (least of 3) just before;
    then N unplugs. vifplugd's CPU (``/proc/PID/stat``) is read around the
    plugs and around the unplugs, so plug and unplug have rows of their own.
 4. Scaling: more 16-client rounds on the same daemon at the ``--scaling``
