@@ -4,7 +4,7 @@ Runs in a private network namespace with its own sandbox Open vSwitch
 (userspace datapath) and prints, from the same run:
 
 - floor: N taps through netlink, all N ports in ONE IDL transaction, then
-  waiting until every interface has an ofport (``bench_plug.floor``);
+  waiting until every interface has an ofport (``harness.floor_batched``);
 - api: ``--clients`` concurrent HTTP clients on the unix socket each POSTing
   plugs (``wait=ofport``, the default) until N are plugged, then DELETE-ing
   them all; the daemon is a real ``vifplugd`` subprocess.
@@ -15,12 +15,9 @@ Usage: python bench/bench_api.py [-n 1000] [--clients 128]
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,48 +33,9 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE.parent / "tests" / "functional"))
 sys.path.insert(0, str(HERE.parent / "devtools"))
 
+import harness  # noqa: E402
+
 import nsisolate  # noqa: E402
-
-
-def start_daemon(directory: Path, remote: str, bridge: str) -> tuple[subprocess.Popen[bytes], str]:
-    sock = str(directory / "api.sock")
-    conf = directory / "vifplug.conf"
-    conf.write_text(
-        f"[DEFAULT]\nstate_dir = {directory / 'state'}\n"
-        f"[ovs]\nconnection = {remote}\ndatapath_type = netdev\n"
-        f"integration_bridge = {bridge}\ntimeout = 300\n"
-        f"[api]\nsocket_path = {sock}\ndefault_timeout = 300\n"
-    )
-    log = open(directory / "vifplugd.log", "wb")
-    argv = [sys.executable, "-W", "ignore", "-m", "vifplug.daemon", "--config-file", str(conf)]
-    proc = subprocess.Popen(argv, stderr=log, stdout=log)
-    import httpx
-
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with httpx.Client(
-                transport=httpx.HTTPTransport(uds=sock), base_url="http://vifplugd"
-            ) as c:
-                if c.get("/readyz").status_code == 200:
-                    return proc, sock
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise RuntimeError(f"vifplugd did not become ready; see {directory}/vifplugd.log")
-        time.sleep(0.1)
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """http.client over a unix socket: a client that costs little CPU itself."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__("vifplugd", timeout=300)
-        self.path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(self.path)
 
 
 def api_run(sock: str, bridge: str, n: int, clients: int) -> tuple[float, float]:
@@ -87,14 +45,14 @@ def api_run(sock: str, bridge: str, n: int, clients: int) -> tuple[float, float]
         {"vif": ovs_vif(bridge=bridge, name=f"va{i:05d}"), "instance": instance()} for i in range(n)
     ]
     local = threading.local()
-    opened: list[UnixHTTPConnection] = []
+    opened: list[harness.UnixHTTPConnection] = []
 
     def request(method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
         # One keep-alive connection per thread, as separate compute-service
         # workers would have; http.client keeps the client's own CPU small.
         conn = getattr(local, "conn", None)
         if conn is None:
-            conn = local.conn = UnixHTTPConnection(sock)
+            conn = local.conn = harness.UnixHTTPConnection(sock)
             opened.append(conn)
         headers = {"Content-Type": "application/json"} if body is not None else {}
         conn.request(method, path, body=body, headers=headers)
@@ -132,32 +90,31 @@ def main() -> int:
     if not nsisolate.isolate():
         print("needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) for a private namespace")
         return 2
-    import bench_plug
-
     import ovs_sandbox
 
     directory = Path(tempfile.mkdtemp(prefix="vpbench-", dir="/tmp"))
     sb = ovs_sandbox.OvsSandbox(directory / "ovs").start()
-    proc = None
+    daemon = None
     try:
-        f_plug, f_unplug = bench_plug.floor(sb.remote, args.n, "brfloor")
-        proc, sock = start_daemon(directory, sb.remote, "brapi")
-        daemon_pid = proc.pid
+        harness.warm(sb.remote)
+        f_plug, f_unplug = harness.floor_batched(sb.remote, args.n, "brfloor", args.n)
+        daemon = harness.Daemon(directory, sb.remote, "brapi")
+        daemon.start()
+        sock, daemon_pid = daemon.sock, daemon.pid
         cpu0 = (
-            bench_plug.cpu_seconds(daemon_pid),
-            bench_plug.cpu_seconds(sb.vswitchd_pid),
+            harness.cpu_seconds(daemon_pid),
+            harness.cpu_seconds(sb.vswitchd_pid),
             time.process_time(),
         )
         a_plug, a_unplug = api_run(sock, "brapi", args.n, args.clients)
         cpu1 = (
-            bench_plug.cpu_seconds(daemon_pid),
-            bench_plug.cpu_seconds(sb.vswitchd_pid),
+            harness.cpu_seconds(daemon_pid),
+            harness.cpu_seconds(sb.vswitchd_pid),
             time.process_time(),
         )
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=60)
+        if daemon is not None:
+            daemon.stop()
         sb.stop()
         log = directory / "vifplugd.log"
         if log.exists():

@@ -4,7 +4,8 @@ Each run starts its own sandbox Open vSwitch (userspace datapath) in a private
 network namespace, so nothing on the host is touched, and prints:
 
 - floor: N taps created through netlink, then all N ports added in ONE IDL
-  transaction, then waiting until every interface has an ofport;
+  transaction, then waiting until every interface has an ofport
+  (``harness.floor_batched``, a bare IDL without vifplug code);
 - vifplug: N plugs through ``Service.plug`` from ``--threads`` threads
   (each waits for its ofport), the engine coalescing what is concurrent;
 - unplug of all N, both ways.
@@ -20,58 +21,22 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "functional"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "devtools"))
 
+import harness
+
 import nsisolate
 
 
-def cpu_seconds(pid: int | None) -> float:
-    """User+system CPU a process has used (to show where the time goes)."""
-    if pid is None:
-        return 0.0
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def floor(remote: str, n: int, bridge: str) -> tuple[float, float]:
-    from pyroute2 import IPRoute
-
-    from vifplug.ovsdb import connection, ops
-
-    conn = connection.Connection(remote).start()
-    conn.transact(ops.ensure_bridge_op(ops.BridgeSpec(bridge, datapath_type="netdev")))
-    names = [f"fl{i:05d}" for i in range(n)]
-    t0 = time.perf_counter()
-    with IPRoute() as ipr:
-        for name in names:
-            ipr.link("add", ifname=name, kind="tuntap", mode="tap")
-            ipr.link("set", ifname=name, state="up", group=4242)
-    specs = [
-        ops.PortSpec(
-            bridge=bridge,
-            name=name,
-            iface_status=None,
-            external_ids={"iface-id": str(uuid.uuid4())},
-        )
-        for name in names
-    ]
-    conn.transact(lambda t: [ops.ensure_port(t, s) for s in specs], timeout=300)
-    for name in names:
-        conn.wait_interface(name, lambda v: v.has_ofport, 300)
-    plug = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    conn.transact(lambda t: [ops.remove_port_op(name)(t) for name in names], timeout=300)
-    with IPRoute() as ipr:
-        ipr.link("del", group=4242)
-    unplug = time.perf_counter() - t0
-    conn.stop()
-    return plug, unplug
+    """N taps, all N ports in one transaction, every ofport (``harness``)."""
+    return harness.floor_batched(remote, n, bridge, n)
 
 
 def engine_run(
@@ -111,13 +76,14 @@ def main() -> int:
     directory = tempfile.mkdtemp(prefix="vpbench-", dir="/tmp")
     sb = ovs_sandbox.OvsSandbox(directory).start()
     try:
-        c0 = cpu_seconds(sb.vswitchd_pid)
+        harness.warm(sb.remote)
+        c0 = harness.cpu_seconds(sb.vswitchd_pid)
         f_plug, f_unplug = floor(sb.remote, args.n, "brfloor")
-        c1 = cpu_seconds(sb.vswitchd_pid)
+        c1 = harness.cpu_seconds(sb.vswitchd_pid)
         e_plug, e_unplug, txns = engine_run(
             sb.remote, args.n, "brvifplug", args.threads, Path(directory) / "state"
         )
-        c2 = cpu_seconds(sb.vswitchd_pid)
+        c2 = harness.cpu_seconds(sb.vswitchd_pid)
     finally:
         sb.stop()
         shutil.rmtree(directory, ignore_errors=True)

@@ -2,40 +2,62 @@
 
 Starts its own sandbox Open vSwitch (userspace datapath) in a private network
 namespace and a real ``vifplugd`` subprocess, stops both at the end, and
-prints ONE table measured in this run:
+prints ONE table measured in this run, in this order:
 
-- the plug floor (N taps through netlink, all N ports in one OVSDB
-  transaction, every ofport awaited) and the unplug floor (one transaction
-  plus one netlink delete of the taps as a group), from ``bench_plug.floor``;
-- for each client count (16 and 128; 16 only with ``--quick``): N plugs
-  through the HTTP API (``wait=ofport``) and N unplugs, each against its
-  floor; vifplugd's CPU seconds per VIF (``/proc/PID/stat`` utime+stime,
-  plugs and unplugs together); ovs-vswitchd's CPU during the same run; the
-  OVSDB transactions vifplugd committed for the plugs (from ``/metrics``)
-  against the floor's one; vifplugd's RSS (``VmRSS``) with N VIFs plugged.
+1. The floors (``harness.py`` says why each is the floor), on bridges of
+   their own, through a bare Python IDL and pyroute2, with no vifplug code:
+   N taps then all N ports in ONE transaction; N taps then the ports 16 to a
+   transaction, each transaction waiting for its ofports (the floor of 16
+   clients that each wait for their ofport: N/16 reconfigurations of
+   ovs-vswitchd); the unplug floor (one transaction plus one netlink delete
+   of the taps' link group); one tap plus one one-port transaction waiting
+   for its ofport, ``--samples`` times one after another (p50 and p95);
+   ovs-vswitchd's CPU during each plug floor and its unplug.
+2. os-vif 5.3's ``ovs`` plugin (``osvif_run.py``, a subprocess: it says how
+   its privsep daemon and config are set up) plugging the same N
+   ``VIFOpenVSwitch`` VIFs one after another as Nova calls it, creating its
+   own taps (``create_tap``), until every ofport; then unplugging them.
+   It runs while no vifplugd is up, so that nothing else competes with it.
+3. vifplugd over its HTTP API (``POST /v1/vifs?wait=ofport``, one keep-alive
+   connection per client), for 16 and for 128 clients: N plugs, then the
+   OVSDB transactions it committed (``/metrics``) and its RSS; in the
+   16-client round it is then stopped with SIGTERM with the N VIFs in its
+   state and started again (ready = the first 200 of ``/readyz``, the
+   contract's readiness: OVSDB connected and state reconciled), against a
+   fresh interpreter importing ``vifplug.daemon`` (least of 3) just before;
+   then N unplugs. vifplugd's CPU (``/proc/PID/stat``) is read around the
+   plugs and around the unplugs, so plug and unplug have rows of their own.
+4. Scaling: more 16-client rounds on the same daemon at the ``--scaling``
+   sizes (default N/10, 3N/10 and N: 100, 300, 1000 by default), each
+   printing the plug wall time per VIF against the 16-to-a-transaction floor
+   at that size (measured with the floors), and vifplugd's CPU per VIF.
+5. Single plugs through the HTTP API, one after another, ``--samples``
+   times: p50 and p95 against the single floor.
 
-Every row is ``| figure | value | floor | ratio |``; a cell without a floor
-is ``-``. Timings are only printed, never checked: read them as ranges on a
-busy machine. Not measured here yet (issue 11): the 16-to-a-transaction
-floor, single-plug p50/p95, ready-after-restart, os-vif, scaling.
+Every row is ``| figure | value | floor | ratio |`` with ratio =
+value / floor; a cell without a floor is ``-``. The os-vif rows compared with
+vifplug put vifplug's figure in the floor column, so their ratio reads "os-vif
+takes this many times vifplug's time". Timings are only printed, never
+checked: read them as ranges on a busy machine.
 
-Usage: python bench/run.py [--n 1000] [--quick]
+Usage: python bench/run.py [--n 1000] [--quick] [--samples 100]
+                           [--scaling 100,300,1000 | --no-scaling]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -44,9 +66,14 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE.parent / "tests" / "functional"))
 sys.path.insert(0, str(HERE.parent / "devtools"))
 
+import harness  # noqa: E402
+
 import nsisolate  # noqa: E402
 
 QUICK_N = 20
+QUICK_SCALING = [10, 20]
+QUICK_SAMPLES = 10
+BATCH = 16
 
 
 @dataclass
@@ -56,120 +83,281 @@ class Row:
     floor: float | None = None
 
 
-def rss_mb(pid: int) -> float:
-    """Resident set size of a process in MB, from ``/proc/PID/status``."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+@dataclass
+class Plan:
+    n: int
+    client_counts: list[int]
+    samples: int
+    scaling: list[int]
 
 
-def ovsdb_transactions(request: Callable[[str, str], tuple[int, bytes]]) -> float:
+@dataclass
+class Floors:
+    """Every floor of the run, measured before any vifplugd starts."""
+
+    one: tuple[float, float] = (0.0, 0.0)
+    one_cpu: float = 0.0
+    batched: tuple[float, float] = (0.0, 0.0)
+    batched_cpu: float = 0.0
+    single: list[float] = field(default_factory=list)
+    scaling: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
+class Round:
+    """One round of N plugs and N unplugs by ``clients`` HTTP clients."""
+
+    clients: int
+    n: int
+    plug: float = 0.0
+    unplug: float = 0.0
+    cpu_plug: float = 0.0
+    cpu_unplug: float = 0.0
+    vswitchd: float = 0.0
+    txns: float = 0.0
+    rss: float = 0.0
+    stop: float | None = None
+    ready: float | None = None
+    imported: float | None = None
+
+
+def measure_floors(remote: str, vswitchd: int, plan: Plan) -> Floors:
+    f = Floors()
+    harness.warm(remote)
+    c0 = harness.cpu_seconds(vswitchd)
+    f.one = harness.floor_batched(remote, plan.n, "brfone", plan.n)
+    c1 = harness.cpu_seconds(vswitchd)
+    f.batched = harness.floor_batched(remote, plan.n, "brfbat", BATCH)
+    c2 = harness.cpu_seconds(vswitchd)
+    f.one_cpu, f.batched_cpu = c1 - c0, c2 - c1
+    f.single = harness.floor_single(remote, plan.samples, "brfsgl")
+    for size in plan.scaling:
+        if size == plan.n:
+            f.scaling[size] = f.batched[0]
+        else:
+            f.scaling[size] = harness.floor_batched(remote, size, f"brs{size}", BATCH)[0]
+    return f
+
+
+def measure_osvif(remote: str, n: int, directory: Path) -> dict[str, float]:
+    """os-vif in its own process (see ``osvif_run.py``); its JSON figures."""
+    argv = [sys.executable, "-W", "ignore", str(HERE / "osvif_run.py")]
+    argv += ["--remote", remote, "--bridge", "brosvif", "--n", str(n), "--dir", str(directory)]
+    # os-vif never imports vifplug: no src/ on its path, as on a compute node.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=3600)
+    if done.returncode != 0:
+        raise RuntimeError(f"os-vif run failed:\n{done.stdout}\n{done.stderr[-4000:]}")
+    figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def ovsdb_transactions(c: harness.Clients) -> float:
     """The daemon's count of committed OVSDB transactions, from ``/metrics``."""
-    status, text = request("GET", "/metrics")
+    status, text = c.request("GET", "/metrics")
     found = re.search(r"^vifplug_ovsdb_transactions(?:_total)?\s+(\S+)", text.decode(), re.M)
     if status != 200 or found is None:
         raise RuntimeError("vifplug_ovsdb_transactions not found in /metrics")
     return float(found.group(1))
 
 
-def client_run(sock: str, bridge: str, n: int, clients: int, pid: int, vswitchd: int) -> list[Row]:
-    """N plugs then N unplugs by ``clients`` keep-alive HTTP clients, with the
-    costs read around them; the interface names carry the client count so
-    that rounds on one daemon never reuse a name."""
-    import bench_api
-    import bench_plug
+def client_round(
+    daemon: harness.Daemon,
+    bridge: str,
+    tag: str,
+    n: int,
+    clients: int,
+    vswitchd: int,
+    restart: bool,
+) -> Round:
+    """N plugs then N unplugs by ``clients`` keep-alive HTTP clients, the
+    costs read around each; with ``restart``, the daemon is stopped and
+    started again in between. ``tag`` keeps interface names unique."""
     from engine_fixture import instance, ovs_vif, vif_id_of
 
-    local = threading.local()
-    opened: list[bench_api.UnixHTTPConnection] = []
-
-    def request(method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        conn = getattr(local, "conn", None)
-        if conn is None:
-            conn = local.conn = bench_api.UnixHTTPConnection(sock)
-            opened.append(conn)
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        conn.request(method, path, body=body, headers=headers)
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-
-    def plug(vif: dict[str, object]) -> None:
-        body = json.dumps({"vif": vif, "instance": instance()}).encode()
-        status, text = request("POST", "/v1/vifs?wait=ofport", body)
-        if status != 201:
-            raise RuntimeError(f"plug answered {status}: {text[:200]!r}")
-
-    def unplug(vif: dict[str, object]) -> None:
-        status, text = request("DELETE", f"/v1/vifs/{vif_id_of(vif)}")
-        if status != 204:
-            raise RuntimeError(f"unplug answered {status}: {text[:200]!r}")
-
-    vifs = [ovs_vif(bridge=bridge, name=f"v{clients}x{i:05d}") for i in range(n)]
-    txn0 = ovsdb_transactions(request)
-    cpu0 = bench_plug.cpu_seconds(pid), bench_plug.cpu_seconds(vswitchd)
-    with ThreadPoolExecutor(clients) as pool:
+    r = Round(clients, n)
+    vifs = [ovs_vif(bridge=bridge, name=f"v{tag}{i:05d}") for i in range(n)]
+    inst = instance()
+    with harness.clients(daemon.sock) as c, ThreadPoolExecutor(clients) as pool:
+        txn0 = ovsdb_transactions(c)
+        cpu0, vs0 = harness.cpu_seconds(daemon.pid), harness.cpu_seconds(vswitchd)
         t0 = time.perf_counter()
-        list(pool.map(plug, vifs))
-        plugged = time.perf_counter() - t0
-        txns = ovsdb_transactions(request) - txn0
-        rss = rss_mb(pid)
+        list(pool.map(lambda v: c.plug(v, inst), vifs))
+        r.plug = time.perf_counter() - t0
+        r.cpu_plug = harness.cpu_seconds(daemon.pid) - cpu0
+        r.vswitchd = harness.cpu_seconds(vswitchd) - vs0
+        r.txns = ovsdb_transactions(c) - txn0
+        r.rss = harness.rss_mb(daemon.pid)
+    if restart:
+        r.stop = daemon.stop()
+        r.imported = harness.import_seconds()
+        r.ready = daemon.start()
+    with harness.clients(daemon.sock) as c, ThreadPoolExecutor(clients) as pool:
+        cpu0, vs0 = harness.cpu_seconds(daemon.pid), harness.cpu_seconds(vswitchd)
         t0 = time.perf_counter()
-        list(pool.map(unplug, vifs))
-        unplugged = time.perf_counter() - t0
-    cpu1 = bench_plug.cpu_seconds(pid), bench_plug.cpu_seconds(vswitchd)
-    for conn in opened:
-        conn.close()
+        list(pool.map(lambda v: c.unplug(vif_id_of(v)), vifs))
+        r.unplug = time.perf_counter() - t0
+        r.cpu_unplug = harness.cpu_seconds(daemon.pid) - cpu0
+        r.vswitchd += harness.cpu_seconds(vswitchd) - vs0
+    return r
+
+
+def single_plugs(daemon: harness.Daemon, bridge: str, samples: int) -> list[float]:
+    """Latencies (s) of plugs one after another by one client; the VIFs are
+    unplugged afterwards, untimed."""
+    from engine_fixture import instance, ovs_vif, vif_id_of
+
+    vifs = [ovs_vif(bridge=bridge, name=f"vsgl{i:05d}") for i in range(samples)]
+    inst = instance()
+    times: list[float] = []
+    with harness.clients(daemon.sock) as c:
+        for vif in vifs:
+            t0 = time.perf_counter()
+            c.plug(vif, inst)
+            times.append(time.perf_counter() - t0)
+        for vif in vifs:
+            c.unplug(vif_id_of(vif))
+    return times
+
+
+def floor_rows(plan: Plan, f: Floors) -> list[Row]:
+    p = harness.percentile
     return [
-        Row(f"plug, {clients} clients, wait=ofport (s)", plugged),
-        Row(f"unplug, {clients} clients (s)", unplugged),
+        Row("plug floor: netlink + 1 OVSDB transaction (s)", f.one[0]),
+        Row(f"plug floor: netlink + {BATCH} to a transaction, each awaited (s)", f.batched[0]),
+        Row("unplug floor: 1 transaction + link-group delete (s)", f.one[1]),
+        Row("ovs-vswitchd CPU, floor 1 transaction, plug+unplug (s)", f.one_cpu),
+        Row(f"ovs-vswitchd CPU, floor {BATCH} to a transaction, plug+unplug (s)", f.batched_cpu),
         Row(
-            f"vifplugd CPU per VIF, plug+unplug, {clients} clients (ms)",
-            (cpu1[0] - cpu0[0]) * 1000 / n,
+            "single plug floor p50: 1 tap + 1 IDL transaction + ofport (ms)", p(f.single, 50) * 1e3
         ),
-        Row(f"ovs-vswitchd CPU, {clients} clients (s)", cpu1[1] - cpu0[1]),
-        Row(f"OVSDB transactions for the plugs, {clients} clients", txns, 1.0),
-        Row(f"vifplugd RSS, {n} VIFs plugged, {clients} clients (MB)", rss),
+        Row(
+            "single plug floor p95: 1 tap + 1 IDL transaction + ofport (ms)", p(f.single, 95) * 1e3
+        ),
     ]
 
 
-def measure(n: int, client_counts: list[int]) -> list[Row]:
-    """Floors first, then one daemon for every client count, all on one sandbox."""
-    import bench_api
-    import bench_plug
+def round_rows(r: Round, f: Floors) -> list[Row]:
+    k, n = r.clients, r.n
+    pattern = f.batched if k == BATCH else f.one
+    pattern_cpu = f.batched_cpu if k == BATCH else f.one_cpu
+    rows = [Row(f"plug, {k} clients, wait=ofport (s)", r.plug, pattern[0])]
+    if k == BATCH:
+        rows.append(
+            Row(
+                f"plug, {k} clients, against 1 transaction (shown, not a target) (s)",
+                r.plug,
+                f.one[0],
+            )
+        )
+    rows += [
+        Row(f"unplug, {k} clients (s)", r.unplug, f.one[1]),
+        Row(f"vifplugd CPU per VIF, plug, {k} clients (ms)", r.cpu_plug * 1e3 / n),
+        Row(f"vifplugd CPU per VIF, unplug, {k} clients (ms)", r.cpu_unplug * 1e3 / n),
+        Row(
+            f"vifplugd CPU per VIF, plug+unplug, {k} clients (ms)",
+            (r.cpu_plug + r.cpu_unplug) * 1e3 / n,
+        ),
+        Row(f"ovs-vswitchd CPU, {k} clients, plug+unplug (s)", r.vswitchd, pattern_cpu),
+        Row(f"OVSDB transactions for the plugs, {k} clients", r.txns, float(math.ceil(n / k))),
+        Row(f"vifplugd RSS, {n} VIFs plugged, {k} clients (MB)", r.rss),
+    ]
+    if r.ready is not None:
+        assert r.stop is not None and r.imported is not None
+        rows += [
+            Row(f"vifplugd stop (SIGTERM to exit), {n} VIFs (s)", r.stop),
+            Row(
+                f"ready after restart, {n} VIFs, /readyz, against importing vifplug.daemon (s)",
+                r.ready,
+                r.imported,
+            ),
+        ]
+    return rows
 
+
+def osvif_rows(n: int, o: dict[str, float], f: Floors, vifplug: Round) -> list[Row]:
+    k = vifplug.clients
+    return [
+        Row(
+            f"os-vif plug, {n} one after another, own taps, to every ofport (s)",
+            o["plug"],
+            f.one[0],
+        ),
+        Row(f"os-vif unplug, {n} one after another (s)", o["unplug"], f.one[1]),
+        Row(
+            f"os-vif plug against vifplug plug, {k} clients (s; target ratio >= 10)",
+            o["plug"],
+            vifplug.plug,
+        ),
+        Row(f"os-vif unplug against vifplug unplug, {k} clients (s)", o["unplug"], vifplug.unplug),
+    ]
+
+
+def scaling_rows(rounds: dict[int, Round], f: Floors) -> list[Row]:
+    rows: list[Row] = []
+    for size, r in sorted(rounds.items()):
+        rows += [
+            Row(
+                f"scaling N={size}: plug per VIF, {BATCH} clients (ms)",
+                r.plug * 1e3 / size,
+                f.scaling[size] * 1e3 / size,
+            ),
+            Row(
+                f"scaling N={size}: vifplugd CPU per VIF, plug+unplug, {BATCH} clients (ms)",
+                (r.cpu_plug + r.cpu_unplug) * 1e3 / size,
+            ),
+        ]
+    return rows
+
+
+def single_rows(http: list[float], f: Floors) -> list[Row]:
+    p = harness.percentile
+    return [
+        Row(
+            "single plug p50, HTTP, one after another, wait=ofport (ms)",
+            p(http, 50) * 1e3,
+            p(f.single, 50) * 1e3,
+        ),
+        Row(
+            "single plug p95, HTTP, one after another, wait=ofport (ms)",
+            p(http, 95) * 1e3,
+            p(f.single, 95) * 1e3,
+        ),
+    ]
+
+
+def measure(plan: Plan) -> list[Row]:
+    """Floors, os-vif, then one daemon for every client round, all on one sandbox."""
     import ovs_sandbox
 
     directory = Path(tempfile.mkdtemp(prefix="vpbench-", dir="/tmp"))
     sb = ovs_sandbox.OvsSandbox(directory / "ovs").start()
-    proc = None
+    daemon = None
     try:
         vswitchd = sb.vswitchd_pid
         assert vswitchd is not None
-        c0 = bench_plug.cpu_seconds(vswitchd)
-        f_plug, f_unplug = bench_plug.floor(sb.remote, n, "brfloor")
-        f_cpu = bench_plug.cpu_seconds(vswitchd) - c0
-        rows = [
-            Row("plug floor: netlink + 1 OVSDB transaction (s)", f_plug),
-            Row("unplug floor: 1 transaction + link-group delete (s)", f_unplug),
-            Row("ovs-vswitchd CPU, floor (s)", f_cpu),
-        ]
-        proc, sock = bench_api.start_daemon(directory, sb.remote, "brapi")
-        for clients in client_counts:
-            for row in client_run(sock, "brapi", n, clients, proc.pid, vswitchd):
-                floors = {
-                    "plug,": f_plug,
-                    "unplug,": f_unplug,
-                    "ovs-vswitchd": f_cpu,
-                }
-                for prefix, value in floors.items():
-                    if row.figure.startswith(prefix):
-                        row.floor = value
-                rows.append(row)
+        floors = measure_floors(sb.remote, vswitchd, plan)
+        rows = floor_rows(plan, floors)
+        osvif = measure_osvif(sb.remote, plan.n, directory)
+        daemon = harness.Daemon(directory, sb.remote, "brapi")
+        daemon.start()
+        rounds = {}
+        for k in plan.client_counts:
+            rounds[k] = client_round(daemon, "brapi", f"{k}a", plan.n, k, vswitchd, k == BATCH)
+            rows += round_rows(rounds[k], floors)
+        rows += osvif_rows(plan.n, osvif, floors, rounds[BATCH])
+        scaled = {}
+        for size in plan.scaling:
+            scaled[size] = (
+                rounds[BATCH]
+                if size == plan.n
+                else client_round(daemon, "brapi", f"s{size}", size, BATCH, vswitchd, False)
+            )
+        rows += scaling_rows(scaled, floors)
+        rows += single_rows(single_plugs(daemon, "brapi", plan.samples), floors)
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=60)
+        if daemon is not None:
+            daemon.stop()
         sb.stop()
         log = directory / "vifplugd.log"
         if log.exists():
@@ -192,20 +380,44 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def plan_from(args: argparse.Namespace) -> Plan:
+    n = args.n if args.n is not None else (QUICK_N if args.quick else 1000)
+    samples = args.samples if args.samples is not None else (QUICK_SAMPLES if args.quick else 100)
+    if args.no_scaling:
+        scaling = []
+    elif args.scaling:
+        scaling = sorted({int(s) for s in args.scaling.split(",")})
+    elif args.quick and args.n is None:
+        scaling = QUICK_SCALING
+    else:
+        scaling = sorted({max(1, n // 10), max(1, n * 3 // 10), n})
+    return Plan(n, [BATCH] if args.quick else [BATCH, 128], samples, scaling)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", "-n", type=int, default=None, help="VIFs per run (default 1000)")
     parser.add_argument(
-        "--quick", action="store_true", help=f"a small run for CI: N={QUICK_N}, 16 clients only"
+        "--quick",
+        action="store_true",
+        help=f"a small run for CI: N={QUICK_N}, 16 clients only, scaling at "
+        f"{QUICK_SCALING}, {QUICK_SAMPLES} single plugs",
     )
+    parser.add_argument("--samples", type=int, default=None, help="single plugs (default 100)")
+    parser.add_argument(
+        "--scaling", help="comma-separated N for the scaling rows (default N/10,3N/10,N)"
+    )
+    parser.add_argument("--no-scaling", action="store_true", help="no scaling rows")
     args = parser.parse_args()
-    n = args.n if args.n is not None else (QUICK_N if args.quick else 1000)
-    client_counts = [16] if args.quick else [16, 128]
+    plan = plan_from(args)
     if not nsisolate.isolate():
         print("needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) for a private namespace")
         return 2
-    rows = measure(n, client_counts)
-    print(f"{n} VIFs, clients {', '.join(map(str, client_counts))}, {os.cpu_count()} CPUs")
+    rows = measure(plan)
+    print(
+        f"{plan.n} VIFs, clients {', '.join(map(str, plan.client_counts))}, "
+        f"{plan.samples} single plugs, scaling {plan.scaling or 'skipped'}, {os.cpu_count()} CPUs"
+    )
     print(table(rows))
     return 0
 

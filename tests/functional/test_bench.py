@@ -2,8 +2,10 @@
 
 Timings are the benchmark's to print, never a test's to assert (issue 11):
 this checks only that the one command starts and stops its own sandbox, exits
-0, and prints every row it promises with numbers that parse and positive
-ratios, so that the table cannot rot unnoticed between benchmark runs.
+0, and prints every row it promises (floors, vifplug over HTTP, restart,
+os-vif, scaling, single plugs) with numbers that parse, ratio = value /
+floor wherever a floor is printed, and each floor taken from the row it
+names, so that the table cannot rot unnoticed between benchmark runs.
 """
 
 from __future__ import annotations
@@ -15,23 +17,71 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-EXPECTED = [
-    "plug floor: netlink + 1 OVSDB transaction (s)",
-    "unplug floor: 1 transaction + link-group delete (s)",
-    "ovs-vswitchd CPU, floor (s)",
+N = 20
+EXPECTED_WITH_FLOOR = [
     "plug, 16 clients, wait=ofport (s)",
+    "plug, 16 clients, against 1 transaction (shown, not a target) (s)",
     "unplug, 16 clients (s)",
-    "vifplugd CPU per VIF, plug+unplug, 16 clients (ms)",
-    "ovs-vswitchd CPU, 16 clients (s)",
+    "ovs-vswitchd CPU, 16 clients, plug+unplug (s)",
     "OVSDB transactions for the plugs, 16 clients",
-    "vifplugd RSS, 20 VIFs plugged, 16 clients (MB)",
+    f"ready after restart, {N} VIFs, /readyz, against importing vifplug.daemon (s)",
+    f"os-vif plug, {N} one after another, own taps, to every ofport (s)",
+    f"os-vif unplug, {N} one after another (s)",
+    "os-vif plug against vifplug plug, 16 clients (s; target ratio >= 10)",
+    "os-vif unplug against vifplug unplug, 16 clients (s)",
+    "scaling N=10: plug per VIF, 16 clients (ms)",
+    "scaling N=20: plug per VIF, 16 clients (ms)",
+    "single plug p50, HTTP, one after another, wait=ofport (ms)",
+    "single plug p95, HTTP, one after another, wait=ofport (ms)",
 ]
-WITH_FLOOR = {
-    "plug, 16 clients, wait=ofport (s)",
-    "unplug, 16 clients (s)",
-    "ovs-vswitchd CPU, 16 clients (s)",
-    "OVSDB transactions for the plugs, 16 clients",
+EXPECTED_WITHOUT_FLOOR = [
+    "plug floor: netlink + 1 OVSDB transaction (s)",
+    "plug floor: netlink + 16 to a transaction, each awaited (s)",
+    "unplug floor: 1 transaction + link-group delete (s)",
+    "ovs-vswitchd CPU, floor 1 transaction, plug+unplug (s)",
+    "ovs-vswitchd CPU, floor 16 to a transaction, plug+unplug (s)",
+    "single plug floor p50: 1 tap + 1 IDL transaction + ofport (ms)",
+    "single plug floor p95: 1 tap + 1 IDL transaction + ofport (ms)",
+    "vifplugd CPU per VIF, plug, 16 clients (ms)",
+    "vifplugd CPU per VIF, unplug, 16 clients (ms)",
+    "vifplugd CPU per VIF, plug+unplug, 16 clients (ms)",
+    f"vifplugd RSS, {N} VIFs plugged, 16 clients (MB)",
+    f"vifplugd stop (SIGTERM to exit), {N} VIFs (s)",
+    "scaling N=10: vifplugd CPU per VIF, plug+unplug, 16 clients (ms)",
+    "scaling N=20: vifplugd CPU per VIF, plug+unplug, 16 clients (ms)",
+]
+# Which row's value is which other row's floor, within the same run: a
+# mislabelled floor would make every ratio of the table lie.
+SAME_FLOOR = {
+    "plug, 16 clients, wait=ofport (s)": (
+        "plug floor: netlink + 16 to a transaction, each awaited (s)"
+    ),
+    "plug, 16 clients, against 1 transaction (shown, not a target) (s)": (
+        "plug floor: netlink + 1 OVSDB transaction (s)"
+    ),
+    "unplug, 16 clients (s)": "unplug floor: 1 transaction + link-group delete (s)",
+    "ovs-vswitchd CPU, 16 clients, plug+unplug (s)": (
+        "ovs-vswitchd CPU, floor 16 to a transaction, plug+unplug (s)"
+    ),
+    "single plug p50, HTTP, one after another, wait=ofport (ms)": (
+        "single plug floor p50: 1 tap + 1 IDL transaction + ofport (ms)"
+    ),
+    "single plug p95, HTTP, one after another, wait=ofport (ms)": (
+        "single plug floor p95: 1 tap + 1 IDL transaction + ofport (ms)"
+    ),
+    "os-vif plug against vifplug plug, 16 clients (s; target ratio >= 10)": (
+        "plug, 16 clients, wait=ofport (s)"
+    ),
+    "os-vif unplug against vifplug unplug, 16 clients (s)": "unplug, 16 clients (s)",
 }
+
+
+def assert_ratio(figure: str, value: float, floor: float, ratio: float) -> None:
+    """ratio = value / floor, allowing for the printing: value and floor to
+    3 decimals, the ratio to 2."""
+    low = max(0.0, value - 0.0005) / (floor + 0.0005)
+    high = (value + 0.0005) / max(floor - 0.0005, 1e-9)
+    assert low - 0.005 <= ratio <= high + 0.005, (figure, value, floor, ratio)
 
 
 def test_quick_run_prints_the_whole_table() -> None:
@@ -59,17 +109,23 @@ def test_quick_run_prints_the_whole_table() -> None:
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert len(cells) == 4, line
         rows[cells[0]] = cells[1:]
-    assert sorted(rows) == sorted(EXPECTED), done.stdout
+    assert sorted(rows) == sorted(EXPECTED_WITH_FLOOR + EXPECTED_WITHOUT_FLOOR), done.stdout
     for figure, (value, floor, ratio) in rows.items():
         assert float(value) >= 0, figure
-        if figure in WITH_FLOOR:
+        if figure in EXPECTED_WITH_FLOOR:
             # A CPU floor can read 0 at a clock tick's resolution: no ratio then.
             assert float(floor) >= 0, figure
             if float(floor) == 0:
                 assert ratio == "-", figure
             else:
-                assert float(ratio) > 0 or float(value) == 0, figure
+                assert_ratio(figure, float(value), float(floor), float(ratio))
         else:
             assert floor == ratio == "-", figure
+    for figure, source in SAME_FLOOR.items():
+        assert rows[figure][1] == rows[source][0], (figure, source)
+    plug_ms = float(rows["scaling N=20: plug per VIF, 16 clients (ms)"][0])
+    assert abs(plug_ms - float(rows["plug, 16 clients, wait=ofport (s)"][0]) * 1000 / N) < 0.1
+    assert float(rows["OVSDB transactions for the plugs, 16 clients"][1]) == 2  # ceil(20/16)
     assert float(rows["OVSDB transactions for the plugs, 16 clients"][0]) >= 1
-    assert float(rows["vifplugd RSS, 20 VIFs plugged, 16 clients (MB)"][0]) > 0
+    assert float(rows[f"vifplugd RSS, {N} VIFs plugged, 16 clients (MB)"][0]) > 0
+    assert float(rows[f"os-vif plug, {N} one after another, own taps, to every ofport (s)"][0]) > 0
