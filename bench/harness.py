@@ -349,8 +349,16 @@ class Clients:
             conn = self.local.conn = UnixHTTPConnection(self.sock)
             self.opened.append(conn)
         headers = {"Content-Type": "application/json"} if body is not None else {}
-        conn.request(method, path, body=body, headers=headers)
-        resp = conn.getresponse()
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # The daemon closes a kept-alive connection idle past [api]
+            # idle_timeout (the main thread's, during a long round); like any
+            # HTTP client, open a new one and send again.
+            conn.close()
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
         return resp.status, resp.read()
 
     def plug(self, vif: dict[str, Any], instance: dict[str, Any]) -> None:
