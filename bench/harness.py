@@ -47,6 +47,25 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def settle(*pids: int, busy: float = 0.1, window: float = 0.25, limit: float = 120.0) -> float:
+    """Wait until every process in ``pids`` used under ``busy`` of a CPU
+    over ``window`` seconds; returns the seconds waited.
+
+    After a round, ovs-vswitchd goes on for seconds (it answered the last
+    write, then reconfigures, and follows the kernel deleting a thousand
+    taps): a round started then measures its backlog, not the round (the
+    first 16 plugs of a round once waited 10 s for their ofports).  Every
+    timed phase starts from a quiet host, the floors' as vifplug's.
+    """
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit:
+        before = [cpu_seconds(p) for p in pids]
+        time.sleep(window)
+        if all(cpu_seconds(p) - b < busy * window for p, b in zip(pids, before, strict=True)):
+            break
+    return time.monotonic() - t0
+
+
 def rss_mb(pid: int) -> float:
     """Resident set size of a process in MB, from ``/proc/PID/status``."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -208,18 +227,24 @@ def warm(remote: str) -> None:
     floor_batched(remote, 2, "brwarm", 2)
 
 
-def floor_batched(remote: str, n: int, bridge: str, batch: int) -> tuple[float, float]:
+def floor_batched(
+    remote: str, n: int, bridge: str, batch: int, vswitchd: int | None = None
+) -> tuple[float, float]:
     """Plug and unplug floors of N ports ``batch`` to a transaction (N for
-    one transaction), each transaction waiting for its ofports; seconds."""
+    one transaction), each transaction waiting for its ofports; seconds.
+    Each phase starts once ``vswitchd`` (when given) is quiet."""
     idl = RawIdl(remote)
+    quiet = (lambda: settle(vswitchd)) if vswitchd is not None else (lambda: 0.0)
     try:
         idl.ensure_bridge(bridge)
         names = [f"{bridge[:10]}{i:05d}" for i in range(n)]
+        quiet()
         t0 = time.perf_counter()
         make_taps(names)
         for start in range(0, n, batch):
             idl.wait_ofports(idl.add_ports(bridge, names[start : start + batch]))
         plug = time.perf_counter() - t0
+        quiet()
         t0 = time.perf_counter()
         idl.remove_ports(bridge, names)
         delete_taps()

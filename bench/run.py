@@ -125,17 +125,18 @@ def measure_floors(remote: str, vswitchd: int, plan: Plan) -> Floors:
     f = Floors()
     harness.warm(remote)
     c0 = harness.cpu_seconds(vswitchd)
-    f.one = harness.floor_batched(remote, plan.n, "brfone", plan.n)
+    f.one = harness.floor_batched(remote, plan.n, "brfone", plan.n, vswitchd)
     c1 = harness.cpu_seconds(vswitchd)
-    f.batched = harness.floor_batched(remote, plan.n, "brfbat", BATCH)
+    f.batched = harness.floor_batched(remote, plan.n, "brfbat", BATCH, vswitchd)
     c2 = harness.cpu_seconds(vswitchd)
     f.one_cpu, f.batched_cpu = c1 - c0, c2 - c1
+    harness.settle(vswitchd)
     f.single = harness.floor_single(remote, plan.samples, "brfsgl")
     for size in plan.scaling:
         if size == plan.n:
             f.scaling[size] = f.batched[0]
         else:
-            f.scaling[size] = harness.floor_batched(remote, size, f"brs{size}", BATCH)[0]
+            f.scaling[size] = harness.floor_batched(remote, size, f"brs{size}", BATCH, vswitchd)[0]
     return f
 
 
@@ -179,6 +180,7 @@ def client_round(
     vifs = [ovs_vif(bridge=bridge, name=f"v{tag}{i:05d}") for i in range(n)]
     inst = instance()
     with harness.clients(daemon.sock) as c, ThreadPoolExecutor(clients) as pool:
+        harness.settle(vswitchd, daemon.pid)
         txn0 = ovsdb_transactions(c)
         cpu0, vs0 = harness.cpu_seconds(daemon.pid), harness.cpu_seconds(vswitchd)
         t0 = time.perf_counter()
@@ -193,6 +195,7 @@ def client_round(
         r.imported = harness.import_seconds()
         r.ready = daemon.start()
     with harness.clients(daemon.sock) as c, ThreadPoolExecutor(clients) as pool:
+        harness.settle(vswitchd, daemon.pid)
         cpu0, vs0 = harness.cpu_seconds(daemon.pid), harness.cpu_seconds(vswitchd)
         t0 = time.perf_counter()
         list(pool.map(lambda v: c.unplug(vif_id_of(v)), vifs))
@@ -202,7 +205,7 @@ def client_round(
     return r
 
 
-def single_plugs(daemon: harness.Daemon, bridge: str, samples: int) -> list[float]:
+def single_plugs(daemon: harness.Daemon, bridge: str, samples: int, vswitchd: int) -> list[float]:
     """Latencies (s) of plugs one after another by one client; the VIFs are
     unplugged afterwards, untimed."""
     from engine_fixture import instance, ovs_vif, vif_id_of
@@ -211,6 +214,7 @@ def single_plugs(daemon: harness.Daemon, bridge: str, samples: int) -> list[floa
     inst = instance()
     times: list[float] = []
     with harness.clients(daemon.sock) as c:
+        harness.settle(vswitchd, daemon.pid)
         for vif in vifs:
             t0 = time.perf_counter()
             c.plug(vif, inst)
@@ -338,6 +342,7 @@ def measure(plan: Plan) -> list[Row]:
         assert vswitchd is not None
         floors = measure_floors(sb.remote, vswitchd, plan)
         rows = floor_rows(plan, floors)
+        harness.settle(vswitchd)
         osvif = measure_osvif(sb.remote, plan.n, directory)
         daemon = harness.Daemon(directory, sb.remote, "brapi")
         daemon.start()
@@ -354,7 +359,7 @@ def measure(plan: Plan) -> list[Row]:
                 else client_round(daemon, "brapi", f"s{size}", size, BATCH, vswitchd, False)
             )
         rows += scaling_rows(scaled, floors)
-        rows += single_rows(single_plugs(daemon, "brapi", plan.samples), floors)
+        rows += single_rows(single_plugs(daemon, "brapi", plan.samples, vswitchd), floors)
     finally:
         if daemon is not None:
             daemon.stop()
