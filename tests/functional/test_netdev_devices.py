@@ -83,6 +83,23 @@ def test_tap_is_created_as_specified(dev: Devices, multiqueue: bool) -> None:
         assert sysfs(spec.name, "group") == "4321"
 
 
+def test_new_tap_is_silent_until_a_vm_attaches(dev: Devices) -> None:
+    """A new tap is up without a carrier, so the host gives it no IPv6
+    address and sends nothing out of it (no DAD, router solicitation or MLD
+    report into the VM's network, no packet for ovs-vswitchd to handle)."""
+    info, created = netdev.ensure_tap(tap_spec(dev, mac="fa:16:3e:00:00:02", mtu=1450))
+    assert created and info.up
+    seen = ip_link(info.name)
+    assert seen is not None
+    assert "UP" in seen["flags"] and "NO-CARRIER" in seen["flags"]
+    addrs = subprocess.run(
+        ["ip", "-j", "addr", "show", "dev", info.name], capture_output=True, text=True, check=True
+    )
+    assert addrs.stdout.count('"local"') == 0, addrs.stdout
+    if sysfs(info.name, "statistics/tx_packets") is not None:
+        assert sysfs(info.name, "statistics/tx_packets") == "0"
+
+
 def test_tap_without_owner_is_root_only(dev: Devices) -> None:
     info, _ = netdev.ensure_tap(tap_spec(dev))
     assert info.tun_owner is None and info.tun_group is None

@@ -7,8 +7,8 @@ ioctl numbers, for one reason: pyroute2 drops ``IFF_TUN_EXCL``, and without
 it "creating" a tap that already exists silently attaches to it and succeeds,
 so two racing plugs would both believe they created the device and both
 would delete it on rollback.  With ``IFF_TUN_EXCL`` the kernel answers EBUSY
-and we adopt the existing device instead.  Everything after creation (MAC,
-MTU, group, up) is one rtnetlink message.
+and we adopt the existing device instead.  MAC, MTU and group are one
+rtnetlink message while the tap is still attached; up is one more, after.
 
 Flags: ``IFF_NO_PI`` as ``ip tuntap`` sets by default; no ``IFF_VNET_HDR``
 (libvirt/QEMU set it when they attach); ``IFF_MULTI_QUEUE`` when asked, which
@@ -18,6 +18,7 @@ multi-queue flag differs from the device's.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import fcntl
@@ -93,9 +94,10 @@ def ensure_tap(spec: TapSpec) -> tuple[links.LinkInfo, bool]:
         ), False
 
 
-def _configure_new(spec: TapSpec, mac: str | None) -> None:
-    """MAC, MTU, group and up in one message, on a tap not yet persistent."""
-    changes: dict[str, Any] = {"group": spec.link_group, "state": "up"}
+def _configure_new(spec: TapSpec, mac: str | None) -> int:
+    """MAC, MTU and group in one message, on a tap not yet persistent;
+    returns its index."""
+    changes: dict[str, Any] = {"group": spec.link_group}
     if mac is not None:
         changes["address"] = mac
     if spec.mtu is not None:
@@ -110,16 +112,37 @@ def _configure_new(spec: TapSpec, mac: str | None) -> None:
         if info is not None and rtnl.caused_by(err, errno.EINVAL):
             links.check_mtu_fits(info, spec.mtu)  # say so if the MTU was the reason
         raise
+    return index
+
+
+def _bring_up(spec: TapSpec, index: int) -> None:
+    """Set the new tap up, now that no descriptor is attached to it.
+
+    Up while this process was still attached, the tap had a carrier: IPv6
+    gave it a link-local address and sent DAD, router solicitations and MLD
+    reports out of every VM's port, and ovs-vswitchd handled each (it spent
+    three times the CPU of a plug on a thousand such taps).  Detached, a
+    tap has no carrier until the VM's QEMU attaches, as with ``ip tuntap``.
+    If this fails the tap, ours and persistent now, is deleted again.
+    """
+    try:
+        with rtnl.kernel_call("set up new tap", spec.name):
+            rtnl.ipr().link("set", index=index, state="up")
+    except exceptions.VifplugError:
+        with contextlib.suppress(exceptions.VifplugError), rtnl.kernel_call("delete", spec.name):
+            rtnl.ipr().link("del", index=index)
+        raise
 
 
 def _create(spec: TapSpec, mac: str | None) -> links.LinkInfo | None:
     """Create the tap, configured and persistent; None if the name is taken.
 
-    The tap is configured (our link group, MAC, MTU, up) while this call
-    still holds the descriptor that keeps it alive, and made persistent only
-    then.  Killed at any moment before, or failing to configure it, the
-    kernel removes the tap with the descriptor: a tap that outlives this call
-    always carries our link group, so it is never taken for someone else's.
+    The tap is configured (our link group, MAC, MTU) while this call still
+    holds the descriptor that keeps it alive, made persistent only then, and
+    set up once detached (see ``_bring_up``).  Killed at any moment before
+    it is persistent, or failing to configure it, the kernel removes the tap
+    with the descriptor: a tap that outlives this call always carries our
+    link group, so it is never taken for someone else's.
     """
     if _tuntap.TUNSETIFF is None:
         raise exceptions.NetdevError(
@@ -146,11 +169,12 @@ def _create(spec: TapSpec, mac: str | None) -> links.LinkInfo | None:
                 fcntl.ioctl(fd, _tuntap.TUNSETOWNER, spec.owner)
             if spec.group_owner is not None:
                 fcntl.ioctl(fd, _tuntap.TUNSETGROUP, spec.group_owner)
-        _configure_new(spec, mac)
+        index = _configure_new(spec, mac)
         with rtnl.kernel_call("create tap", spec.name):
             fcntl.ioctl(fd, _tuntap.TUNSETPERSIST, 1)
     finally:
         os.close(fd)
+    _bring_up(spec, index)
     return _as_created(spec, mac)
 
 
