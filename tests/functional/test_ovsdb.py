@@ -124,6 +124,58 @@ def test_a_lone_write_is_not_held(ovs: ovs_sandbox.OvsSandbox) -> None:
         ovs.vsctl("--if-exists", "del-br", a, "--", "--if-exists", "del-br", b)
 
 
+def _caught_up(c: connection.Connection) -> None:
+    """Until ovs-vswitchd has applied every configuration written so far."""
+    deadline = time.monotonic() + 60
+    while (lag := c.replica.vswitchd_lag()) is None or lag[0] > 0:
+        assert time.monotonic() < deadline, f"ovs-vswitchd never caught up: {lag}"
+        time.sleep(0.02)
+
+
+def test_after_a_batch_is_applied_the_next_gathers_as_many_writes(
+    ovs: ovs_sandbox.OvsSandbox,
+) -> None:
+    """The callers of a batch come back together once ovs-vswitchd applied
+    it; the next batch waits (``gather_max`` at most) until as many writes
+    as the last one carried are queued, instead of leaving with the first."""
+    c = connection.Connection(ovs.remote, gather_max=30.0).start()
+    names = [unique("vppc") for _ in range(7)]
+    try:
+        c.transact(bridge_op(names[0]), timeout=60)
+        with c.expecting():  # three writes in one batch
+            first = [c.submit(bridge_op(n)) for n in names[1:4]]
+        assert [f.result(60) for f in first] == [True] * 3
+        _caught_up(c)
+        before = c.transactions
+        early = c.submit(bridge_op(names[4]))
+        time.sleep(0.3)
+        assert not early.done(), "the next batch left before the returning writes"
+        rest = [c.submit(bridge_op(n)) for n in names[5:]]
+        assert [f.result(60) for f in [early, *rest]] == [True] * 3
+        assert c.transactions - before == 1
+    finally:
+        c.stop()
+        ovs.vsctl(*[a for n in names for a in ("--", "--if-exists", "del-br", n)][1:])
+
+
+def test_pacing_is_bounded_by_gather_max(ovs: ovs_sandbox.OvsSandbox) -> None:
+    """After a batch of two, a write that stays alone leaves after
+    ``gather_max`` (2 s), not when a second write would have come."""
+    c = connection.Connection(ovs.remote, gather_max=2.0).start()
+    names = [unique("vppd") for _ in range(3)]
+    try:
+        with c.expecting():
+            pair = [c.submit(bridge_op(n)) for n in names[:2]]
+        assert [f.result(60) for f in pair] == [True] * 2
+        _caught_up(c)
+        started = time.monotonic()
+        assert c.transact(bridge_op(names[2]), timeout=60) is True
+        assert time.monotonic() - started < 30
+    finally:
+        c.stop()
+        ovs.vsctl(*[a for n in names for a in ("--", "--if-exists", "del-br", n)][1:])
+
+
 def test_a_wait_ends_when_its_interface_is_removed(
     conn: connection.Connection, ovs: ovs_sandbox.OvsSandbox
 ) -> None:
