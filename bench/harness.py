@@ -306,15 +306,27 @@ class Daemon:
     """One ``vifplugd`` subprocess on a state directory that outlives it, so
     that it can be stopped and started again with its VIFs in its state."""
 
-    def __init__(self, directory: Path, remote: str, bridge: str) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        remote: str,
+        bridge: str,
+        options: dict[str, dict[str, str]] | None = None,
+    ) -> None:
+        """``options``: more settings by section (``{"ovs": {"hold_max": "0"}}``)."""
         self.directory = directory
         self.sock = str(directory / "api.sock")
         self.conf = directory / "vifplug.conf"
+        extra = options or {}
+
+        def more(section: str) -> str:
+            return "".join(f"{k} = {v}\n" for k, v in extra.get(section, {}).items())
+
         self.conf.write_text(
             f"[DEFAULT]\nstate_dir = {directory / 'state'}\n"
             f"[ovs]\nconnection = {remote}\ndatapath_type = netdev\n"
-            f"integration_bridge = {bridge}\ntimeout = 300\n"
-            f"[api]\nsocket_path = {self.sock}\ndefault_timeout = 300\n"
+            f"integration_bridge = {bridge}\ntimeout = 300\n{more('ovs')}"
+            f"[api]\nsocket_path = {self.sock}\ndefault_timeout = 300\n{more('api')}"
         )
         self.proc: subprocess.Popen[bytes] | None = None
 

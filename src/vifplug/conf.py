@@ -149,6 +149,14 @@ OVS_OPTS = [
         help="Longest a batch waits for plugs that are still creating their "
         "devices, so that a burst of plugs shares one transaction.",
     ),
+    cfg.FloatOpt(
+        "pace_max",
+        default=0.05,
+        min=0.0,
+        help="Longest the batch after one ovs-vswitchd applied waits until as "
+        "many writes are queued as that one carried (its callers, answered, come "
+        "back together). 0 disables.",
+    ),
 ]
 
 RECONCILE_OPTS = [
@@ -517,6 +525,7 @@ class OvsSettings:
     max_batch: int = 2000
     hold_max: float = 0.2
     gather_max: float = 0.1
+    pace_max: float = 0.05
 
 
 @dataclasses.dataclass(frozen=True)

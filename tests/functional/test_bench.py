@@ -129,3 +129,34 @@ def test_quick_run_prints_the_whole_table() -> None:
     assert float(rows["OVSDB transactions for the plugs, 16 clients"][0]) >= 1
     assert float(rows[f"vifplugd RSS, {N} VIFs plugged, 16 clients (MB)"][0]) > 0
     assert float(rows[f"os-vif plug, {N} one after another, own taps, to every ofport (s)"][0]) > 0
+
+
+def test_quick_tunables_run_prints_one_row_per_variant() -> None:
+    """``bench/tunables.py --quick``: each variant's row, with ratios against
+    the defaults of the same run (1.00 for the defaults themselves)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", str(ROOT / "bench" / "tunables.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    header, rule, *body = [line for line in done.stdout.splitlines() if line.startswith("|")]
+    assert set(rule) <= {"|", "-"}
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    rows = [
+        dict(zip(columns, (c.strip() for c in line.strip("|").split("|")), strict=True))
+        for line in body
+    ]
+    assert [r["variant"] for r in rows] == ["defaults", "hold_max = 0", "hold_max = 1"]
+    assert rows[0]["plug x defaults"] == rows[0]["unplug x defaults"] == "1.00"
+    for r in rows:
+        assert r["clients"] == "16"
+        plug, unplug = float(r["plug (s)"]), float(r["unplug (s)"])
+        assert plug > 0 and unplug > 0
+        assert abs(float(r["plug x defaults"]) - plug / float(rows[0]["plug (s)"])) < 0.02
+        assert float(r["OVSDB txns"]) >= 1
+        assert float(r["vifplugd CPU/VIF (ms)"]) > 0

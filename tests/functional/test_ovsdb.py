@@ -136,9 +136,9 @@ def test_after_a_batch_is_applied_the_next_gathers_as_many_writes(
     ovs: ovs_sandbox.OvsSandbox,
 ) -> None:
     """The callers of a batch come back together once ovs-vswitchd applied
-    it; the next batch waits (``gather_max`` at most) until as many writes
+    it; the next batch waits (``pace_max`` at most) until as many writes
     as the last one carried are queued, instead of leaving with the first."""
-    c = connection.Connection(ovs.remote, gather_max=30.0).start()
+    c = connection.Connection(ovs.remote, pace_max=30.0).start()
     names = [unique("vppc") for _ in range(7)]
     try:
         c.transact(bridge_op(names[0]), timeout=60)
@@ -158,10 +158,11 @@ def test_after_a_batch_is_applied_the_next_gathers_as_many_writes(
         ovs.vsctl(*[a for n in names for a in ("--", "--if-exists", "del-br", n)][1:])
 
 
-def test_pacing_is_bounded_by_gather_max(ovs: ovs_sandbox.OvsSandbox) -> None:
+def test_pacing_is_bounded_by_pace_max(ovs: ovs_sandbox.OvsSandbox) -> None:
     """After a batch of two, a write that stays alone leaves after
-    ``gather_max`` (2 s), not when a second write would have come."""
-    c = connection.Connection(ovs.remote, gather_max=2.0).start()
+    ``pace_max`` (2 s), not when a second write would have come, and
+    ``gather_max`` (far longer) plays no part in it."""
+    c = connection.Connection(ovs.remote, pace_max=2.0, gather_max=120.0).start()
     names = [unique("vppd") for _ in range(3)]
     try:
         with c.expecting():

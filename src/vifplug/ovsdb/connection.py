@@ -46,7 +46,7 @@ instead of one per arrival.
 
 And batches keep their pace: once ovs-vswitchd applied a batch, its callers
 are answered and come back with their next writes together, so the next
-batch gathers (``gather_max`` at most from that moment) until as many writes
+batch gathers (``pace_max`` at most from that moment) until as many writes
 are queued as the last one carried.  16 clients then write 16 at a time, as
 the lockstep floor does, instead of batches of 10 and 6.
 
@@ -170,6 +170,7 @@ class Connection:
         max_batch: int = 2000,
         hold_max: float = 0.2,
         gather_max: float = 0.1,
+        pace_max: float = 0.05,
         on_commit: CommitHook | None = None,
     ) -> None:
         self.remote = remote
@@ -178,6 +179,7 @@ class Connection:
         self.max_batch = max_batch
         self.hold_max = hold_max
         self.gather_max = gather_max
+        self.pace_max = pace_max
         self.replica = Replica()
         self.transactions = 0  # committed transactions (statistics)
         self.ops_committed = 0
@@ -472,9 +474,10 @@ class Connection:
         this, the few writes that arrived meanwhile left first, alone, and the
         returning ones waited a whole reconfiguration for the next batch
         (16 clients made batches of 10 and 6, half again as many
-        reconfigurations as 16 at a time).  Bounded by ``gather_max`` from
-        the release, so a burst that ended costs one short wait; a lone
-        caller never waits (its batch was one write).
+        reconfigurations as 16 at a time).  Bounded by ``pace_max`` from the
+        release (a turn-around, not ``gather_max``'s preparation of devices),
+        so a burst that ended costs one short wait; a lone caller never waits
+        (its batch was one write).
         """
         released = self._released_at
         if released is None:
@@ -483,7 +486,7 @@ class Connection:
             queued = len(self._queue)
         if queued == 0 or queued >= self._paced_writes:
             return 0.0
-        left = released + self.gather_max - time.monotonic()
+        left = released + self.pace_max - time.monotonic()
         if left <= 0:
             self._released_at = None
             return 0.0

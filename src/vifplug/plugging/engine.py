@@ -141,6 +141,7 @@ class Engine:
             max_batch=s.max_batch,
             hold_max=s.hold_max,
             gather_max=s.gather_max,
+            pace_max=s.pace_max,
             on_commit=self._on_commit,
         )
 
