@@ -62,6 +62,9 @@ def links() -> set[str]:
 
 
 def ports(ovs: ovs_sandbox.OvsSandbox, bridge: str) -> set[str]:
+    """The bridge's ports; none before the first plug has made the bridge."""
+    if bridge not in ovs.vsctl("list-br").split():
+        return set()
     return set(ovs.vsctl("list-ports", bridge).split())
 
 
@@ -214,3 +217,36 @@ def test_work_submitted_while_stopping_is_refused_with_shutting_down(
             eng.service.get(vif_id_of(vif))
         wait_until(f"{name} removed", lambda: name not in links())
     ovs.vsctl("--if-exists", "del-br", br)
+
+
+def test_a_pass_that_acts_on_no_vif_lists_the_host_once(
+    eng: engine_mod.Engine, ovs: ovs_sandbox.OvsSandbox
+) -> None:
+    """Its first inventory is still the host's (the gate held plugs off), so
+    the leak check reuses it; a pass that acted lists the host again, since
+    what it rolled back or repaired changed the devices."""
+    assert eng.service is not None and eng.reconciler is not None
+    service, reconciler = eng.service, eng.reconciler
+    vif = ovs_vif(bridge=bridge_of(eng), name=unique("vpo"))
+    service.plug(plug_request(vif))
+    take = reconciler.inventory.take
+    calls: list[int] = []
+
+    def counted() -> object:
+        calls.append(1)
+        return take()
+
+    reconciler.inventory.take = counted  # type: ignore[method-assign]
+    try:
+        quiet = reconciler.run()
+        assert len(calls) == 1 and not quiet.leaked_links and not quiet.repaired
+        calls.clear()
+        record = service.get(vif_id_of(vif))
+        assert record.allocation is not None
+        ovs.vsctl("del-port", record.allocation.port)  # lost: the pass repairs it
+        acted = reconciler.run()
+        assert acted.repaired == [vif_id_of(vif)]
+        assert len(calls) == 2
+    finally:
+        del reconciler.inventory.take  # back to the class's method
+    assert record.allocation.port in ports(ovs, bridge_of(eng))

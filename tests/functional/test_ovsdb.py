@@ -138,7 +138,7 @@ def test_after_a_batch_is_applied_the_next_gathers_as_many_writes(
     """The callers of a batch come back together once ovs-vswitchd applied
     it; the next batch waits (``pace_max`` at most) until as many writes
     as the last one carried are queued, instead of leaving with the first."""
-    c = connection.Connection(ovs.remote, pace_max=30.0).start()
+    c = connection.Connection(ovs.remote, pace_max=30.0, gather_max=30.0).start()
     names = [unique("vppc") for _ in range(7)]
     try:
         c.transact(bridge_op(names[0]), timeout=60)
@@ -171,7 +171,7 @@ def test_pacing_is_bounded_by_pace_max(ovs: ovs_sandbox.OvsSandbox) -> None:
         _caught_up(c)
         started = time.monotonic()
         assert c.transact(bridge_op(names[2]), timeout=60) is True
-        assert time.monotonic() - started < 30
+        assert 1.0 <= time.monotonic() - started < 30
     finally:
         c.stop()
         ovs.vsctl(*[a for n in names for a in ("--", "--if-exists", "del-br", n)][1:])

@@ -18,10 +18,10 @@ multi-queue flag differs from the device's.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import errno
 import fcntl
+import logging
 import os
 import socket
 import struct
@@ -37,6 +37,8 @@ from pyroute2.netlink.rtnl.ifinfmsg import tuntap as _tuntap
 
 from vifplug import exceptions
 from vifplug.netdev import links, names, rtnl
+
+LOG = logging.getLogger(__name__)
 
 TUN_DEVICE = "/dev/net/tun"
 #: The tun driver's largest MTU for a tap: 65535 less its Ethernet header.
@@ -128,10 +130,19 @@ def _bring_up(spec: TapSpec, index: int) -> None:
     try:
         with rtnl.kernel_call("set up new tap", spec.name):
             rtnl.ipr().link("set", index=index, state="up")
-    except exceptions.VifplugError:
-        with contextlib.suppress(exceptions.VifplugError), rtnl.kernel_call("delete", spec.name):
-            rtnl.ipr().link("del", index=index)
+    except BaseException:
+        _delete_new(spec.name, index)
         raise
+
+
+def _delete_new(name: str, index: int) -> None:
+    """Delete a tap this call made and could not finish; it is never reported
+    as created, so nobody else would."""
+    try:
+        with rtnl.kernel_call("delete", name):
+            rtnl.ipr().link("del", index=index)
+    except Exception:
+        LOG.exception("could not delete the new tap %s again; reconciliation will", name)
 
 
 def _create(spec: TapSpec, mac: str | None) -> links.LinkInfo | None:
@@ -175,21 +186,23 @@ def _create(spec: TapSpec, mac: str | None) -> links.LinkInfo | None:
     finally:
         os.close(fd)
     _bring_up(spec, index)
-    return _as_created(spec, mac)
+    try:
+        return _as_created(spec, mac, index)
+    except BaseException:
+        _delete_new(spec.name, index)
+        raise
 
 
-def _as_created(spec: TapSpec, mac: str | None) -> links.LinkInfo:
+def _as_created(spec: TapSpec, mac: str | None, index: int) -> links.LinkInfo:
     """The tap this call just made, without reading it back when possible.
 
     Parsing the kernel's RTM_NEWLINK answer was half of pyroute2's cost of a
     plug.  When the spec fixed the MAC and MTU, every field is known: what
-    we set, the tun driver's fixed MTU bounds, and the index (one ioctl).
+    we set, the tun driver's fixed MTU bounds, and the index.
     Otherwise (the kernel chose a random MAC, or the default MTU) read it.
     """
     if mac is None or spec.mtu is None:
         return links.require(spec.name, "read back")
-    with rtnl.kernel_call("read back", spec.name):
-        index = socket.if_nametoindex(spec.name)
     return links.LinkInfo(
         index=index,
         name=spec.name,

@@ -44,8 +44,9 @@ and while any such caller is still preparing, the queue is held for at most
 held (nobody else is expected); a burst of plugs goes out as one transaction
 instead of one per arrival.
 
-And batches keep their pace: once ovs-vswitchd applied a batch, its callers
-are answered and come back with their next writes together, so the next
+And batches keep their pace: once ovs-vswitchd applied a batch, the plugs
+that waited for their ofport are answered and come back with their next
+writes together, so the next
 batch gathers (``pace_max`` at most from that moment) until as many writes
 are queued as the last one carried.  16 clients then write 16 at a time, as
 the lockstep floor does, instead of batches of 10 and 6.
@@ -414,6 +415,11 @@ class Connection:
 
     def _on_restart(self) -> None:
         self._resync_pending = True
+        # A new session: what ovs-vswitchd had to apply of the old one, and
+        # the pace of its last batch, say nothing about the next batch.
+        self._awaited_cfg = None
+        self._released_at = None
+        self._paced_writes = 0
 
     def _loop(self) -> None:
         idl = self._idl
@@ -469,8 +475,9 @@ class Connection:
         """Seconds to keep gathering, just after ovs-vswitchd applied a batch,
         until as many writes are queued as that batch carried.
 
-        The callers of a batch are answered when ovs-vswitchd applies it, and
-        come back with their next writes a few milliseconds later; without
+        The plugs of a batch that wait for their ofport are answered when
+        ovs-vswitchd applies it, and come back with their next writes a few
+        milliseconds later; without
         this, the few writes that arrived meanwhile left first, alone, and the
         returning ones waited a whole reconfiguration for the next batch
         (16 clients made batches of 10 and 6, half again as many
@@ -483,7 +490,7 @@ class Connection:
         if released is None:
             return 0.0
         with self._lock:
-            queued = len(self._queue)
+            queued = sum(1 for p in self._queue if p.writes and not p.future.done())
         if queued == 0 or queued >= self._paced_writes:
             return 0.0
         left = released + self.pace_max - time.monotonic()

@@ -206,10 +206,9 @@ def _ref_uuids(row: Row, column: str) -> frozenset[uuid.UUID]:
     every change of the bridge: O(ports) per OVSDB transaction, the one cost
     in the IDL thread that grew with the host.  The datum's atoms are the UUIDs.
     """
-    datum = row._data.get(column)
-    if datum is None:  # a row a transaction is inserting
+    if row._data is None:  # a row a transaction is inserting (never in the replica)
         return frozenset(r.uuid for r in getattr(row, column))
-    return frozenset(atom.value for atom in datum.values)
+    return frozenset(atom.value for atom in row._data[column].values)
 
 
 def interface_view(row: Row) -> views.InterfaceView:
