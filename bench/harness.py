@@ -47,9 +47,19 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def settle(*pids: int, busy: float = 0.1, window: float = 0.25, limit: float = 120.0) -> float:
-    """Wait until every process in ``pids`` used under ``busy`` of a CPU
-    over ``window`` seconds; returns the seconds waited.
+def settle(
+    *pids: int,
+    remote: str | None = None,
+    busy: float = 0.1,
+    window: float = 0.25,
+    limit: float = 120.0,
+) -> float:
+    """Wait until ovs-vswitchd applied every configuration written to
+    ``remote`` (``cur_cfg`` caught up with ``next_cfg``) and every process in
+    ``pids`` used under ``busy`` of a CPU over ``window`` seconds; returns
+    the seconds waited.  Quiet CPU alone is not enough: removing hundreds of
+    ports from the userspace datapath blocks ovs-vswitchd for seconds with
+    little CPU.
 
     After a round, ovs-vswitchd goes on for seconds (it answered the last
     write, then reconfigures, and follows the kernel deleting a thousand
@@ -58,12 +68,25 @@ def settle(*pids: int, busy: float = 0.1, window: float = 0.25, limit: float = 1
     timed phase starts from a quiet host, the floors' as vifplug's.
     """
     t0 = time.monotonic()
+    while remote is not None and time.monotonic() - t0 < limit and not _applied(remote):
+        time.sleep(0.05)
     while time.monotonic() - t0 < limit:
         before = [cpu_seconds(p) for p in pids]
         time.sleep(window)
         if all(cpu_seconds(p) - b < busy * window for p, b in zip(pids, before, strict=True)):
             break
     return time.monotonic() - t0
+
+
+def _applied(remote: str) -> bool:
+    """Whether ovs-vswitchd has applied every configuration written so far."""
+    out = subprocess.run(
+        ["ovs-vsctl", f"--db={remote}", "get", "Open_vSwitch", ".", "cur_cfg", "next_cfg"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return int(out[0]) >= int(out[1])
 
 
 def rss_mb(pid: int) -> float:
@@ -234,7 +257,7 @@ def floor_batched(
     one transaction), each transaction waiting for its ofports; seconds.
     Each phase starts once ``vswitchd`` (when given) is quiet."""
     idl = RawIdl(remote)
-    quiet = (lambda: settle(vswitchd)) if vswitchd is not None else (lambda: 0.0)
+    quiet = (lambda: settle(vswitchd, remote=remote)) if vswitchd is not None else (lambda: 0.0)
     try:
         idl.ensure_bridge(bridge)
         names = [f"{bridge[:10]}{i:05d}" for i in range(n)]
@@ -315,6 +338,7 @@ class Daemon:
     ) -> None:
         """``options``: more settings by section (``{"ovs": {"hold_max": "0"}}``)."""
         self.directory = directory
+        self.remote = remote
         self.sock = str(directory / "api.sock")
         self.conf = directory / "vifplug.conf"
         extra = options or {}

@@ -130,7 +130,7 @@ def measure_floors(remote: str, vswitchd: int, plan: Plan) -> Floors:
     f.batched = harness.floor_batched(remote, plan.n, "brfbat", BATCH, vswitchd)
     c2 = harness.cpu_seconds(vswitchd)
     f.one_cpu, f.batched_cpu = c1 - c0, c2 - c1
-    harness.settle(vswitchd)
+    harness.settle(vswitchd, remote=remote)
     f.single = harness.floor_single(remote, plan.samples, "brfsgl")
     for size in plan.scaling:
         if size == plan.n:
@@ -180,7 +180,7 @@ def client_round(
     vifs = [ovs_vif(bridge=bridge, name=f"v{tag}{i:05d}") for i in range(n)]
     inst = instance()
     with harness.clients(daemon.sock) as c, ThreadPoolExecutor(clients) as pool:
-        harness.settle(vswitchd, daemon.pid)
+        harness.settle(vswitchd, daemon.pid, remote=daemon.remote)
         txn0 = ovsdb_transactions(c)
         cpu0, vs0 = harness.cpu_seconds(daemon.pid), harness.cpu_seconds(vswitchd)
         t0 = time.perf_counter()
@@ -195,7 +195,7 @@ def client_round(
         r.imported = harness.import_seconds()
         r.ready = daemon.start()
     with harness.clients(daemon.sock) as c, ThreadPoolExecutor(clients) as pool:
-        harness.settle(vswitchd, daemon.pid)
+        harness.settle(vswitchd, daemon.pid, remote=daemon.remote)
         cpu0, vs0 = harness.cpu_seconds(daemon.pid), harness.cpu_seconds(vswitchd)
         t0 = time.perf_counter()
         list(pool.map(lambda v: c.unplug(vif_id_of(v)), vifs))
@@ -214,7 +214,7 @@ def single_plugs(daemon: harness.Daemon, bridge: str, samples: int, vswitchd: in
     inst = instance()
     times: list[float] = []
     with harness.clients(daemon.sock) as c:
-        harness.settle(vswitchd, daemon.pid)
+        harness.settle(vswitchd, daemon.pid, remote=daemon.remote)
         for vif in vifs:
             t0 = time.perf_counter()
             c.plug(vif, inst)
@@ -342,7 +342,7 @@ def measure(plan: Plan) -> list[Row]:
         assert vswitchd is not None
         floors = measure_floors(sb.remote, vswitchd, plan)
         rows = floor_rows(plan, floors)
-        harness.settle(vswitchd)
+        harness.settle(vswitchd, remote=sb.remote)
         osvif = measure_osvif(sb.remote, plan.n, directory)
         daemon = harness.Daemon(directory, sb.remote, "brapi")
         daemon.start()
