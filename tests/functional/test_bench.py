@@ -84,10 +84,11 @@ def assert_ratio(figure: str, value: float, floor: float, ratio: float) -> None:
     assert low - 0.005 <= ratio <= high + 0.005, (figure, value, floor, ratio)
 
 
-def test_quick_run_prints_the_whole_table() -> None:
+def quick_table(script: str) -> tuple[str, list[str]]:
+    """Run ``bench/SCRIPT --quick``; its whole output and its table's lines."""
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     done = subprocess.run(
-        [sys.executable, "-W", "ignore", str(ROOT / "bench" / "run.py"), "--quick"],
+        [sys.executable, "-W", "ignore", str(ROOT / "bench" / script), "--quick"],
         capture_output=True,
         text=True,
         timeout=180,
@@ -95,7 +96,11 @@ def test_quick_run_prints_the_whole_table() -> None:
         cwd=ROOT,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    lines = [line for line in done.stdout.splitlines() if line.startswith("|")]
+    return done.stdout, [line for line in done.stdout.splitlines() if line.startswith("|")]
+
+
+def test_quick_run_prints_the_whole_table() -> None:
+    stdout, lines = quick_table("run.py")
     header, rule, *body = lines
     assert [c.strip() for c in header.strip("|").split("|")] == [
         "figure",
@@ -109,7 +114,7 @@ def test_quick_run_prints_the_whole_table() -> None:
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert len(cells) == 4, line
         rows[cells[0]] = cells[1:]
-    assert sorted(rows) == sorted(EXPECTED_WITH_FLOOR + EXPECTED_WITHOUT_FLOOR), done.stdout
+    assert sorted(rows) == sorted(EXPECTED_WITH_FLOOR + EXPECTED_WITHOUT_FLOOR), stdout
     for figure, (value, floor, ratio) in rows.items():
         assert float(value) >= 0, figure
         if figure in EXPECTED_WITH_FLOOR:
@@ -134,17 +139,8 @@ def test_quick_run_prints_the_whole_table() -> None:
 def test_quick_tunables_run_prints_one_row_per_variant() -> None:
     """``bench/tunables.py --quick``: each variant's row, with ratios against
     the defaults of the same run (1.00 for the defaults themselves)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    done = subprocess.run(
-        [sys.executable, "-W", "ignore", str(ROOT / "bench" / "tunables.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    header, rule, *body = [line for line in done.stdout.splitlines() if line.startswith("|")]
+    _, lines = quick_table("tunables.py")
+    header, rule, *body = lines
     assert set(rule) <= {"|", "-"}
     columns = [c.strip() for c in header.strip("|").split("|")]
     rows = [
