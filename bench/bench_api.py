@@ -15,12 +15,10 @@ Usage: python bench/bench_api.py [-n 1000] [--clients 128]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -44,41 +42,22 @@ def api_run(sock: str, bridge: str, n: int, clients: int) -> tuple[float, float]
     bodies = [
         {"vif": ovs_vif(bridge=bridge, name=f"va{i:05d}"), "instance": instance()} for i in range(n)
     ]
-    local = threading.local()
-    opened: list[harness.UnixHTTPConnection] = []
+    with harness.clients(sock) as c:
 
-    def request(method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        # One keep-alive connection per thread, as separate compute-service
-        # workers would have; http.client keeps the client's own CPU small.
-        conn = getattr(local, "conn", None)
-        if conn is None:
-            conn = local.conn = harness.UnixHTTPConnection(sock)
-            opened.append(conn)
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        conn.request(method, path, body=body, headers=headers)
-        resp = conn.getresponse()
-        return resp.status, resp.read()
+        def plug(body: dict[str, Any]) -> None:
+            c.plug(body["vif"], body["instance"])
 
-    def plug(body: dict[str, Any]) -> None:
-        status, text = request("POST", "/v1/vifs", json.dumps(body).encode())
-        if status != 201:
-            raise RuntimeError(f"plug answered {status}: {text[:200]!r}")
+        def unplug(body: dict[str, Any]) -> None:
+            c.unplug(vif_id_of(body["vif"]))
 
-    def unplug(body: dict[str, Any]) -> None:
-        status, text = request("DELETE", f"/v1/vifs/{vif_id_of(body['vif'])}")
-        if status != 204:
-            raise RuntimeError(f"unplug answered {status}: {text[:200]!r}")
-
-    plug({"vif": ovs_vif(bridge=bridge, name="vawarm"), "instance": instance()})
-    with ThreadPoolExecutor(clients) as pool:
-        t0 = time.perf_counter()
-        list(pool.map(plug, bodies))
-        plugged = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        list(pool.map(unplug, bodies))
-        unplugged = time.perf_counter() - t0
-    for conn in opened:
-        conn.close()
+        plug({"vif": ovs_vif(bridge=bridge, name="vawarm"), "instance": instance()})
+        with ThreadPoolExecutor(clients) as pool:
+            t0 = time.perf_counter()
+            list(pool.map(plug, bodies))
+            plugged = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            list(pool.map(unplug, bodies))
+            unplugged = time.perf_counter() - t0
     return plugged, unplugged
 
 

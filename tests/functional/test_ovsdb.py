@@ -124,6 +124,10 @@ def test_a_lone_write_is_not_held(ovs: ovs_sandbox.OvsSandbox) -> None:
         ovs.vsctl("--if-exists", "del-br", a, "--", "--if-exists", "del-br", b)
 
 
+def _del_bridges(ovs: ovs_sandbox.OvsSandbox, names: list[str]) -> None:
+    ovs.vsctl(*[a for n in names for a in ("--", "--if-exists", "del-br", n)][1:])
+
+
 def _caught_up(c: connection.Connection) -> None:
     """Until ovs-vswitchd has applied every configuration written so far."""
     deadline = time.monotonic() + 60
@@ -155,7 +159,7 @@ def test_after_a_batch_is_applied_the_next_gathers_as_many_writes(
         assert c.transactions - before == 1
     finally:
         c.stop()
-        ovs.vsctl(*[a for n in names for a in ("--", "--if-exists", "del-br", n)][1:])
+        _del_bridges(ovs, names)
 
 
 def test_pacing_is_bounded_by_pace_max(ovs: ovs_sandbox.OvsSandbox) -> None:
@@ -174,7 +178,7 @@ def test_pacing_is_bounded_by_pace_max(ovs: ovs_sandbox.OvsSandbox) -> None:
         assert 1.0 <= time.monotonic() - started < 30
     finally:
         c.stop()
-        ovs.vsctl(*[a for n in names for a in ("--", "--if-exists", "del-br", n)][1:])
+        _del_bridges(ovs, names)
 
 
 def test_a_wait_ends_when_its_interface_is_removed(

@@ -125,14 +125,9 @@ def _bring_up(spec: TapSpec, index: int) -> None:
     reports out of every VM's port, and ovs-vswitchd handled each (it spent
     three times the CPU of a plug on a thousand such taps).  Detached, a
     tap has no carrier until the VM's QEMU attaches, as with ``ip tuntap``.
-    If this fails the tap, ours and persistent now, is deleted again.
     """
-    try:
-        with rtnl.kernel_call("set up new tap", spec.name):
-            rtnl.ipr().link("set", index=index, state="up")
-    except BaseException:
-        _delete_new(spec.name, index)
-        raise
+    with rtnl.kernel_call("set up new tap", spec.name):
+        rtnl.ipr().link("set", index=index, state="up")
 
 
 def _delete_new(name: str, index: int) -> None:
@@ -185,10 +180,10 @@ def _create(spec: TapSpec, mac: str | None) -> links.LinkInfo | None:
             fcntl.ioctl(fd, _tuntap.TUNSETPERSIST, 1)
     finally:
         os.close(fd)
-    _bring_up(spec, index)
     try:
+        _bring_up(spec, index)
         return _as_created(spec, mac, index)
-    except BaseException:
+    except BaseException:  # ours and persistent now: delete it again
         _delete_new(spec.name, index)
         raise
 

@@ -46,10 +46,10 @@ instead of one per arrival.
 
 And batches keep their pace: once ovs-vswitchd applied a batch, the plugs
 that waited for their ofport are answered and come back with their next
-writes together, so the next
-batch gathers (``pace_max`` at most from that moment) until as many writes
-are queued as the last one carried.  16 clients then write 16 at a time, as
-the lockstep floor does, instead of batches of 10 and 6.
+writes together, so the next batch gathers (``pace_max`` at most from that
+moment) until as many writes are queued as the last one carried.  16
+clients then write 16 at a time, as the lockstep floor does, instead of
+batches of 10 and 6.
 
 This module is the thread and the batching only.  What is known of the
 database between transactions (name and iface-id indexes, Interface
@@ -477,9 +477,9 @@ class Connection:
 
         The plugs of a batch that wait for their ofport are answered when
         ovs-vswitchd applies it, and come back with their next writes a few
-        milliseconds later; without
-        this, the few writes that arrived meanwhile left first, alone, and the
-        returning ones waited a whole reconfiguration for the next batch
+        milliseconds later; without this, the few writes that arrived
+        meanwhile left first, alone, and the returning ones waited a whole
+        reconfiguration for the next batch
         (16 clients made batches of 10 and 6, half again as many
         reconfigurations as 16 at a time).  Bounded by ``pace_max`` from the
         release (a turn-around, not ``gather_max``'s preparation of devices),
