@@ -22,6 +22,10 @@ absent manager never delays plugging:
 
 Nothing here raises into the daemon; the outcome is ``status()``, which
 ``/readyz`` shows.
+
+httpx is imported by the first push, not with this module: it is 5 MB of
+the daemon's memory, which a host without a network manager to push to
+need not carry.
 """
 
 from __future__ import annotations
@@ -31,15 +35,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import tenacity
 
 from vifplug import conf, exceptions, records
 from vifplug.negotiation import hostinfo, refusal
 from vifplug.objects import base as obj_base
 from vifplug.objects import host_info as hi
+
+if TYPE_CHECKING:
+    import httpx
 
 LOG = logging.getLogger(__name__)
 
@@ -214,6 +220,8 @@ class Pusher:
         version: str | None = None
         manifest: dict[str, str] | None = None
         tried: list[tuple[str | None, dict[str, str] | None]] = []
+        import httpx  # here, not at the top: see the module's docstring
+
         with httpx.Client(verify=s.ca_file or True, timeout=s.timeout) as client:
             while not self._abandoned(generation):
                 tried.append((version, manifest))
@@ -255,6 +263,8 @@ class Pusher:
                 raise PushFailed(
                     f"cannot read [network_manager] token_file: {exc.strerror}"
                 ) from None
+        import httpx  # imported by _push_once already
+
         try:
             return client.post(s.url or "", content=json.dumps(primitive), headers=headers)
         except httpx.HTTPError as exc:

@@ -42,7 +42,15 @@ from vifplug.plugging import placement as placement_mod
 from vifplug.plugging.admission import PlugRequest as PlugRequest
 from vifplug.plugging.networks import NetworkDef
 from vifplug.plugins import base as plugin_base
-from vifplug.records import Allocation, JsonObject, LeftAlone, Lifecycle, Teaming, VifRecord
+from vifplug.records import (
+    Allocation,
+    JsonObject,
+    LeftAlone,
+    Lifecycle,
+    Teaming,
+    VifRecord,
+    canonical_json,
+)
 from vifplug.state import store as state_store
 
 LOG = logging.getLogger(__name__)
@@ -157,7 +165,7 @@ class Service:
             obj_version=str(request.vif.get("versioned_object.version", admitted.vif.VERSION)),
             instance_uuid=str(admitted.instance.uuid),
             instance_name=str(admitted.instance.name),
-            request=stored,
+            request_json=canonical_json(stored),
             request_digest=digest,
             lifecycle=Lifecycle.PLUGGING,
             iface_id=(plan.virtualport or {}).get("interface_id"),

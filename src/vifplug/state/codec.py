@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from vifplug.records import Allocation, Lifecycle, Teaming, VifRecord
+from vifplug.records import Allocation, Lifecycle, Teaming, VifRecord, canonical_json
 
 #: The allocation JSON format this code writes.
 #: 2 added the VF fields of the ``hostdev`` plugin (``vf_index``, ``vlan``,
@@ -70,7 +70,7 @@ class FormatTooNew(ValueError):
 
 def dumps(value: Any) -> str:
     """Canonical JSON: the same value always gives the same text (and digest)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return canonical_json(value)
 
 
 def encode_allocation(allocation: Allocation | None) -> str | None:
@@ -121,7 +121,7 @@ def _column_values(record: VifRecord) -> dict[str, Any]:
         "mac": record.mac,
         "teaming_type": record.teaming_type.value if record.teaming_type else None,
         "teaming_peer": record.teaming_peer,
-        "request_json": dumps(record.request),
+        "request_json": record.request_json,
         "request_digest": record.request_digest,
         "allocation_json": encode_allocation(record.allocation),
         "created_at": record.created_at,
@@ -147,8 +147,7 @@ def record_from_row(row: sqlite3.Row | tuple[Any, ...]) -> VifRecord:
     Raises ``FormatTooNew`` or ``ValueError`` when the row cannot be read.
     """
     values = dict(zip(COLUMNS, tuple(row), strict=True))
-    request = json.loads(values["request_json"])
-    if not isinstance(request, dict):
+    if not isinstance(json.loads(values["request_json"]), dict):
         raise ValueError("request is not a JSON object")
     return VifRecord(
         vif_id=values["vif_id"],
@@ -157,7 +156,7 @@ def record_from_row(row: sqlite3.Row | tuple[Any, ...]) -> VifRecord:
         obj_version=values["obj_version"],
         instance_uuid=values["instance_uuid"],
         instance_name=values["instance_name"],
-        request=request,
+        request_json=values["request_json"],
         request_digest=values["request_digest"],
         lifecycle=Lifecycle(values["lifecycle"]),
         iface_id=values["iface_id"],
