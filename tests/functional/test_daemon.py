@@ -229,34 +229,34 @@ def test_sigint_and_sighup_during_start_up(workdir: Path, notify: Notify) -> Non
     assert "Traceback" not in d.stderr(), d.stderr()
 
 
-def _loads_dnspython(argv0: str, **env: str) -> bool:
-    """Whether importing ``vifplug.daemon`` under that program name loads
-    dnspython, eventlet's green resolver."""
+def _loaded(argv0: str, *modules: str, **env: str) -> set[str]:
+    """Which of ``modules`` importing ``vifplug.daemon`` under that program
+    name loads."""
     probe = (
         "import sys; sys.argv[0] = sys.argv[1]; import vifplug.daemon; "
-        "print('dns.resolver' in sys.modules)"
+        "print(' '.join(m for m in sys.argv[2:] if m in sys.modules))"
     )
     environ = {k: v for k, v in os.environ.items() if k != "EVENTLET_NO_GREENDNS"} | env
     out = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", probe, argv0],
+        [sys.executable, "-W", "ignore", "-c", probe, argv0, *modules],
         env=environ,
         capture_output=True,
         text=True,
         timeout=120,
         check=True,
-    ).stdout.split()
-    return out[-1] == "True"
+    ).stdout.splitlines()
+    return set(out[-1].split()) if out else set()
 
 
-def test_the_program_does_not_load_eventlets_resolver() -> None:
+def test_the_program_loads_neither_eventlets_resolver_nor_httpx() -> None:
     """eventlet comes in with oslo.versionedobjects and the ovs bindings but is
-    never used; its resolver alone was 15 MB of the daemon's memory.  The
-    program turns it off; a process that only imports the module, or an
-    operator who set ``EVENTLET_NO_GREENDNS`` otherwise, keeps eventlet's
-    default."""
-    assert not _loads_dnspython("vifplugd")
-    assert _loads_dnspython("some-importer")
-    assert _loads_dnspython("vifplugd", EVENTLET_NO_GREENDNS="no")
+    never used; its resolver (dnspython) alone was 15 MB of the daemon's
+    memory.  The program turns it off; a process that only imports the
+    module, or an operator who set ``EVENTLET_NO_GREENDNS`` otherwise, keeps
+    eventlet's default.  httpx (5 MB) waits for a HostInfo push."""
+    assert _loaded("vifplugd", "dns.resolver", "httpx", "eventlet") == {"eventlet"}
+    assert _loaded("some-importer", "dns.resolver") == {"dns.resolver"}
+    assert _loaded("vifplugd", "dns.resolver", EVENTLET_NO_GREENDNS="no") == {"dns.resolver"}
 
 
 # --- SIGTERM with requests in flight -------------------------------------------------------
