@@ -215,3 +215,45 @@ def test_the_daemons_deleter_checks_its_link_group(dev: Devices) -> None:
         done = deleter.delete([foreign])
     assert done.deleted == [] and list(done.left_alone) == [foreign]
     assert kernel_groups()[foreign] == 0
+
+
+def _index(name: str) -> int:
+    return int(
+        json.loads(
+            subprocess.run(
+                ["ip", "-j", "link", "show", "dev", name],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )[0]["ifindex"]
+    )
+
+
+def test_an_owned_device_is_deleted_by_its_index_without_a_look_up(dev: Devices) -> None:
+    """A device the deleter was told is ours, still under its index, is moved
+    by that index without being read back: even one whose link group someone
+    changed meanwhile (a read-back would have left it alone) is deleted,
+    since it is the very device the daemon made."""
+    (tap,) = make_taps(dev, 1)
+    ip("link", "set", "dev", tap, "group", "0")
+    with netdev.Deleter(delete_group=dev.delete_group, link_group=dev.link_group) as deleter:
+        deleter.own({tap: _index(tap)})
+        done = deleter.delete([tap])
+    assert done.deleted == [tap] and not done.left_alone
+    assert existing([tap]) == []
+
+
+def test_an_owned_name_now_on_another_device_is_checked(dev: Devices) -> None:
+    """The name was ours, but its device went and someone else's took the
+    name (a new index): that device is read back and left alone."""
+    (tap,) = make_taps(dev, 1)
+    index = _index(tap)
+    ip("link", "del", "dev", tap)
+    ip("tuntap", "add", "dev", tap, "mode", "tap")
+    assert _index(tap) != index
+    with netdev.Deleter(delete_group=dev.delete_group, link_group=dev.link_group) as deleter:
+        deleter.own({tap: index})
+        done = deleter.delete([tap])
+    assert done.deleted == [] and list(done.left_alone) == [tap]
+    assert kernel_groups()[tap] == 0

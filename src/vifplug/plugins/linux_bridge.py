@@ -58,7 +58,9 @@ class LinuxBridgePlugin(base.PluginBase):
                 raise exceptions.DeviceInUse(
                     device=plan.port, reason=f"it is a {existing.kind}, not a bridge"
                 )
-            _, created = netdev.ensure_tap(self.tap_spec(vif, plan.device, multiqueue=False))
+            created = self.ensured(
+                netdev.ensure_tap(self.tap_spec(vif, plan.device, multiqueue=False))
+            )
             if created:
                 made.append(plan.device)
             netdev.set_master(plan.device, plan.port)
