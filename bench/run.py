@@ -32,7 +32,8 @@ prints ONE table measured in this run, in this order:
    printing the plug wall time per VIF against the 16-to-a-transaction floor
    at that size (measured with the floors), and vifplugd's CPU per VIF.
 5. Single plugs through the HTTP API, one after another, ``--samples``
-   times: p50 and p95 against the single floor.
+   times: p50 and p95 against the single floor, and p50 against the same
+   floor measured again just before them (ovs-vswitchd after the rounds).
 
 Every row is ``| figure | value | floor | ratio |`` with ratio =
 value / floor; a cell without a floor is ``-``. The os-vif rows compared with
@@ -314,7 +315,10 @@ def scaling_rows(rounds: dict[int, Round], f: Floors) -> list[Row]:
     return rows
 
 
-def single_rows(http: list[float], f: Floors) -> list[Row]:
+def single_rows(http: list[float], f: Floors, again: list[float]) -> list[Row]:
+    """``again``: the single floor measured once more just before vifplug's
+    single plugs, on the ovs-vswitchd that the rounds left behind (thousands
+    of ports added and removed), where the first one had a fresh one."""
     p = harness.percentile
     return [
         Row(
@@ -326,6 +330,12 @@ def single_rows(http: list[float], f: Floors) -> list[Row]:
             "single plug p95, HTTP, one after another, wait=ofport (ms)",
             p(http, 95) * 1e3,
             p(f.single, 95) * 1e3,
+        ),
+        Row("single plug floor p50, again just before them (ms)", p(again, 50) * 1e3),
+        Row(
+            "single plug p50, against the floor measured just before them (ms)",
+            p(http, 50) * 1e3,
+            p(again, 50) * 1e3,
         ),
     ]
 
@@ -359,7 +369,9 @@ def measure(plan: Plan) -> list[Row]:
                 else client_round(daemon, "brapi", f"s{size}", size, BATCH, vswitchd, False)
             )
         rows += scaling_rows(scaled, floors)
-        rows += single_rows(single_plugs(daemon, "brapi", plan.samples, vswitchd), floors)
+        harness.settle(vswitchd, daemon.pid, remote=sb.remote)
+        again = harness.floor_single(sb.remote, plan.samples, "brfsgl2")
+        rows += single_rows(single_plugs(daemon, "brapi", plan.samples, vswitchd), floors, again)
     finally:
         if daemon is not None:
             daemon.stop()

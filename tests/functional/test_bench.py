@@ -33,6 +33,7 @@ EXPECTED_WITH_FLOOR = [
     "scaling N=20: plug per VIF, 16 clients (ms)",
     "single plug p50, HTTP, one after another, wait=ofport (ms)",
     "single plug p95, HTTP, one after another, wait=ofport (ms)",
+    "single plug p50, against the floor measured just before them (ms)",
 ]
 EXPECTED_WITHOUT_FLOOR = [
     "plug floor: netlink + 1 OVSDB transaction (s)",
@@ -42,6 +43,7 @@ EXPECTED_WITHOUT_FLOOR = [
     "ovs-vswitchd CPU, floor 16 to a transaction, plug+unplug (s)",
     "single plug floor p50: 1 tap + 1 IDL transaction + ofport (ms)",
     "single plug floor p95: 1 tap + 1 IDL transaction + ofport (ms)",
+    "single plug floor p50, again just before them (ms)",
     "vifplugd CPU per VIF, plug, 16 clients (ms)",
     "vifplugd CPU per VIF, unplug, 16 clients (ms)",
     "vifplugd CPU per VIF, plug+unplug, 16 clients (ms)",
@@ -73,6 +75,9 @@ SAME_FLOOR = {
         "plug, 16 clients, wait=ofport (s)"
     ),
     "os-vif unplug against vifplug unplug, 16 clients (s)": "unplug, 16 clients (s)",
+    "single plug p50, against the floor measured just before them (ms)": (
+        "single plug floor p50, again just before them (ms)"
+    ),
 }
 
 
