@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import subprocess
 import uuid
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from engine_fixture import open_tap
 from test_netdev_support import Devices, in_threads, ip_kind, ip_link
 
 from vifplug import exceptions, netdev
@@ -98,6 +100,40 @@ def test_new_tap_is_silent_until_a_vm_attaches(dev: Devices) -> None:
     assert addrs.stdout.count('"local"') == 0, addrs.stdout
     if sysfs(info.name, "statistics/tx_packets") is not None:
         assert sysfs(info.name, "statistics/tx_packets") == "0"
+
+
+def test_a_new_tap_gets_its_carrier_when_a_vm_attaches(dev: Devices) -> None:
+    """The carrier the new tap was made without is the kernel's to give back:
+    it comes on as soon as a VM's QEMU attaches (here the test, through
+    ``/dev/net/tun``), and goes again when it lets go."""
+    info, created = netdev.ensure_tap(tap_spec(dev, mac="fa:16:3e:00:00:03", mtu=1450))
+    assert created
+    fd = open_tap(info.name)
+    try:
+        seen = ip_link(info.name)
+        assert seen is not None and "LOWER_UP" in seen["flags"], seen
+    finally:
+        os.close(fd)
+    seen = ip_link(info.name)
+    assert seen is not None and "NO-CARRIER" in seen["flags"], seen
+
+
+def test_without_tunsetcarrier_a_new_tap_is_set_up_once_detached(
+    dev: Devices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a kernel older than 5.0 (no ``TUNSETCARRIER``), the tap is set up
+    by a second message once the creating descriptor is closed: silent all
+    the same."""
+    monkeypatch.setattr(netdev.tap, "TUNSETCARRIER", None)
+    info, created = netdev.ensure_tap(tap_spec(dev, mac="fa:16:3e:00:00:04", mtu=1450))
+    assert created and info.up
+    seen = ip_link(info.name)
+    assert seen is not None
+    assert "UP" in seen["flags"] and "NO-CARRIER" in seen["flags"]
+    addrs = subprocess.run(
+        ["ip", "-j", "addr", "show", "dev", info.name], capture_output=True, text=True, check=True
+    )
+    assert addrs.stdout.count('"local"') == 0, addrs.stdout
 
 
 def test_tap_without_owner_is_root_only(dev: Devices) -> None:

@@ -7,8 +7,9 @@ ioctl numbers, for one reason: pyroute2 drops ``IFF_TUN_EXCL``, and without
 it "creating" a tap that already exists silently attaches to it and succeeds,
 so two racing plugs would both believe they created the device and both
 would delete it on rollback.  With ``IFF_TUN_EXCL`` the kernel answers EBUSY
-and we adopt the existing device instead.  MAC, MTU and group are one
-rtnetlink message while the tap is still attached; up is one more, after.
+and we adopt the existing device instead.  Its carrier is turned off
+(``TUNSETCARRIER``), then MAC, MTU, group and up are one rtnetlink message
+while the tap is still attached (see ``_create``).
 
 Flags: ``IFF_NO_PI`` as ``ip tuntap`` sets by default; no ``IFF_VNET_HDR``
 (libvirt/QEMU set it when they attach); ``IFF_MULTI_QUEUE`` when asked, which
@@ -44,6 +45,10 @@ TUN_DEVICE = "/dev/net/tun"
 #: The tun driver's largest MTU for a tap: 65535 less its Ethernet header.
 TAP_MAX_MTU = 65535 - 14
 _IFREQ = struct.Struct("16sH22x")  # struct ifreq: name, flags, rest of the union
+_INT = struct.Struct("i")
+#: ``_IOW('T', 226, int)``: the encoding of ``TUNSETIFF`` (``_IOW('T', 202,
+#: int)``, pyroute2's per-platform number) with the command number 226.
+TUNSETCARRIER = None if _tuntap.TUNSETIFF is None else _tuntap.TUNSETIFF + (226 - 202)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -96,10 +101,12 @@ def ensure_tap(spec: TapSpec) -> tuple[links.LinkInfo, bool]:
         ), False
 
 
-def _configure_new(spec: TapSpec, mac: str | None) -> int:
-    """MAC, MTU and group in one message, on a tap not yet persistent;
-    returns its index."""
+def _configure_new(spec: TapSpec, mac: str | None, *, up: bool) -> int:
+    """MAC, MTU and group (and up, when its carrier is off) in one message, on
+    a tap not yet persistent; returns its index."""
     changes: dict[str, Any] = {"group": spec.link_group}
+    if up:
+        changes["state"] = "up"
     if mac is not None:
         changes["address"] = mac
     if spec.mtu is not None:
@@ -117,15 +124,33 @@ def _configure_new(spec: TapSpec, mac: str | None) -> int:
     return index
 
 
-def _bring_up(spec: TapSpec, index: int) -> None:
-    """Set the new tap up, now that no descriptor is attached to it.
+def _carrier_off(fd: int, name: str) -> bool:
+    """Turn the attached tap's carrier off; False where the kernel cannot
+    (``TUNSETCARRIER`` came with Linux 5.0).
 
-    Up while this process was still attached, the tap had a carrier: IPv6
-    gave it a link-local address and sent DAD, router solicitations and MLD
-    reports out of every VM's port, and ovs-vswitchd handled each (it spent
-    three times the CPU of a plug on a thousand such taps).  Detached, a
-    tap has no carrier until the VM's QEMU attaches, as with ``ip tuntap``.
-    """
+    Up with a carrier, the tap would get an IPv6 link-local address and send
+    DAD, router solicitations and MLD reports out of the VM's port, and
+    ovs-vswitchd would handle each (three times the CPU of a plug on a
+    thousand taps).  Without a carrier it stays silent; the kernel turns the
+    carrier on when the VM's QEMU attaches, as on a tap that ``ip tuntap``
+    made.  So the tap can be set up in the message that configures it,
+    instead of one more once it is detached (``_bring_up``)."""
+    if TUNSETCARRIER is None:
+        return False
+    try:
+        fcntl.ioctl(fd, TUNSETCARRIER, _INT.pack(0))
+    except OSError as err:
+        if err.errno in (errno.EINVAL, errno.ENOTTY):
+            return False
+        raise exceptions.NetdevError(
+            operation="turn off the carrier of", device=name, reason=err.strerror or str(err)
+        ) from err
+    return True
+
+
+def _bring_up(spec: TapSpec, index: int) -> None:
+    """Set the new tap up, once no descriptor is attached to it (and so it has
+    no carrier): on a kernel without ``TUNSETCARRIER`` only."""
     with rtnl.kernel_call("set up new tap", spec.name):
         rtnl.ipr().link("set", index=index, state="up")
 
@@ -143,12 +168,12 @@ def _delete_new(name: str, index: int) -> None:
 def _create(spec: TapSpec, mac: str | None) -> links.LinkInfo | None:
     """Create the tap, configured and persistent; None if the name is taken.
 
-    The tap is configured (our link group, MAC, MTU) while this call still
-    holds the descriptor that keeps it alive, made persistent only then, and
-    set up once detached (see ``_bring_up``).  Killed at any moment before
-    it is persistent, or failing to configure it, the kernel removes the tap
-    with the descriptor: a tap that outlives this call always carries our
-    link group, so it is never taken for someone else's.
+    The tap is configured (our link group, MAC, MTU, up with its carrier
+    off: ``_carrier_off``) while this call still holds the descriptor that
+    keeps it alive, and made persistent only then.  Killed at any moment
+    before it is persistent, or failing to configure it, the kernel removes
+    the tap with the descriptor: a tap that outlives this call always
+    carries our link group, so it is never taken for someone else's.
     """
     if _tuntap.TUNSETIFF is None:
         raise exceptions.NetdevError(
@@ -175,13 +200,15 @@ def _create(spec: TapSpec, mac: str | None) -> links.LinkInfo | None:
                 fcntl.ioctl(fd, _tuntap.TUNSETOWNER, spec.owner)
             if spec.group_owner is not None:
                 fcntl.ioctl(fd, _tuntap.TUNSETGROUP, spec.group_owner)
-        index = _configure_new(spec, mac)
+        silent = _carrier_off(fd, spec.name)
+        index = _configure_new(spec, mac, up=silent)
         with rtnl.kernel_call("create tap", spec.name):
             fcntl.ioctl(fd, _tuntap.TUNSETPERSIST, 1)
     finally:
         os.close(fd)
     try:
-        _bring_up(spec, index)
+        if not silent:
+            _bring_up(spec, index)
         return _as_created(spec, mac, index)
     except BaseException:  # ours and persistent now: delete it again
         _delete_new(spec.name, index)
