@@ -155,15 +155,3 @@ def test_an_ordinary_unplug_has_no_left_alone_header(vifplugd: Daemon) -> None:
         r = c.delete(f"/v1/vifs/{vif_id}")
     assert r.status_code == 204 and "Vifplug-Left-Alone" not in r.headers
     assert kernel_link(tap) is None
-
-
-def test_unplug_deletes_its_own_tap_by_index_whatever_its_group(vifplugd: Daemon) -> None:
-    """The daemon knows the index of the tap it made, so the unplug deletes
-    that device without reading it back (netdev.delete): even after someone
-    took it out of vifplug's link group, it is still the tap vifplug made."""
-    vif_id, tap = plug(vifplugd)
-    ip("link", "set", "dev", tap, "group", "0")
-    with vifplugd.client() as c:
-        r = c.delete(f"/v1/vifs/{vif_id}")
-    assert r.status_code == 204 and "Vifplug-Left-Alone" not in r.headers, r.headers
-    assert kernel_link(tap) is None

@@ -24,15 +24,9 @@ with the same name), and that device is left alone and reported, never
 deleted.  The device is checked and then moved by its ifindex, so one
 replaced in between is not moved either.
 
-Reading a device back to check its group is two thirds of the cost of
-moving it (pyroute2 parses the whole answer: 0.5 ms against 0.25 ms for the
-move), so the ``Deleter`` also keeps the ifindex of each device it was told
-is this daemon's (``own``: one the daemon made, or found in its link group).
-A name that still resolves to that index (``if_nametoindex``, one ioctl) is
-the same device: the kernel never gives an index twice in a boot (it counts
-up, wrapping only after 2^31), and a process lives within one boot.  Such a
-device is moved by its index without being read back; any other name is
-checked as above.
+The check reads the device back by its index (``if_nametoindex``, one
+ioctl, then ``RTM_GETLINK`` by index): pyroute2 asked by name makes a
+look-up of its own first, and that was a third of the check's cost.
 """
 
 from __future__ import annotations
@@ -42,7 +36,7 @@ import errno
 import logging
 import socket
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from vifplug import conf, exceptions
@@ -115,13 +109,11 @@ def delete_batch(
     delete_group: int,
     restore_group: int = 0,
     link_group: int | None = None,
-    owned: Mapping[str, int] | None = None,
 ) -> BatchResult:
     """The batch delete itself; failures are reported per name, not raised.
 
     With ``link_group``, a device in neither it nor ``delete_group`` is not
-    ours: it is left alone and reported in ``left_alone``, unless ``owned``
-    gives the ifindex the name still has (a device known to be ours).
+    ours: it is left alone and reported in ``left_alone``.
 
     When the group delete fails (the kernel deletes a group all or nothing,
     e.g. EOPNOTSUPP if one device cannot be deleted at all), each device is
@@ -144,7 +136,7 @@ def delete_batch(
     with rtnl.kernel_call("open a netlink socket", _some(wanted)):
         sock = rtnl.ipr()
     with _lock_for(delete_group):
-        moved = _move_to_group(sock, wanted, delete_group, result, link_group, owned or {})
+        moved = _move_to_group(sock, wanted, delete_group, result, link_group)
         if not moved:
             return result
         result.group_delete_calls += 1
@@ -169,21 +161,14 @@ def _some(device_names: list[str]) -> str:
 
 
 def _move_to_group(
-    sock: Any,
-    wanted: list[str],
-    group: int,
-    result: BatchResult,
-    link_group: int | None,
-    owned: Mapping[str, int],
+    sock: Any, wanted: list[str], group: int, result: BatchResult, link_group: int | None
 ) -> list[str]:
     moved: list[str] = []
     for name in wanted:
         try:
             key: dict[str, Any] = {"ifname": name}
             if link_group is not None:
-                index = _owned_index(name, owned)
-                if index is None:
-                    index = _checked_index(sock, name, group, link_group, result)
+                index = _checked_index(sock, name, group, link_group, result)
                 if index is None:
                     continue
                 key = {"index": index}  # the device checked, not a newcomer
@@ -199,24 +184,18 @@ def _move_to_group(
     return moved
 
 
-def _owned_index(name: str, owned: Mapping[str, int]) -> int | None:
-    """The index of ``name`` if it is still the device known to be ours."""
-    known = owned.get(name)
-    if known is None:
-        return None
-    try:
-        return known if socket.if_nametoindex(name) == known else None
-    except OSError:  # gone: the look-up below says so properly
-        return None
-
-
 def _checked_index(
     sock: Any, name: str, group: int, link_group: int, result: BatchResult
 ) -> int | None:
     """The device's index once read back and found in our groups, or None
-    (it is left alone, and ``result`` says why)."""
+    (it is gone, or it is left alone, and ``result`` says which)."""
+    try:
+        index = socket.if_nametoindex(name)
+    except OSError:  # no device of that name (the error carries no errno)
+        result.missing.append(name)
+        return None
     with rtnl.kernel_call("look up", name):
-        (msg,) = sock.link("get", ifname=name)
+        (msg,) = sock.link("get", index=index)
     found = int(msg.get_attr("IFLA_GROUP") or 0)
     if found not in (link_group, group):
         result.left_alone[name] = f"not made by vifplug (link group {found}, not {link_group})"
@@ -279,7 +258,6 @@ class Deleter:
         self._closed = False
         self._group_delete_calls = 0
         self._batches = 0
-        self._owned: dict[str, int] = {}  # name -> ifindex of a device known to be ours
         self._thread = threading.Thread(
             target=self._run, name=f"netdev-deleter-{delete_group}", daemon=True
         )
@@ -301,14 +279,6 @@ class Deleter:
         """Batches run so far (each is at most one group delete)."""
         with self._cond:
             return self._batches
-
-    def own(self, devices: Mapping[str, int]) -> None:
-        """The devices named (name -> ifindex) are this daemon's: it made them,
-        or found them in its link group.  Deleting one later that still has
-        its index needs no look-up (see the module's docstring)."""
-        if self.link_group is not None:
-            with self._cond:
-                self._owned.update(devices)
 
     def delete(self, device_names: Iterable[str]) -> Deletion:
         """Delete the named devices; return those deleted and those left alone.
@@ -373,12 +343,8 @@ class Deleter:
 
     def _serve(self, batch: list[_Request]) -> None:
         union = list(dict.fromkeys(name for request in batch for name in request.names))
-        with self._cond:
-            owned = {name: self._owned[name] for name in union if name in self._owned}
         try:
-            result = delete_batch(
-                union, delete_group=self.delete_group, link_group=self.link_group, owned=owned
-            )
+            result = delete_batch(union, delete_group=self.delete_group, link_group=self.link_group)
         except Exception as err:  # never leave a caller waiting forever
             LOG.exception("batch delete of %d devices failed", len(union))
             failure = exceptions.NetdevError(
@@ -388,9 +354,6 @@ class Deleter:
         with self._cond:
             self._group_delete_calls += result.group_delete_calls
             self._batches += 1
-            for name in (*result.deleted, *result.missing, *result.left_alone):
-                if self._owned.get(name) == owned.get(name):
-                    self._owned.pop(name, None)
         deleted = set(result.deleted)
         for request in batch:
             request.deleted = [name for name in request.names if name in deleted]

@@ -43,8 +43,6 @@ class Inventory:
             if view.external_ids.get(plugin_base.KEY_OWNER) == self._owner:
                 ports[view.name] = view.external_ids.get(plugin_base.KEY_VIF_ID, "")
         links = netdev.list_links(group=self._link_group)
-        # All ours, so their unplugs need not read them back (netdev.delete).
-        self._deleter.own({link.name: link.index for link in links})
         return Snapshot(ports=ports, links=frozenset(link.name for link in links))
 
     def port_exists(self, name: str) -> bool:

@@ -168,15 +168,6 @@ class PluginBase(abc.ABC):
             link_group=self.ctx.netdev.link_group,
         )
 
-    def ensured(self, result: tuple[netdev.LinkInfo, bool]) -> bool:
-        """Whether ``netdev.ensure_*`` made the device just now.  One in this
-        daemon's link group (made now or before) is told to the deleter, so
-        that its unplug deletes it without reading it back."""
-        info, created = result
-        if info.group == self.ctx.netdev.link_group:
-            self.ctx.deleter.own({info.name: info.index})
-        return created
-
     def mtu(self, vif: vifs.VIFBase) -> int | None:
         network = vif.network if vif.obj_attr_is_set("network") else None
         if network is not None and network.obj_attr_is_set("mtu") and network.mtu:

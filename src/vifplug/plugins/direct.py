@@ -85,18 +85,16 @@ class DirectPlugin(base.PluginBase):
     ) -> base.PlugOutcome:
         if plan.pool_device is None:
             raise exceptions.InvalidRequest(reason=f"VIF {vif.id} has no parent device")
-        created = self.ensured(
-            netdev.ensure_macvtap(
-                netdev.MacvtapSpec(
-                    name=plan.device,
-                    parent=plan.pool_device,
-                    mode=netdev.normalize_mode(plan.mode or "vepa"),  # type: ignore[arg-type]
-                    mac=base.address(vif),
-                    mtu=self.mtu(vif),
-                    link_group=self.ctx.netdev.link_group,
-                ),
-                vif_id=str(vif.id),
-            )
+        _, created = netdev.ensure_macvtap(
+            netdev.MacvtapSpec(
+                name=plan.device,
+                parent=plan.pool_device,
+                mode=netdev.normalize_mode(plan.mode or "vepa"),  # type: ignore[arg-type]
+                mac=base.address(vif),
+                mtu=self.mtu(vif),
+                link_group=self.ctx.netdev.link_group,
+            ),
+            vif_id=str(vif.id),
         )
         try:
             bw = plan.bandwidth

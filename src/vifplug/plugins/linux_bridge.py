@@ -58,9 +58,7 @@ class LinuxBridgePlugin(base.PluginBase):
                 raise exceptions.DeviceInUse(
                     device=plan.port, reason=f"it is a {existing.kind}, not a bridge"
                 )
-            created = self.ensured(
-                netdev.ensure_tap(self.tap_spec(vif, plan.device, multiqueue=False))
-            )
+            _, created = netdev.ensure_tap(self.tap_spec(vif, plan.device, multiqueue=False))
             if created:
                 made.append(plan.device)
             netdev.set_master(plan.device, plan.port)

@@ -204,9 +204,7 @@ class OvsPlugin(base.PluginBase):
                     self._plug_hybrid_devices(vif, plan, made)
                 elif plan.device in plan.created_devices:
                     multiqueue = bool((plan.virtualport or {}).get("multiqueue"))
-                    created = self.ensured(
-                        netdev.ensure_tap(self.tap_spec(vif, plan.device, multiqueue))
-                    )
+                    _, created = netdev.ensure_tap(self.tap_spec(vif, plan.device, multiqueue))
                     if created:
                         made.append(plan.device)
                 future = self.ctx.ovsdb.submit(
@@ -282,21 +280,17 @@ class OvsPlugin(base.PluginBase):
         qbr, qvb, qvo = plan.created_devices[:3]
         group = self.ctx.netdev.link_group
         mtu = self.mtu(vif)
-        created = self.ensured(
-            netdev.ensure_bridge(netdev.BridgeSpec(name=qbr, mtu=mtu, link_group=group))
-        )
+        _, created = netdev.ensure_bridge(netdev.BridgeSpec(name=qbr, mtu=mtu, link_group=group))
         if created:
             made.append(qbr)
-        created = self.ensured(
-            netdev.ensure_veth(netdev.VethSpec(name=qvb, peer=qvo, mtu=mtu, link_group=group))
+        _, created = netdev.ensure_veth(
+            netdev.VethSpec(name=qvb, peer=qvo, mtu=mtu, link_group=group)
         )
         if created:
             made.append(qvb)
         netdev.set_master(qvb, qbr)
         if plan.device in plan.created_devices:
-            created = self.ensured(
-                netdev.ensure_tap(self.tap_spec(vif, plan.device, multiqueue=False))
-            )
+            _, created = netdev.ensure_tap(self.tap_spec(vif, plan.device, multiqueue=False))
             if created:
                 made.append(plan.device)
             netdev.set_master(plan.device, qbr)
