@@ -129,7 +129,9 @@ class VifRecord:
     #: stored: text takes a quarter of the memory of the decoded objects (1.5
     #: against 6.5 KB a VIF), and no write re-encodes it.  ``request`` decodes it.
     request_json: str
-    request_digest: str  # sha256 of the canonical request JSON
+    #: sha256 of the request's canonical content (``PlugRequest.digest``: the
+    #: objects and the options that change what is plugged), for idempotency.
+    request_digest: str
     lifecycle: Lifecycle
     iface_id: str | None = None
     iface_status: str | None = None
