@@ -27,6 +27,14 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
+def request_object(text: str) -> JsonObject:
+    """A stored request decoded; ``ValueError`` unless it is a JSON object."""
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError("request is not a JSON object")
+    return value
+
+
 class Teaming(enum.StrEnum):
     """A member of a failover pair (libvirt's ``<teaming type=...>``)."""
 
@@ -152,10 +160,7 @@ class VifRecord:
     @property
     def request(self) -> JsonObject:
         """The request, decoded again at each use (a repair, not a plug)."""
-        value = json.loads(self.request_json)
-        if not isinstance(value, dict):
-            raise ValueError("request is not a JSON object")
-        return value
+        return request_object(self.request_json)
 
 
 @dataclasses.dataclass(frozen=True)

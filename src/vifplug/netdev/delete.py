@@ -200,7 +200,7 @@ def _checked_index(
     if found not in (link_group, group):
         result.left_alone[name] = f"not made by vifplug (link group {found}, not {link_group})"
         return None
-    return int(msg["index"])
+    return index
 
 
 def _delete_one_by_one(

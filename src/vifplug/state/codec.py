@@ -15,7 +15,14 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from vifplug.records import Allocation, Lifecycle, Teaming, VifRecord, canonical_json
+from vifplug.records import (
+    Allocation,
+    Lifecycle,
+    Teaming,
+    VifRecord,
+    canonical_json,
+    request_object,
+)
 
 #: The allocation JSON format this code writes.
 #: 2 added the VF fields of the ``hostdev`` plugin (``vf_index``, ``vlan``,
@@ -68,9 +75,8 @@ class FormatTooNew(ValueError):
         self.supported = supported
 
 
-def dumps(value: Any) -> str:
-    """Canonical JSON: the same value always gives the same text (and digest)."""
-    return canonical_json(value)
+#: Canonical JSON: the same value always gives the same text (and digest).
+dumps = canonical_json
 
 
 def encode_allocation(allocation: Allocation | None) -> str | None:
@@ -147,8 +153,7 @@ def record_from_row(row: sqlite3.Row | tuple[Any, ...]) -> VifRecord:
     Raises ``FormatTooNew`` or ``ValueError`` when the row cannot be read.
     """
     values = dict(zip(COLUMNS, tuple(row), strict=True))
-    if not isinstance(json.loads(values["request_json"]), dict):
-        raise ValueError("request is not a JSON object")
+    request_object(values["request_json"])  # refuses a row whose request is no object
     return VifRecord(
         vif_id=values["vif_id"],
         plugin=values["plugin"],
