@@ -12,7 +12,7 @@ import pytest
 import ovs_sandbox
 from helpers import unique
 from vifplug import exceptions
-from vifplug.ovsdb import connection, ops, views
+from vifplug.ovsdb import connection, ops, replica, views
 from vifplug.ovsdb.txn import Txn
 
 
@@ -199,6 +199,79 @@ def test_a_wait_ends_when_its_interface_is_removed(
         with pytest.raises(exceptions.InterfaceGone):
             conn.wait_interface(port, lambda v: False, timeout=20)
         assert time.monotonic() - started < 5
+    finally:
+        ovs.vsctl("--if-exists", "del-br", br)
+
+
+def test_interface_snapshots_from_datums_are_what_the_idl_reads(
+    conn: connection.Connection, ovs: ovs_sandbox.OvsSandbox
+) -> None:
+    """A committed row is read from its datums, one with changes in flight the
+    IDL's way (which shows them): both give what ``Row`` attributes say."""
+    br, port = unique("vpdb"), unique("vpdp")
+    conn.transact(bridge_op(br), timeout=10)
+    ovs.vsctl(
+        "add-port", br, port, "--", "set", "Interface", port, "type=internal",
+        "external_ids:iface-id=abc", "external_ids:vm-id=xyz", "options:k=v",
+        "ingress_policing_rate=900", "ingress_policing_burst=90",
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while not ((v := conn.interface(port)) is not None and v.has_ofport and v.mac_in_use):
+            assert time.monotonic() < deadline, "no ofport"
+            time.sleep(0.02)
+
+        def both(t: Txn) -> tuple[views.InterfaceView, views.InterfaceView]:
+            row = t.interface(port)
+            assert row is not None
+            return replica.interface_view(row), replica._interface_view_by_attributes(row)
+
+        fast, slow = conn.transact(both, timeout=10, writes=False)
+        assert fast == slow == conn.interface(port)
+        assert fast.external_ids == {"iface-id": "abc", "vm-id": "xyz"}
+        assert (fast.ofport, fast.ingress_policing_rate, fast.ingress_policing_burst) == (
+            slow.ofport,
+            900,
+            90,
+        )
+        assert fast.options == {"k": "v"} and fast.error is None and fast.type == "internal"
+
+        def pending(t: Txn) -> views.InterfaceView:
+            row = t.interface(port)
+            assert row is not None
+            row.external_ids = {"iface-id": "def"}
+            return replica.interface_view(row)
+
+        assert conn.transact(pending, timeout=10).external_ids == {"iface-id": "def"}
+    finally:
+        ovs.vsctl("--if-exists", "del-br", br)
+
+
+def test_watchers_see_every_change_of_an_update_in_order(
+    conn: connection.Connection, ovs: ovs_sandbox.OvsSandbox
+) -> None:
+    """The changes of one update reach the watchers together, in one
+    notification: each of them, and before the changes of a later update."""
+    br = unique("vpwo")
+    ports = [f"{br}p{i}" for i in range(5)]
+    seen: list[tuple[str, str | None]] = []
+    conn.add_interface_watcher(lambda v: seen.append((v.name, v.external_ids.get("n"))))
+    conn.transact(bridge_op(br), timeout=10)
+    args: list[str] = []
+    for i, port in enumerate(ports):
+        args += ["--", "add-port", br, port, "--", "set", "Interface", port, "type=internal"]
+        args += [f"external_ids:n={i}"]
+    try:
+        ovs.vsctl(*args[1:])
+        ovs.vsctl("set", "Interface", ports[0], "external_ids:n=again")
+        deadline = time.monotonic() + 10
+        while (ports[0], "again") not in seen:
+            assert time.monotonic() < deadline, f"watchers saw only {seen}"
+            time.sleep(0.02)
+        ours = [entry for entry in seen if entry[0] in ports]
+        # ValueError here: a change of the first update was never told.
+        firsts = [ours.index((port, str(i))) for i, port in enumerate(ports)]
+        assert ours.index((ports[0], "again")) > max(firsts)
     finally:
         ovs.vsctl("--if-exists", "del-br", br)
 

@@ -436,6 +436,7 @@ class Connection:
         idl.run()
         if self._resync_pending and idl.state == idl.IDL_S_MONITORING:
             self._resync(idl)
+        self.replica.flush()
         if self._inflight is not None:
             self._poll_inflight()
         hold = max(self._hold_for_vswitchd(idl), self._hold_for_expected(), self._hold_for_pace())

@@ -32,8 +32,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import ovs.db.idl
+from ovs.db.data import Datum
 
 from vifplug import exceptions
 from vifplug.ovsdb import views
@@ -212,6 +214,45 @@ def _ref_uuids(row: Row, column: str) -> frozenset[uuid.UUID]:
 
 
 def interface_view(row: Row) -> views.InterfaceView:
+    """The snapshot of an Interface row, read from its datums when it can be.
+
+    Built in the IDL thread on every change of every Interface, a few times
+    per plug.  ``row.external_ids`` converts a map three times over
+    (``Row.__getattr__`` merges pending mutations by converting back and
+    forth), and every optional column goes through a list; the committed
+    datum's atoms are the values.  A row with changes of a transaction in
+    flight (or one being inserted) is read the IDL's way, which shows them.
+    """
+    data = row._data
+    if data is None or row._changes or row._mutations:
+        return _interface_view_by_attributes(row)
+    return views.InterfaceView(
+        uuid=str(row.uuid),
+        name=_atom(data["name"]),
+        type=_atom(data["type"]),
+        external_ids=_string_map(data["external_ids"]),
+        ofport=_atom(data["ofport"], None),
+        error=_atom(data["error"], None) or None,
+        mac_in_use=_atom(data["mac_in_use"], None) or None,
+        link_state=_atom(data["link_state"], None) or None,
+        options=_string_map(data["options"]),
+        ingress_policing_rate=_atom(data["ingress_policing_rate"], 0),
+        ingress_policing_burst=_atom(data["ingress_policing_burst"], 0),
+    )
+
+
+def _atom(datum: Datum, default: Any = "") -> Any:
+    """The value of a scalar or optional column's datum (``default`` when empty)."""
+    for atom in datum.values:
+        return atom.value
+    return default
+
+
+def _string_map(datum: Datum) -> dict[str, str]:
+    return {key.value: value.value for key, value in datum.values.items()}
+
+
+def _interface_view_by_attributes(row: Row) -> views.InterfaceView:
     return views.InterfaceView(
         uuid=str(row.uuid),
         name=row.name,
@@ -247,6 +288,7 @@ class Replica:
         self._ifaces: dict[str, views.InterfaceView] = {}
         self._waiters: dict[str, list[_Waiter]] = collections.defaultdict(list)
         self._iface_watchers: list[InterfaceWatcher] = []
+        self._changed: list[views.InterfaceView] = []  # for the watchers, until ``flush``
         self._resync_callbacks: list[ResyncCallback] = []
         self._notifier = Notifier()
 
@@ -264,12 +306,14 @@ class Replica:
     def add_resync_callback(self, callback: ResyncCallback) -> None:
         self._resync_callbacks.append(callback)
 
-    def _tell_interface_watchers(self, view: views.InterfaceView) -> None:
-        for watcher in list(self._iface_watchers):
-            try:
-                watcher(view)
-            except Exception:
-                LOG.exception("interface watcher failed for %s", view.name)
+    def _tell_interface_watchers(self, changed: list[views.InterfaceView]) -> None:
+        watchers = list(self._iface_watchers)
+        for view in changed:
+            for watcher in watchers:
+                try:
+                    watcher(view)
+                except Exception:
+                    LOG.exception("interface watcher failed for %s", view.name)
 
     def _tell_resync_callbacks(self) -> None:
         for callback in list(self._resync_callbacks):
@@ -445,7 +489,18 @@ class Replica:
         for w in waiters:
             w.offer(view)
         if self._iface_watchers:
-            self._notifier.post(functools.partial(self._tell_interface_watchers, view))
+            self._changed.append(view)
+
+    def flush(self) -> None:
+        """Hand the interface changes seen since the last flush to the
+        watchers, in one notification (IDL thread, after each ``Idl.run``).
+
+        One update of ovs-vswitchd's carries the ofports of a whole batch;
+        posting each change on its own woke the notify thread, and moved the
+        GIL, once per interface."""
+        if self._changed:
+            changed, self._changed = self._changed, []
+            self._notifier.post(functools.partial(self._tell_interface_watchers, changed))
 
     def rebuild(self, idl: ovs.db.idl.Idl) -> None:
         """Rebuild indexes and snapshots from the reloaded replica (O(rows), once
@@ -476,5 +531,6 @@ class Replica:
     def resynced(self) -> None:
         """The connection came back and the replica was rebuilt: run the resync
         callbacks (in the notify thread, after the notifications before them)."""
+        self.flush()
         if self._resync_callbacks:
             self._notifier.post(self._tell_resync_callbacks)
