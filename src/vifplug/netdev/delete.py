@@ -26,7 +26,9 @@ replaced in between is not moved either.
 
 The check reads the device back by its index (``if_nametoindex``, one
 ioctl, then ``RTM_GETLINK`` by index): pyroute2 asked by name makes a
-look-up of its own first, and that was a third of the check's cost.
+look-up of its own first, and that was a third of the check's cost.  The
+check and the move go through ``rtnl.link_group`` and ``rtnl.set_link``,
+pyroute2's plain socket, at half the CPU of ``IPRoute.link``.
 """
 
 from __future__ import annotations
@@ -166,14 +168,15 @@ def _move_to_group(
     moved: list[str] = []
     for name in wanted:
         try:
-            key: dict[str, Any] = {"ifname": name}
-            if link_group is not None:
-                index = _checked_index(sock, name, group, link_group, result)
+            if link_group is None:
+                with rtnl.kernel_call("move to the delete group", name):
+                    sock.link("set", ifname=name, group=group)
+            else:
+                index = _checked_index(name, group, link_group, result)
                 if index is None:
                     continue
-                key = {"index": index}  # the device checked, not a newcomer
-            with rtnl.kernel_call("move to the delete group", name):
-                sock.link("set", group=group, **key)
+                with rtnl.kernel_call("move to the delete group", name):
+                    rtnl.set_link(index, group=group)  # the device checked, not a newcomer
         except exceptions.VifplugError as err:
             if rtnl.caused_by(err, errno.ENODEV):
                 result.missing.append(name)
@@ -184,9 +187,7 @@ def _move_to_group(
     return moved
 
 
-def _checked_index(
-    sock: Any, name: str, group: int, link_group: int, result: BatchResult
-) -> int | None:
+def _checked_index(name: str, group: int, link_group: int, result: BatchResult) -> int | None:
     """The device's index once read back and found in our groups, or None
     (it is gone, or it is left alone, and ``result`` says which)."""
     try:
@@ -195,8 +196,7 @@ def _checked_index(
         result.missing.append(name)
         return None
     with rtnl.kernel_call("look up", name):
-        (msg,) = sock.link("get", index=index)
-    found = int(msg.get_attr("IFLA_GROUP") or 0)
+        found = rtnl.link_group(index)
     if found not in (link_group, group):
         result.left_alone[name] = f"not made by vifplug (link group {found}, not {link_group})"
         return None

@@ -105,17 +105,14 @@ def _configure_new(spec: TapSpec, mac: str | None, *, up: bool) -> int:
     """MAC, MTU and group (and up, when its carrier is off) in one message, on
     a tap not yet persistent; returns its index."""
     changes: dict[str, Any] = {"group": spec.link_group}
-    if up:
-        changes["state"] = "up"
     if mac is not None:
         changes["address"] = mac
     if spec.mtu is not None:
         changes["mtu"] = spec.mtu
     try:
         with rtnl.kernel_call("configure new tap", spec.name):
-            # By index: given a name, pyroute2 first asks the kernel for it.
             index = socket.if_nametoindex(spec.name)
-            rtnl.ipr().link("set", index=index, **changes)
+            rtnl.set_link(index, up=up, **changes)
     except exceptions.VifplugError as err:
         info = links.get_link(spec.name)
         if info is not None and rtnl.caused_by(err, errno.EINVAL):
