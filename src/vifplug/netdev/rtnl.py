@@ -124,11 +124,11 @@ def close_thread_socket() -> None:
     collection with a ``ResourceWarning``.  Idempotent; a later call to any
     netdev function simply opens a new socket.
     """
-    for name in ("ipr", "raw"):
-        sock = getattr(_local, name, None)
-        if sock is not None:
-            delattr(_local, name)
-            sock.close()
+    with contextlib.ExitStack() as closing:  # each is closed even if another fails to
+        for name in ("ipr", "raw"):
+            sock = _local.__dict__.pop(name, None)
+            if sock is not None:
+                closing.callback(sock.close)
 
 
 def errno_of(err: BaseException) -> int | None:
