@@ -80,3 +80,36 @@ def test_an_answer_left_unread_is_skipped(dev: Devices, monkeypatch: pytest.Monk
     assert stale
     monkeypatch.undo()
     assert rtnl.link_group(first) == dev.link_group
+
+
+@pytest.fixture
+def fresh_socket(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """This thread's socket made anew after the test's changes, and again after it."""
+    rtnl.close_thread_socket()
+    yield monkeypatch
+    monkeypatch.undo()
+    rtnl.close_thread_socket()
+
+
+def test_an_answer_that_never_comes_times_out(dev: Devices, fresh_socket: Any) -> None:
+    """The kernel answers nothing to a message without NLM_F_REQUEST: the
+    read gives up after ANSWER_TIMEOUT instead of blocking the thread."""
+    _, index = new_tap(dev)
+    fresh_socket.setattr(rtnl, "ANSWER_TIMEOUT", 0.2)
+    msg = ifinfmsg()
+    msg["index"] = index
+    with pytest.raises(TimeoutError):
+        rtnl._exchange(rtnl.RTM_GETLINK, msg, 0)
+    assert rtnl.link_group(index) == dev.link_group  # the socket still serves
+
+
+def test_an_answer_cut_short_is_refused(dev: Devices, fresh_socket: Any) -> None:
+    """An answer longer than the read is an error, never part of a message."""
+    name, index = new_tap(dev)
+    fresh_socket.setattr(rtnl, "ANSWER_BUFSIZE", 64)
+    with pytest.raises(exceptions.NetdevError) as raised:
+        with rtnl.kernel_call("check", name):
+            rtnl.link_group(index)
+    assert rtnl.caused_by(raised.value, errno.EMSGSIZE)
+    fresh_socket.undo()
+    assert rtnl.link_group(index) == dev.link_group

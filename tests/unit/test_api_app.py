@@ -318,3 +318,21 @@ def test_readyz_called_alone_answers_503_with_the_envelope() -> None:
         answer = asyncio.run(operations.readyz(runtime=rt))
     assert isinstance(answer, Response) and answer.status_code == 503
     assert b'"code":"not_ready"' in answer.body and b'"x":1' in answer.body
+
+
+def test_plug_metric_counts_the_plug_when_its_rendering_fails(
+    service: FakeService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The VIF is plugged even if reading its ofport then fails: the answer is
+    that error, the metric the plug that happened."""
+
+    def no_answer(rec: VifRecord) -> int | None:
+        raise exceptions.OvsdbTimeout(timeout=1.0)
+
+    monkeypatch.setattr(service, "ofport", no_answer)
+    c = make_client(service)
+    envelope(c.post("/v1/vifs", json=body()), 504, "ovsdb_timeout")
+    assert "v1" in service.records
+    text = c.get("/metrics").text
+    assert 'vifplug_plug_duration_seconds_count{plugin="ovs",result="created"} 1.0' in text
+    assert 'result="ovsdb_timeout"' not in text

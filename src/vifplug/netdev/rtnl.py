@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -33,6 +34,14 @@ from pyroute2.netlink.rtnl.iprsocket import IPRSocket
 from vifplug import exceptions
 
 _local = threading.local()
+
+#: How long a request waits for the kernel's answer.  The kernel answers a
+#: link request in microseconds; no answer in this time means the request was
+#: lost, and the caller gets an error instead of a thread blocked for good.
+ANSWER_TIMEOUT = 5.0
+#: The largest answer read.  A link's answer is 1-2 KB; one with many VFs'
+#: attributes can pass pyroute2's 16 KB read, which would cut it short.
+ANSWER_BUFSIZE = 256 * 1024
 
 
 def ipr() -> Any:
@@ -58,6 +67,7 @@ def _raw() -> Any:
     if sock is None:
         _refuse_event_loop_thread()
         sock = IPRSocket(groups=0)
+        sock.socket.settimeout(ANSWER_TIMEOUT)
         _local.raw = sock
         _local.seq = 0
     return sock
@@ -72,13 +82,28 @@ def _exchange(msg_type: int, msg: Any, flags: int) -> Any:
     _local.seq = seq = _local.seq % 0x7FFFFFFF + 1
     sock.put(msg, msg_type, msg_flags=flags, msg_seq=seq)
     while True:
-        for answer in sock.get():
+        for answer in _read(sock):
             if answer["header"]["sequence_number"] != seq:
                 continue
             error = answer["header"].get("error")
             if error is not None:
                 raise error
             return answer
+
+
+def _read(sock: Any) -> list[Any]:
+    """The messages of one datagram from ``sock``.
+
+    ``IPRSocket.get`` reads 16 KB with no time limit: a longer answer comes
+    cut short and parses to nothing, and a lost one blocks the thread for
+    good.  This read has a time limit (``TimeoutError``), takes up to
+    ``ANSWER_BUFSIZE``, and raises ``OSError(EMSGSIZE)`` rather than
+    returning part of a datagram or nothing for a datagram."""
+    data, _, flags, _ = sock.socket.recvmsg(ANSWER_BUFSIZE)
+    messages = list(sock.marshal.parse(data)) if not flags & socket.MSG_TRUNC else []
+    if not messages:
+        raise OSError(errno.EMSGSIZE, f"unreadable netlink answer ({len(data)} bytes)")
+    return messages
 
 
 def set_link(index: int, *, up: bool = False, **attrs: object) -> None:

@@ -107,25 +107,28 @@ async def plug(
     plugin = _plugin_label(service, body.vif)
     label = "error"
 
-    def work() -> tuple[PlugResult, models.Vif]:
+    plugged: list[PlugResult] = []  # the plug's outcome, even when rendering it then fails
+
+    def work() -> models.Vif:
         # One trip to the pool and back, not one for the plug and one more
         # for its rendering: with 16 plugs answered by one ofport update,
         # every hand-off between threads is paid 16 times in a row.
-        result = service.plug(req)
-        return result, render(service, result.record)
+        plugged.append(service.plug(req))
+        return render(service, plugged[0].record)
 
     try:
-        result, shown = await runtime.call(work)
-        plugin = result.record.plugin
-        label = "created" if result.created else "unchanged"
+        shown = await runtime.call(work)
     except exceptions.VifplugError as exc:
         label = exc.code
         raise
     finally:
+        if plugged:  # the metric counts the plug, which happened, not its rendering
+            plugin = plugged[0].record.plugin
+            label = "created" if plugged[0].created else "unchanged"
         runtime.metrics.plug_seconds.labels(plugin=plugin, result=label).observe(
             time.monotonic() - started
         )
-    response.status_code = 201 if result.created else 200
+    response.status_code = 201 if plugged[0].created else 200
     return shown
 
 
