@@ -30,7 +30,7 @@ from pyroute2 import IPRoute
 
 import ovs_sandbox
 from helpers import unique
-from vifplug import exceptions
+from vifplug import exceptions, netdev
 from vifplug.plugging import engine as engine_mod
 from vifplug.records import Lifecycle
 
@@ -636,6 +636,60 @@ def test_second_vif_with_the_same_device_name_is_refused_and_first_untouched(
         with pytest.raises(exceptions.DeviceInUse):
             eng.service.plug(plug_request(second))
     assert (iface_ids(ovs, name), link(name)) == before
+    assert [r.vif_id for r in eng.service.list()] == [vif_id_of(first)]
+
+
+def test_the_tap_is_made_while_the_intent_is_written_and_kept_once_it_is_durable(
+    eng: engine_mod.Engine, ovs: ovs_sandbox.OvsSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The state writer is held: the plug makes its tap meanwhile, but not
+    persistent (killed now, the kernel would remove it with the daemon), no
+    port yet, and no leak listed; once the intent is durable it goes on."""
+    assert eng.service is not None and eng.store is not None and eng.reconciler is not None
+    held, commit = threading.Event(), eng.store._try_commit
+
+    def slow_commit(ops: Any) -> Any:
+        assert held.wait(60), "the test never let the writer go"
+        return commit(ops)
+
+    monkeypatch.setattr(eng.store, "_try_commit", slow_commit)
+    name = unique("vpt")
+    vif = ovs_vif(bridge=bridge_of(eng), name=name)
+    outcome: list[Any] = []
+    plugging = threading.Thread(
+        target=lambda: outcome.append(eng.service.plug(plug_request(vif)))  # type: ignore[union-attr]
+    )
+    plugging.start()
+    try:
+        _wait_until(lambda: netdev.get_link(name) is not None, "the tap was not made")
+        during = netdev.get_link(name)
+        assert during is not None and during.in_the_making
+        assert eng.service.list() == []
+        assert name not in ports_of(ovs, bridge_of(eng))
+        assert name not in eng.reconciler.leaks().links
+    finally:
+        held.set()
+        plugging.join(60)
+    assert outcome and outcome[0].created
+    kept = netdev.get_link(name)
+    assert kept is not None and kept.tun_persist
+    assert name in ports_of(ovs, bridge_of(eng))
+
+
+def test_a_refused_intent_leaves_no_tap(eng: engine_mod.Engine) -> None:
+    """The first VIF's tap is gone (deleted by hand): the second VIF with its
+    name makes a tap while its intent is written, and the refused intent
+    takes that tap with it."""
+    assert eng.service is not None
+    name = unique("vpt")
+    first = ovs_vif(bridge=bridge_of(eng), name=name)
+    eng.service.plug(plug_request(first))
+    with IPRoute() as ipr:
+        ipr.link("del", ifname=name)
+    second = ovs_vif(bridge=bridge_of(eng), name=name)
+    with pytest.raises(exceptions.DeviceInUse):
+        eng.service.plug(plug_request(second))
+    assert link(name) is None
     assert [r.vif_id for r in eng.service.list()] == [vif_id_of(first)]
 
 

@@ -171,6 +171,46 @@ def test_existing_tap_is_adopted_not_recreated(dev: Devices) -> None:
     assert not created and loose.index == first.index
 
 
+class Refused(Exception):
+    pass
+
+
+def test_a_new_tap_is_kept_only_once_before_keeping_returns(dev: Devices) -> None:
+    """Until ``before_keeping`` returns the new tap exists, configured, but not
+    persistent; when it raises, the tap is gone with its descriptor."""
+    spec = tap_spec(dev, mac="fa:16:3e:00:00:03", mtu=1400)
+    seen: list[netdev.LinkInfo | None] = []
+
+    def refuse() -> None:
+        seen.append(netdev.get_link(spec.name))
+        raise Refused
+
+    with pytest.raises(Refused):
+        netdev.ensure_tap(spec, before_keeping=refuse)
+    [during] = seen
+    assert during is not None and during.in_the_making
+    assert (during.group, during.mtu, during.mac) == (dev.link_group, 1400, spec.mac)
+    assert netdev.get_link(spec.name) is None
+
+    kept, created = netdev.ensure_tap(spec, before_keeping=lambda: seen.append(None))
+    assert created and kept.tun_persist and not kept.in_the_making
+    assert kept == netdev.get_link(spec.name)
+
+
+def test_an_existing_tap_is_adopted_only_once_before_keeping_returns(dev: Devices) -> None:
+    spec = tap_spec(dev, mtu=1400)
+    first, _ = netdev.ensure_tap(spec)
+    netdev.rtnl.ipr().link("set", index=first.index, mtu=1300)
+
+    def refuse() -> None:
+        raise Refused
+
+    with pytest.raises(Refused):
+        netdev.ensure_tap(spec, before_keeping=refuse)
+    left = netdev.get_link(spec.name)
+    assert left is not None and left.index == first.index and left.mtu == 1300  # untouched
+
+
 def test_concurrent_ensure_of_one_tap_creates_it_once(dev: Devices) -> None:
     for _round in range(5):
         spec = tap_spec(dev, mac="fa:16:3e:00:00:03")

@@ -59,10 +59,19 @@ class LinkInfo:
     multi_queue: bool | None = None
     tun_owner: int | None = None
     tun_group: int | None = None
+    #: False for a tun/tap device that vanishes with its last descriptor.
+    tun_persist: bool | None = None
 
     @property
     def is_tap(self) -> bool:
         return self.kind == "tun" and self.tun_type == "tap"
+
+    @property
+    def in_the_making(self) -> bool:
+        """A tap not persistent yet: being made by a plug whose intent is
+        still being written (``tap.ensure_tap``), or dying with its maker.
+        Either way it cannot outlive its maker, so it is never a leak."""
+        return self.kind == "tun" and self.tun_persist is False
 
 
 _STRIPES = [threading.Lock() for _ in range(64)]
@@ -154,6 +163,8 @@ def parse(msg: Any, resolve: Callable[[int], str | None]) -> LinkInfo:
         extra["multi_queue"] = None if mq is None else bool(mq)
         extra["tun_owner"] = data.get_attr("IFLA_TUN_OWNER")
         extra["tun_group"] = data.get_attr("IFLA_TUN_GROUP")
+        persist = data.get_attr("IFLA_TUN_PERSIST")
+        extra["tun_persist"] = None if persist is None else bool(persist)
     return LinkInfo(
         index=index,
         name=msg.get_attr("IFLA_IFNAME"),

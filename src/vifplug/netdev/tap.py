@@ -26,6 +26,7 @@ import logging
 import os
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from pyroute2.netlink.rtnl.ifinfmsg import (
@@ -70,7 +71,9 @@ class TapSpec:
     multiqueue: bool = False
 
 
-def ensure_tap(spec: TapSpec) -> tuple[links.LinkInfo, bool]:
+def ensure_tap(
+    spec: TapSpec, *, before_keeping: Callable[[], object] | None = None
+) -> tuple[links.LinkInfo, bool]:
     """Make sure the tap ``spec.name`` exists as specified, up, in ``spec.link_group``.
 
     Returns the device and whether this call created it.  A tap of that name
@@ -83,6 +86,13 @@ def ensure_tap(spec: TapSpec) -> tuple[links.LinkInfo, bool]:
     anything when the spec is unusable, ``DeviceInUse`` when a device of that
     name exists but is something else, ``NetdevError`` when the kernel
     refuses.  A tap this call created is deleted again if configuring it fails.
+
+    ``before_keeping`` is called before anything outlives the call: a new
+    tap exists, configured, but is made persistent only once it returns; an
+    existing one is adopted only then.  If it raises, the new tap is gone
+    with its descriptor and an existing one is left untouched.  The caller
+    records its intent meanwhile (the tap is made while the intent is
+    written, not after).
     """
     names.validate_name(spec.name)
     mac = links.normalize_mac(spec.mac) if spec.mac else None
@@ -91,9 +101,11 @@ def ensure_tap(spec: TapSpec) -> tuple[links.LinkInfo, bool]:
     with links.name_lock(spec.name):
         # Try to create first: that is the common case, and with
         # IFF_TUN_EXCL the kernel tells us atomically whether the name was free.
-        created = _create(spec, mac)
+        created = _create(spec, mac, before_keeping)
         if created is not None:
             return created, True
+        if before_keeping is not None:
+            before_keeping()
         existing = links.require(spec.name, "adopt")
         _check_adoptable(existing, spec, mac)
         return links.fix_up(
@@ -162,7 +174,9 @@ def _delete_new(name: str, index: int) -> None:
         LOG.exception("could not delete the new tap %s again; reconciliation will", name)
 
 
-def _create(spec: TapSpec, mac: str | None) -> links.LinkInfo | None:
+def _create(
+    spec: TapSpec, mac: str | None, before_keeping: Callable[[], object] | None = None
+) -> links.LinkInfo | None:
     """Create the tap, configured and persistent; None if the name is taken.
 
     The tap is configured (our link group, MAC, MTU, up with its carrier
@@ -199,6 +213,8 @@ def _create(spec: TapSpec, mac: str | None) -> links.LinkInfo | None:
                 fcntl.ioctl(fd, _tuntap.TUNSETGROUP, spec.group_owner)
         silent = _carrier_off(fd, spec.name)
         index = _configure_new(spec, mac, up=silent)
+        if before_keeping is not None:
+            before_keeping()  # raising, it leaves the tap to vanish with fd
         with rtnl.kernel_call("create tap", spec.name):
             fcntl.ioctl(fd, _tuntap.TUNSETPERSIST, 1)
     finally:
@@ -237,6 +253,7 @@ def _as_created(spec: TapSpec, mac: str | None, index: int) -> links.LinkInfo:
         multi_queue=spec.multiqueue,
         tun_owner=spec.owner,
         tun_group=spec.group_owner,
+        tun_persist=True,
     )
 
 

@@ -43,7 +43,9 @@ class Inventory:
             if view.external_ids.get(plugin_base.KEY_OWNER) == self._owner:
                 ports[view.name] = view.external_ids.get(plugin_base.KEY_VIF_ID, "")
         links = netdev.list_links(group=self._link_group)
-        return Snapshot(ports=ports, links=frozenset(link.name for link in links))
+        return Snapshot(
+            ports=ports, links=frozenset(link.name for link in links if not link.in_the_making)
+        )
 
     def port_exists(self, name: str) -> bool:
         return self._ovsdb.interface(name) is not None

@@ -53,6 +53,15 @@ class Gate:
             yield
 
 
+def _recorded(intent: plugin_base.Intent) -> bool:
+    """Whether the intent is durable (so a failed plug has one to forget)."""
+    try:
+        intent.wait()
+    except Exception:
+        return False
+    return True
+
+
 class Transitions:
     """Moves records between ``plugging``, ``plugged`` and ``unplugging``,
     changing the system through the plugins in between.
@@ -91,6 +100,11 @@ class Transitions:
             self.store.begin_plug(record)
         return record
 
+    def queue_begin_plug(self, record: VifRecord) -> plugin_base.Intent:
+        """Record the intent without waiting for the disk (no pool device to
+        choose): ``finish_plug`` waits for it before anything is kept."""
+        return self.store.queue_begin_plug(record)
+
     def finish_plug(
         self,
         record: VifRecord,
@@ -98,22 +112,33 @@ class Transitions:
         *,
         iface_status: str | None,
         exclusive: bool,
+        intent: plugin_base.Intent = plugin_base.DURABLE,
     ) -> VifRecord:
         """Change the system as the recorded intent says, then record the
         outcome.  On failure the plugin has removed what it made and the intent
-        is forgotten (the caller never got an answer and retries)."""
+        is forgotten (the caller never got an answer and retries).
+
+        ``intent``: the intent's write, perhaps still in flight
+        (``queue_begin_plug``).  A plugin that ``OVERLAPS_INTENT`` makes its
+        device meanwhile; any other is called only once it is durable."""
         assert record.allocation is not None
+        plugin = admitted.plugin
+        if not plugin.OVERLAPS_INTENT:
+            intent.wait()  # refused: nothing was changed, nothing to forget
+            intent = plugin_base.DURABLE
         with self._iface_lock(record.iface_id):
             try:
-                outcome = admitted.plugin.plug(
+                outcome = plugin.plug(
                     admitted.vif,
                     admitted.instance,
                     record.allocation,
                     iface_status=iface_status,
                     exclusive=exclusive,
+                    intent=intent,
                 )
             except BaseException:
-                self.forget(record)
+                if _recorded(intent):
+                    self.forget(record)
                 raise
             final = self.store.finish_plug(
                 record.vif_id, outcome.allocation, iface_status=iface_status

@@ -135,13 +135,13 @@ class Service:
         exclusive = not request.allow_dual_active
         if existing is not None and existing.lifecycle == Lifecycle.PLUGGED:
             return self.transitions.replug(existing, admitted, exclusive=exclusive), False
+        intent = plugin_base.DURABLE  # an interrupted plug's (finish what it planned)
         if existing is None:
-            existing = self._begin(request, admitted, plan, digest)
-        # else: an interrupted plug (its intent is recorded): finish what it planned.
+            existing, intent = self._begin(request, admitted, plan, digest)
         assert existing.allocation is not None
         status = request.iface_status if existing.allocation.bridge else None
         final = self.transitions.finish_plug(
-            existing, admitted, iface_status=status, exclusive=exclusive
+            existing, admitted, iface_status=status, exclusive=exclusive, intent=intent
         )
         done = final.allocation
         assert done is not None
@@ -151,8 +151,9 @@ class Service:
 
     def _begin(
         self, request: PlugRequest, admitted: admission.Admitted, plan: Allocation, digest: str
-    ) -> VifRecord:
-        """Record the intent; a pool network's device is chosen with it."""
+    ) -> tuple[VifRecord, plugin_base.Intent]:
+        """Record the intent, and how to wait for it to be durable.  A pool
+        network's device is chosen with it, durably before the plug goes on."""
         now = time.time()
         teaming = request.teaming
         stored: JsonObject = {"vif": request.vif, "instance": request.instance}
@@ -177,12 +178,12 @@ class Service:
             updated_at=now,
         )
         if not self.placer.needs_pool_device(plan):
-            return self.transitions.begin_plug(record)
+            return record, self.transitions.queue_begin_plug(record)
 
         def choose(holders: Mapping[str, list[str]]) -> str:
             return self.placer.choose_device(plan, holders, vif_id=admitted.vif_id)
 
-        return self.transitions.begin_plug(record, choose)
+        return self.transitions.begin_plug(record, choose), plugin_base.DURABLE
 
     def _wait(self, record: VifRecord, request: PlugRequest) -> None:
         if request.wait == "none" or record.allocation is None:

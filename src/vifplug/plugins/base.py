@@ -20,7 +20,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from vifplug import conf, netdev
 from vifplug.netdev import Deleter
@@ -49,6 +49,24 @@ class PlugOutcome:
     demoted: tuple[str, ...] = ()  # other interfaces made inactive
 
 
+class Intent(Protocol):
+    """The plug's recorded intent, perhaps still on its way to the disk."""
+
+    def wait(self) -> object:
+        """Return once the intent is durable; raise why it is not (every call)."""
+        ...
+
+
+class _Durable:
+    def wait(self) -> None:
+        return None
+
+
+#: An intent already durable: what every plugin is given unless it
+#: declares ``OVERLAPS_INTENT``.
+DURABLE: Intent = _Durable()
+
+
 @dataclasses.dataclass(frozen=True)
 class PluginContext:
     """What a plugin may use: the system layers and the typed settings.
@@ -72,6 +90,10 @@ class PluginBase(abc.ABC):
     #: The kind of configured network this plugin plugs into (``"ovs"``,
     #: ``"direct"``), or None when it uses none.
     NETWORK_TYPE: ClassVar[str | None] = None
+    #: Whether ``plug`` may be given an intent still being written, and waits
+    #: for it (``intent.wait()``) before any change that could outlive the
+    #: call.  Other plugins are only ever given a durable one.
+    OVERLAPS_INTENT: ClassVar[bool] = False
 
     def __init__(self, ctx: PluginContext) -> None:
         self.ctx = ctx
@@ -118,11 +140,12 @@ class PluginBase(abc.ABC):
         *,
         iface_status: str | None,
         exclusive: bool,
+        intent: Intent = DURABLE,
     ) -> PlugOutcome:
         """Make ``plan`` real.  Idempotent: an existing matching device or port
         is adopted.  On failure, whatever this call created is removed before
         the exception propagates (never a tap without its port, nor a port
-        without its tap)."""
+        without its tap).  ``intent``: see ``OVERLAPS_INTENT``."""
 
     def unplug(self, allocation: Allocation, vif_id: str) -> tuple[LeftAlone, ...]:
         """Remove what ``allocation`` says vifplug created for VIF ``vif_id``;

@@ -82,6 +82,7 @@ class DirectPlugin(base.PluginBase):
         *,
         iface_status: str | None,
         exclusive: bool,
+        intent: base.Intent = base.DURABLE,
     ) -> base.PlugOutcome:
         if plan.pool_device is None:
             raise exceptions.InvalidRequest(reason=f"VIF {vif.id} has no parent device")

@@ -85,6 +85,7 @@ class HostdevPlugin(base.PluginBase):
         *,
         iface_status: str | None,
         exclusive: bool,
+        intent: base.Intent = base.DURABLE,
     ) -> base.PlugOutcome:
         if plan.mode == ETHERNET:
             assert plan.pool_device is not None and plan.vf_index is not None

@@ -40,6 +40,7 @@ class LinuxBridgePlugin(base.PluginBase):
         *,
         iface_status: str | None,
         exclusive: bool,
+        intent: base.Intent = base.DURABLE,
     ) -> base.PlugOutcome:
         group = self.ctx.netdev.link_group
         assert plan.port is not None

@@ -34,5 +34,6 @@ class NoopPlugin(base.PluginBase):
         *,
         iface_status: str | None,
         exclusive: bool,
+        intent: base.Intent = base.DURABLE,
     ) -> base.PlugOutcome:
         return base.PlugOutcome(allocation=plan)

@@ -37,6 +37,10 @@ def _profile_flag(profile: vifs.VIFPortProfileOpenVSwitch | None, field: str) ->
 class OvsPlugin(base.PluginBase):
     NAME = "ovs"
     NETWORK_TYPE = "ovs"
+    # A new tap is made while the intent is written, and kept only once it is
+    # durable (netdev.ensure_tap's before_keeping); nothing else is changed
+    # before the intent is.
+    OVERLAPS_INTENT = True
     RANGES = (
         base.VersionRange("VIFOpenVSwitch", "1.0", "1.0", (OVS_PROFILE,)),
         base.VersionRange("VIFBridge", "1.0", "1.0", (OVS_PROFILE,)),
@@ -192,6 +196,7 @@ class OvsPlugin(base.PluginBase):
         *,
         iface_status: str | None,
         exclusive: bool,
+        intent: base.Intent = base.DURABLE,
     ) -> base.PlugOutcome:
         made: list[str] = []
         port_was_there = plan.port is not None and self.ctx.ovsdb.interface(plan.port) is not None
@@ -201,12 +206,16 @@ class OvsPlugin(base.PluginBase):
             # burst of plugs is committed to OVSDB as one transaction.
             with self.ctx.ovsdb.expecting():
                 if isinstance(vif, vifs.VIFBridge):
+                    intent.wait()
                     self._plug_hybrid_devices(vif, plan, made)
                 elif plan.device in plan.created_devices:
                     multiqueue = bool((plan.virtualport or {}).get("multiqueue"))
-                    _, created = netdev.ensure_tap(self.tap_spec(vif, plan.device, multiqueue))
+                    _, created = netdev.ensure_tap(
+                        self.tap_spec(vif, plan.device, multiqueue), before_keeping=intent.wait
+                    )
                     if created:
                         made.append(plan.device)
+                intent.wait()  # before the port, however the device came
                 future = self.ctx.ovsdb.submit(
                     self._port_op(vif, instance, plan, iface_status, exclusive)
                 )

@@ -8,7 +8,9 @@ Why it looks like this:
   The lifecycle column is the intent log: ``plugging``/``unplugging`` is
   written before the system is touched, ``plugged``/row deleted after.  At
   start-up every record whose lifecycle is not ``plugged`` is an operation a
-  crash interrupted, which the reconciler completes or undoes.
+  crash interrupted, which the reconciler completes or undoes.  One write
+  may be waited for later (``queue_begin_plug``): a plug's intent, while its
+  tap is made in a form the kernel removes unless the intent is durable.
 * **Group commit.**  One fsync per VIF would cap the daemon at a few hundred
   plugs a second and make 256 concurrent requests queue behind each other.
   Instead a single writer thread owns the write connection; callers from any
@@ -246,6 +248,29 @@ class _Op(Generic[_T]):
         self.error: BaseException | None = None
 
 
+class Pending(Generic[_T]):
+    """A change handed to the writer and not waited for yet.
+
+    Why: a plug's intent takes a trip to the writer thread and an fsync
+    (0.6 ms on the plug's path); a plugin that can make its device so that it
+    vanishes unless kept (a tap not yet persistent) makes it meanwhile, and
+    waits only before keeping it.  ``wait`` returns the change's result once
+    it is durable, or raises why it was refused, on every call."""
+
+    __slots__ = ("_op",)
+
+    def __init__(self, op: _Op[_T]) -> None:
+        self._op = op
+
+    def wait(self) -> _T:
+        op = self._op
+        op.done.wait()
+        if op.error is not None:
+            raise op.error
+        assert op.outcome is not None
+        return op.outcome[0]
+
+
 # --- the store --------------------------------------------------------------------
 
 
@@ -374,6 +399,11 @@ class Store:
         ``PoolDeviceTaken`` if ``record.allocation`` names an exclusive pool
         device another VIF holds.
         """
+        self.queue_begin_plug(record).wait()
+
+    def queue_begin_plug(self, record: VifRecord) -> Pending[None]:
+        """``begin_plug`` handed to the writer without waiting: the caller
+        waits (``Pending.wait``) before anything it changes can outlive it."""
 
         def plan(ix: _Index, now: float) -> tuple[list[_Change], None]:
             old = ix.vifs.get(record.vif_id)
@@ -388,7 +418,7 @@ class Store:
             _check_names(ix, new)
             return [_Put(new, new=True), *_pair(ix, new, now)], None
 
-        self._submit(plan)
+        return self._enqueue(plan)
 
     def finish_plug(
         self, vif_id: str, allocation: Allocation, *, iface_status: str | None
@@ -491,17 +521,16 @@ class Store:
     # --- the writer ------------------------------------------------------------
 
     def _submit(self, plan: _Plan[_T]) -> _T:
+        return self._enqueue(plan).wait()
+
+    def _enqueue(self, plan: _Plan[_T]) -> Pending[_T]:
         op: _Op[_T] = _Op(plan)
         with self._cond:
             if self._closing:
                 raise exceptions.StateWriteFailed(path=self.path, reason="the store is closed")
             self._queue.append(op)
             self._cond.notify()
-        op.done.wait()
-        if op.error is not None:
-            raise op.error
-        assert op.outcome is not None
-        return op.outcome[0]
+        return Pending(op)
 
     def _run(self) -> None:
         """Writer thread: take everything pending, commit it as one transaction, repeat."""
