@@ -203,6 +203,15 @@ NETDEV_OPTS = [
         help="Link group devices are moved to just before a batch delete; "
         "must differ from link_group and be unique per daemon.",
     ),
+    cfg.BoolOpt(
+        "delete_aside",
+        default=True,
+        help="Unplug renames a tap aside (vpdel<ifindex>, in "
+        "delete_group) and answers at once; a background thread deletes the "
+        "delete group, so a burst of unplugs pays the kernel's cost of a "
+        "group delete a few times instead of once per batch. False deletes "
+        "every device before the unplug answers.",
+    ),
     cfg.StrOpt(
         "tap_prefix",
         default="tap",
@@ -539,6 +548,7 @@ class ReconcileSettings:
 class NetdevSettings:
     link_group: int = 0x7669
     delete_group: int = 0x766A
+    delete_aside: bool = True
     tap_prefix: str = "tap"
     hybrid_bridge_prefix: str = "qbr"
     hybrid_veth_bridge_prefix: str = "qvb"

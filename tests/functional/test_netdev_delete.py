@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
+import threading
 import time
 
 import pytest
+from pyroute2.netlink.exceptions import NetlinkError
 from test_netdev_support import Devices, in_threads, ip_link
 
 from vifplug import conf, exceptions, netdev
-from vifplug.netdev import delete
+from vifplug.netdev import delete, rtnl
 
 
 def make_taps(dev: Devices, count: int, group: int | None = None) -> list[str]:
@@ -187,7 +190,8 @@ def ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True)
 
 
-def test_a_deleter_with_a_link_group_leaves_other_devices_alone(dev: Devices) -> None:
+@pytest.mark.parametrize("aside", [False, True])
+def test_a_deleter_with_a_link_group_leaves_other_devices_alone(dev: Devices, aside: bool) -> None:
     ours = make_taps(dev, 2)
     foreign_tap, foreign_veth, peer, ghost = (dev.name("f") for _ in range(4))
     # Made as an operator or another tool would: ip(8), default group 0.
@@ -196,10 +200,15 @@ def test_a_deleter_with_a_link_group_leaves_other_devices_alone(dev: Devices) ->
     # A device of ours left in the delete group by an interrupted batch is ours.
     crashed = make_taps(dev, 1, group=dev.delete_group)
 
-    with netdev.Deleter(delete_group=dev.delete_group, link_group=dev.link_group) as deleter:
+    with netdev.Deleter(
+        delete_group=dev.delete_group, link_group=dev.link_group, aside=aside
+    ) as deleter:
         done = deleter.delete([*ours, foreign_tap, foreign_veth, ghost, *crashed])
 
-    assert done.deleted == [*ours, *crashed]
+    if aside:  # the reaper's first delete may have taken the crashed one already
+        assert done.deleted in ([*ours, *crashed], ours)
+    else:
+        assert done.deleted == [*ours, *crashed]
     assert set(done.left_alone) == {foreign_tap, foreign_veth}
     assert "not made by vifplug (link group 0" in done.left_alone[foreign_tap]
     groups = kernel_groups()
@@ -215,3 +224,107 @@ def test_the_daemons_deleter_checks_its_link_group(dev: Devices) -> None:
         done = deleter.delete([foreign])
     assert done.deleted == [] and list(done.left_alone) == [foreign]
     assert kernel_groups()[foreign] == 0
+
+
+# --- put aside, deleted in the background -------------------------------------------
+
+
+def indices(names: list[str]) -> list[int]:
+    found = []
+    for name in names:
+        link = ip_link(name)
+        assert link is not None
+        found.append(int(link["ifindex"]))
+    return found
+
+
+def test_taps_put_aside_are_answered_before_they_are_deleted(dev: Devices) -> None:
+    taps = make_taps(dev, 3)
+    before = indices(taps)
+    deleter = netdev.Deleter(delete_group=dev.delete_group, link_group=dev.link_group, aside=True)
+    try:
+        with delete._lock_for(dev.delete_group):  # the reaper cannot delete meanwhile
+            assert deleter.delete(taps) == netdev.Deletion(deleted=taps)
+            assert existing(taps) == []
+            groups = kernel_groups()
+            aside = [delete.aside_name(index) for index in before]
+            assert all(groups[name] == dev.delete_group for name in aside)
+            # The name is free for the next plug at once.
+            netdev.ensure_tap(netdev.TapSpec(name=taps[0], link_group=dev.link_group))
+    finally:
+        deleter.close()
+    assert not set(aside) & set(kernel_groups())
+    assert existing(taps) == [taps[0]]
+    assert deleter.group_delete_calls >= 1
+
+
+def bridge_ports(bridge: str) -> list[str]:
+    out = subprocess.run(
+        ["ip", "-j", "link", "show", "master", bridge], capture_output=True, text=True, check=True
+    ).stdout
+    return [entry["ifname"] for entry in json.loads(out or "[]")]
+
+
+def test_a_tap_put_aside_leaves_its_bridge_at_once(dev: Devices) -> None:
+    (tap,) = make_taps(dev, 1)
+    bridge = dev.name("b")
+    ip("link", "add", bridge, "type", "bridge")
+    ip("link", "set", bridge, "group", str(dev.link_group))
+    ip("link", "set", tap, "master", bridge)
+    assert bridge_ports(bridge) == [tap]
+    with netdev.Deleter(
+        delete_group=dev.delete_group, link_group=dev.link_group, aside=True
+    ) as deleter:
+        with delete._lock_for(dev.delete_group):
+            deleter.delete([tap])
+            assert bridge_ports(bridge) == []
+        deleter.delete([bridge])
+
+
+def test_a_veth_is_deleted_before_the_answer_even_aside(dev: Devices) -> None:
+    spec = netdev.VethSpec(name=dev.name("v"), peer=dev.name("p"), link_group=dev.link_group)
+    netdev.ensure_veth(spec)
+    tap = make_taps(dev, 1)
+    with netdev.Deleter(
+        delete_group=dev.delete_group, link_group=dev.link_group, aside=True
+    ) as deleter:
+        with delete._lock_for(dev.delete_group):
+            taken = threading.Thread(target=deleter.delete, args=([*tap, spec.name],))
+            taken.start()
+            taken.join(0.5)
+            assert taken.is_alive()  # the veth waits for the group delete
+            assert existing([spec.name, spec.peer]) == [spec.name, spec.peer]
+            assert existing(tap) == []  # the tap did not wait: renamed aside
+        taken.join(10)
+        assert existing([spec.name, spec.peer]) == []
+
+
+def test_the_reaper_deletes_what_a_crash_left_aside(dev: Devices) -> None:
+    left = make_taps(dev, 2, group=dev.delete_group)
+    with netdev.Deleter(delete_group=dev.delete_group, link_group=dev.link_group, aside=True):
+        pass
+    assert existing(left) == []
+
+
+def test_a_kernel_refusing_to_rename_a_device_up_turns_aside_off(
+    dev: Devices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = rtnl.set_link
+    refused: list[int] = []
+
+    def set_link(index: int, *, up: bool = False, **attrs: object) -> None:
+        if "ifname" in attrs:  # as Linux before 6.2 answers for a device that is up
+            refused.append(index)
+            raise NetlinkError(errno.EBUSY)
+        real(index, up=up, **attrs)
+
+    monkeypatch.setattr(rtnl, "set_link", set_link)
+    first, second = make_taps(dev, 1), make_taps(dev, 1)
+    with netdev.Deleter(
+        delete_group=dev.delete_group, link_group=dev.link_group, aside=True
+    ) as deleter:
+        assert deleter.delete(first).deleted == first
+        assert existing(first) == []
+        assert deleter.delete(second).deleted == second
+    assert len(refused) == 1  # the second one was not even tried
+    assert existing(second) == []

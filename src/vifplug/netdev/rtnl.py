@@ -124,10 +124,18 @@ def set_link(index: int, *, up: bool = False, **attrs: object) -> None:
 def link_group(index: int) -> int:
     """The link group of the device ``index`` (``RTM_GETLINK`` by index on
     ``IPRSocket``: 0.14 ms of CPU, against 0.31 ms through ``IPRoute.link``)."""
+    return group_and_kind(index)[0]
+
+
+def group_and_kind(index: int) -> tuple[int, str | None]:
+    """The link group and the kind (``"tun"``, ``"veth"``; None for a device
+    with no link info) of the device ``index``, from one ``RTM_GETLINK``."""
     msg = ifinfmsg()
     msg["index"] = index
     answer = _exchange(RTM_GETLINK, msg, NLM_F_REQUEST)
-    return int(answer.get_attr("IFLA_GROUP") or 0)
+    linkinfo = answer.get_attr("IFLA_LINKINFO")
+    kind = None if linkinfo is None else linkinfo.get_attr("IFLA_INFO_KIND")
+    return int(answer.get_attr("IFLA_GROUP") or 0), kind
 
 
 def _refuse_event_loop_thread() -> None:
