@@ -118,6 +118,7 @@ class Engine:
         boot_id, rebooted = self._boot()
         self.system_id = self._ensure_identity()
         self.reconciler.run(suspect=suspect, rebooted=rebooted)
+        deleter.flush()  # what the reconciliation removed is gone before ready
         if boot_id is not None:
             store.meta_set(META_BOOT_ID, boot_id)
         ovsdb.add_resync_callback(self._on_resync)
