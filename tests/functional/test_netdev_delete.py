@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from daemon_fixture import ASIDE
 from pyroute2.netlink.exceptions import NetlinkError
 from test_netdev_support import Devices, in_threads, ip_link
 
@@ -344,3 +345,10 @@ def test_flush_deletes_what_is_aside_without_waiting_for_the_interval(
         deleter.delete(second)  # the next delete is an hour away, but for flush
         deleter.flush()
         assert not set(aside) & set(kernel_groups())
+
+
+def test_aside_names_fit_a_device_name_and_the_fixtures_pattern() -> None:
+    for index in (1, 0x5E, 2**31 - 1):
+        name = delete.aside_name(index)
+        assert len(name) <= 15 and ASIDE.fullmatch(name)
+        netdev.validate_name(name)
