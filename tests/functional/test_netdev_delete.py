@@ -266,8 +266,9 @@ def bridge_ports(bridge: str) -> list[str]:
     return [entry["ifname"] for entry in json.loads(out or "[]")]
 
 
-def test_a_tap_put_aside_leaves_its_bridge_at_once(dev: Devices) -> None:
+def test_a_tap_put_aside_stays_in_its_bridge_until_it_is_deleted(dev: Devices) -> None:
     (tap,) = make_taps(dev, 1)
+    (index,) = indices([tap])
     bridge = dev.name("b")
     ip("link", "add", bridge, "type", "bridge")
     ip("link", "set", bridge, "group", str(dev.link_group))
@@ -277,8 +278,11 @@ def test_a_tap_put_aside_leaves_its_bridge_at_once(dev: Devices) -> None:
         delete_group=dev.delete_group, link_group=dev.link_group, aside=True
     ) as deleter:
         with delete._lock_for(dev.delete_group):
-            deleter.delete([tap])
-            assert bridge_ports(bridge) == []
+            assert deleter.delete([tap]).deleted == [tap]
+            assert bridge_ports(bridge) == [delete.aside_name(index)]
+        deleter.flush()
+        assert bridge_ports(bridge) == []
+        assert existing([bridge]) == [bridge]
         deleter.delete([bridge])
 
 
@@ -352,3 +356,47 @@ def test_aside_names_fit_a_device_name_and_the_fixtures_pattern() -> None:
         name = delete.aside_name(index)
         assert len(name) <= 15 and ASIDE.fullmatch(name)
         netdev.validate_name(name)
+
+
+def test_a_rename_the_kernel_applied_before_refusing_counts_as_aside(
+    dev: Devices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = rtnl.set_link
+
+    def set_link(index: int, *, up: bool = False, **attrs: object) -> None:
+        real(index, up=up, **attrs)
+        if "ifname" in attrs:  # as for a datapath port asked to leave its master
+            raise NetlinkError(errno.EOPNOTSUPP)
+
+    monkeypatch.setattr(rtnl, "set_link", set_link)
+    taps = make_taps(dev, 1)
+    aside = [delete.aside_name(index) for index in indices(taps)]
+    with netdev.Deleter(
+        delete_group=dev.delete_group, link_group=dev.link_group, aside=True
+    ) as deleter:
+        assert deleter.delete(taps).deleted == taps
+        deleter.flush()
+    assert not set(aside) & set(kernel_groups())
+
+
+def test_the_reaper_outlives_a_failing_delete(
+    dev: Devices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Broken:
+        def link(self, *args: object, **kwargs: object) -> None:
+            raise RuntimeError("no netlink today")
+
+    taps = make_taps(dev, 1)
+    aside = [delete.aside_name(index) for index in indices(taps)]
+    real = rtnl.ipr
+    monkeypatch.setattr(rtnl, "ipr", Broken)
+    deleter = netdev.Deleter(delete_group=dev.delete_group, link_group=dev.link_group, aside=True)
+    try:
+        assert deleter.delete(taps).deleted == taps
+        deleter.flush()  # returns although the delete failed
+        assert set(aside) <= set(kernel_groups())
+        monkeypatch.setattr(rtnl, "ipr", real)
+        deleter.flush()  # the same thread deletes them now
+        assert not set(aside) & set(kernel_groups())
+    finally:
+        deleter.close()

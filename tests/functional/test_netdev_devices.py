@@ -211,6 +211,19 @@ def test_an_existing_tap_is_adopted_only_once_before_keeping_returns(dev: Device
     assert left is not None and left.index == first.index and left.mtu == 1300  # untouched
 
 
+def test_a_tap_deleted_while_its_adoption_waits_is_made_anew(dev: Devices) -> None:
+    spec = tap_spec(dev, mtu=1400)
+    first, _ = netdev.ensure_tap(spec)
+
+    def meanwhile() -> None:  # an unplug of the old tap, while the intent is written
+        netdev.delete_links([spec.name], delete_group=dev.delete_group)
+
+    info, created = netdev.ensure_tap(spec, before_keeping=meanwhile)
+    assert created and info.index != first.index
+    shown = ip_link(spec.name)
+    assert shown is not None and shown["mtu"] == 1400
+
+
 def test_concurrent_ensure_of_one_tap_creates_it_once(dev: Devices) -> None:
     for _round in range(5):
         spec = tap_spec(dev, mac="fa:16:3e:00:00:03")

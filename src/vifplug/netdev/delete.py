@@ -25,19 +25,21 @@ deleted.  The device is checked and then moved by its ifindex, so one
 replaced in between is not moved either.
 
 With ``aside`` (the daemon's ``[netdev] delete_aside``), a tap is not
-waited for at all: in one message it is renamed to ``vpdel<ifindex>``,
-released from any bridge it is a port of, and moved to the delete group,
-and its caller is answered at once, its name free for the next plug.  A
-reaper thread deletes the delete group in the background, as often as one
-group delete follows another, so a burst of unplugs pays the kernel's fixed
-cost of a group delete (15-25 ms here, whatever the size) a few times
+waited for at all: in one message it is renamed to ``vpdel<ifindex>`` and
+moved to the delete group, and its caller is answered at once, its name
+free for the next plug (it stays a port of its bridge, or of Open vSwitch's
+kernel datapath, until it is deleted; its OVSDB port is gone already).  A
+reaper thread deletes the delete group in the background, at most every
+``REAP_INTERVAL``, so a burst of unplugs pays the kernel's fixed cost of a
+group delete (15-25 ms here, whatever the size) a few times
 instead of once per batch of callers.  Everything in the delete group is
-then meant to go: what a crash left there is deleted as the deleter is made,
-before the daemon is ready.  Other kinds are deleted before the answer, as above: a veth, whose
-peer would keep its name; a bridge; a macvtap, which holds its parent device
-(and a passthru macvtap needs the parent to itself).  A kernel that refuses
-to rename a device that is up (before Linux 6.2) turns the mode off for the
-daemon's life at the first refusal.
+then meant to go: what a crash left there is deleted as the deleter is
+made, before the daemon is ready.  Other kinds are deleted before the
+answer, as above: a veth, whose peer would keep its name; a bridge; a
+macvtap, which holds its parent device (and a passthru macvtap needs the
+parent to itself).  A kernel that refuses to rename a device that is up
+(before Linux 6.2) turns the mode off for the daemon's life at the first
+refusal.
 
 The check reads the device back by its index (``if_nametoindex``, one
 ioctl, then ``RTM_GETLINK`` by index): pyroute2 asked by name makes a
@@ -441,11 +443,12 @@ class Deleter:
                 continue
             try:
                 index = socket.if_nametoindex(name)
-                group, kind = rtnl.group_and_kind(index)
             except OSError:  # gone (if_nametoindex's error carries no errno)
                 result.missing.append(name)
                 continue
-            except Exception:  # the batch delete reports it
+            try:
+                group, kind = rtnl.group_and_kind(index)
+            except Exception:  # unanswered, or gone meanwhile: the batch delete says which
                 rest.append(name)
                 continue
             if self.link_group is not None and group not in (self.link_group, self.delete_group):
@@ -459,13 +462,20 @@ class Deleter:
     def _rename_aside(self, name: str, index: int) -> str:
         """Rename the device ``index`` aside, in the delete group: ``"aside"``,
         ``"gone"`` if it vanished, or ``"now"`` if it must be deleted now
-        instead (the aside name taken, the kernel refuses)."""
+        instead (the aside name taken, the kernel refuses).
+
+        It stays a port of whatever it was attached to (a bridge, the kernel
+        datapath of Open vSwitch) until the group delete: asking the kernel
+        to release it too fails for a datapath port (EOPNOTSUPP), after the
+        kernel already renamed it."""
         try:
-            rtnl.set_link(index, ifname=aside_name(index), group=self.delete_group, master=0)
+            rtnl.set_link(index, ifname=aside_name(index), group=self.delete_group)
         except Exception as err:  # every refusal falls back to deleting
             code = rtnl.errno_of(err)
             if code == errno.ENODEV:
                 return "gone"
+            if _renamed(index):  # the kernel applied part of the message
+                return "aside"
             if code == errno.EBUSY:  # no renaming a device that is up (Linux < 6.2)
                 LOG.warning("the kernel refuses to rename %s while up; deleting at once", name)
                 self._aside = False
@@ -473,6 +483,13 @@ class Deleter:
                 LOG.warning("could not put %s aside (%s); deleting it at once", name, err)
             return "now"
         return "aside"
+
+
+def _renamed(index: int) -> bool:
+    try:
+        return socket.if_indextoname(index) == aside_name(index)
+    except OSError:
+        return False
 
 
 #: Least time (s) between the starts of two of the reaper's group deletes.
@@ -514,17 +531,21 @@ class _Reaper:
         with self._cond:
             self._due = True
             self._cond.notify()
+            closing = self._closing
+        if closing:  # the thread may have made its last delete already
+            self._reap()
 
     def flush(self) -> None:
-        """Start a delete now, whatever the interval, and return once it is done."""
+        """Start a delete now, whatever the interval, and return once it has
+        ended (a failure is logged, as the thread's are)."""
         with self._cond:
             if self._closing:
                 return  # ``close`` deletes what is aside
             wanted = self._begun + 1  # a delete that begins after this call
             self._due = self._urgent = True
             self._cond.notify_all()
-            while self._done < wanted and not self._closing:
-                self._cond.wait()
+            while self._done < wanted and not self._closing and self._thread.is_alive():
+                self._cond.wait(1.0)
 
     def close(self) -> None:
         """Delete what is aside, then stop.  Idempotent."""
@@ -565,7 +586,9 @@ class _Reaper:
             return True
 
     def _reap(self) -> None:
-        """One group delete; device by device if the kernel refuses the group."""
+        """One group delete; device by device if the kernel refuses the
+        group.  Never raises: the thread must outlive any failure (the next
+        ``wake`` retries), and so must the daemon's start."""
         try:
             with _lock_for(self.delete_group):
                 with rtnl.kernel_call(f"delete link group {self.delete_group}", "aside devices"):
@@ -573,10 +596,14 @@ class _Reaper:
                 with self._cond:
                     self._calls += 1
         except exceptions.VifplugError as err:
-            if not rtnl.caused_by(err, errno.ENODEV):  # ENODEV: nothing was there
-                LOG.warning("group delete of the devices put aside failed (%s)", err)
+            if rtnl.caused_by(err, errno.ENODEV):  # nothing was there
+                return
+            LOG.warning("group delete of the devices put aside failed (%s)", err)
+            try:
                 self._reap_one_by_one()
-        except Exception:  # never let the thread die: the next wake retries
+            except Exception:
+                LOG.exception("could not delete the devices put aside one by one")
+        except Exception:
             LOG.exception("group delete of the devices put aside failed")
 
     def _reap_one_by_one(self) -> None:

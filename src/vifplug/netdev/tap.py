@@ -106,6 +106,10 @@ def ensure_tap(
             return created, True
         if before_keeping is not None:
             before_keeping()
+            # The tap of that name may have been deleted (put aside) meanwhile.
+            created = _create(spec, mac)
+            if created is not None:
+                return created, True
         existing = links.require(spec.name, "adopt")
         _check_adoptable(existing, spec, mac)
         return links.fix_up(
