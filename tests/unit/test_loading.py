@@ -9,6 +9,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vifplug import exceptions
 from vifplug.objects import base, loading
@@ -264,3 +266,29 @@ def test_check_writable_walks_any_nesting_without_recursing() -> None:
         deep = [deep]
     with pytest.raises(exceptions.UnwritableValue):
         loading.check_writable({"a": deep}, "vif")
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**64), max_value=2**64)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(alphabet=st.characters(codec=None, categories=None), max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(value=_json_values)
+def test_check_writable_refuses_exactly_what_its_quick_pass_finds(value: object) -> None:
+    """The pass without field paths and the one that names the field agree."""
+    try:
+        loading.check_writable({"a": value}, "vif")
+    except exceptions.UnwritableValue:
+        refused = True
+    else:
+        refused = False
+    assert refused == loading._has_unwritable(value)
