@@ -57,7 +57,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 from vifplug import conf, exceptions
 from vifplug.netdev import links, names, rtnl
@@ -241,6 +241,9 @@ def _delete_one_by_one(
         else:
             result.deleted.append(name)
 
+
+#: What became of a device asked to be put aside (``Deleter._rename_aside``).
+_Put = Literal["aside", "gone", "now"]
 
 #: Kinds of device that stand alone (no peer, no parent device, no ports):
 #: with ``aside``, these are renamed aside and deleted in the background.
@@ -459,7 +462,7 @@ class Deleter:
                 rest.append(name)
         return rest
 
-    def _rename_aside(self, name: str, index: int) -> str:
+    def _rename_aside(self, name: str, index: int) -> _Put:
         """Rename the device ``index`` aside, in the delete group: ``"aside"``,
         ``"gone"`` if it vanished, or ``"now"`` if it must be deleted now
         instead (the aside name taken, the kernel refuses).
