@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import json
 import subprocess
@@ -14,7 +15,9 @@ from pyroute2.netlink.exceptions import NetlinkError
 from test_netdev_support import Devices, in_threads, ip_link
 
 from vifplug import conf, exceptions, netdev
-from vifplug.netdev import delete, rtnl
+from vifplug.netdev import delete, owned, rtnl
+
+CLONE_NEWNET = 0x40000000
 
 
 def make_taps(dev: Devices, count: int, group: int | None = None) -> list[str]:
@@ -400,3 +403,72 @@ def test_the_reaper_outlives_a_failing_delete(
         assert not set(aside) & set(kernel_groups())
     finally:
         deleter.close()
+
+
+# --- the taps this process made are known by their index -----------------------------
+
+
+def record_lookups(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every ``RTM_GETLINK`` the deleter makes to check a device, by index."""
+    asked: list[int] = []
+    real = rtnl.group_and_kind
+
+    def group_and_kind(index: int) -> tuple[int, str | None]:
+        asked.append(index)
+        return real(index)
+
+    monkeypatch.setattr(rtnl, "group_and_kind", group_and_kind)
+    return asked
+
+
+@pytest.mark.parametrize("aside", [False, True])
+def test_a_tap_this_process_made_is_deleted_without_asking_the_kernel(
+    dev: Devices, monkeypatch: pytest.MonkeyPatch, aside: bool
+) -> None:
+    ours = make_taps(dev, 3)
+    foreign = dev.name("f")
+    ip("tuntap", "add", "dev", foreign, "mode", "tap")
+    (foreign_index,) = indices([foreign])
+    asked = record_lookups(monkeypatch)
+    with netdev.Deleter(
+        delete_group=dev.delete_group, link_group=dev.link_group, aside=aside
+    ) as deleter:
+        done = deleter.delete([*ours, foreign])
+    assert done.deleted == ours and list(done.left_alone) == [foreign]
+    assert set(asked) == {foreign_index}  # only the device this process did not make
+    assert existing([*ours, foreign]) == [foreign]
+
+
+@pytest.mark.parametrize("aside", [False, True])
+def test_a_device_that_took_our_taps_name_behind_our_back_is_left_alone(
+    dev: Devices, aside: bool
+) -> None:
+    (name,) = make_taps(dev, 1)
+    ip("link", "del", name)  # as an operator would, vifplug not told
+    ip("tuntap", "add", "dev", name, "mode", "tap")
+    with netdev.Deleter(
+        delete_group=dev.delete_group, link_group=dev.link_group, aside=aside
+    ) as deleter:
+        done = deleter.delete([name])
+    assert done.deleted == [] and "not made by vifplug" in done.left_alone[name]
+    assert kernel_groups()[name] == 0
+    ip("link", "del", name)
+
+
+def test_a_tap_is_known_only_in_the_namespace_it_was_made_in(dev: Devices) -> None:
+    (name,) = make_taps(dev, 1)
+    (index,) = indices([name])
+    libc = ctypes.CDLL(None, use_errno=True)
+    seen: list[int | None] = []
+
+    def elsewhere() -> None:  # unshare(CLONE_NEWNET) moves this thread only
+        if libc.unshare(CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "unshare")
+        seen.append(owned.OWNED.take(name, index))
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    thread.join()
+    assert seen == [None]
+    assert owned.OWNED.take(name, index) == dev.link_group
+    assert owned.OWNED.take(name, index) is None  # taken: the next check asks the kernel

@@ -41,11 +41,14 @@ parent to itself).  A kernel that refuses to rename a device that is up
 (before Linux 6.2) turns the mode off for the daemon's life at the first
 refusal.
 
-The check reads the device back by its index (``if_nametoindex``, one
-ioctl, then ``RTM_GETLINK`` by index): pyroute2 asked by name makes a
-look-up of its own first, and that was a third of the check's cost.  The
-check and the move go through ``rtnl.link_group`` and ``rtnl.set_link``,
-pyroute2's plain socket, at half the CPU of ``IPRoute.link``.
+The check starts from the device's index (``if_nametoindex``, one ioctl).
+A tap this process made, still under its name with the index it was made
+with, is ours without asking the kernel more (``owned``: 7 us instead of
+0.37 ms).  Any other device is read back by its index (``RTM_GETLINK``):
+pyroute2 asked by name makes a look-up of its own first, and that was a
+third of the check's cost.  The check and the move go through
+``rtnl.link_group`` and ``rtnl.set_link``, pyroute2's plain socket, at half
+the CPU of ``IPRoute.link``.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ from collections.abc import Iterable
 from typing import Any, Literal
 
 from vifplug import conf, exceptions
-from vifplug.netdev import links, names, rtnl
+from vifplug.netdev import links, names, owned, rtnl
 
 LOG = logging.getLogger(__name__)
 
@@ -187,6 +190,7 @@ def _move_to_group(
     for name in wanted:
         try:
             if link_group is None:
+                owned.OWNED.discard(name)
                 with rtnl.kernel_call("move to the delete group", name):
                     sock.link("set", ifname=name, group=group)
             else:
@@ -211,8 +215,11 @@ def _checked_index(name: str, group: int, link_group: int, result: BatchResult) 
     try:
         index = socket.if_nametoindex(name)
     except OSError:  # no device of that name (the error carries no errno)
+        owned.OWNED.discard(name)
         result.missing.append(name)
         return None
+    if owned.OWNED.take(name, index) == link_group:
+        return index  # the tap we made, under its name still
     with rtnl.kernel_call("look up", name):
         found = rtnl.link_group(index)
     if found not in (link_group, group):
@@ -447,20 +454,31 @@ class Deleter:
             try:
                 index = socket.if_nametoindex(name)
             except OSError:  # gone (if_nametoindex's error carries no errno)
+                owned.OWNED.discard(name)
                 result.missing.append(name)
                 continue
-            try:
-                group, kind = rtnl.group_and_kind(index)
-            except Exception:  # unanswered, or gone meanwhile: the batch delete says which
-                rest.append(name)
-                continue
-            if self.link_group is not None and group not in (self.link_group, self.delete_group):
-                rest.append(name)  # the batch delete leaves it alone and says why
-            elif kind in ASIDE_KINDS and (put := self._rename_aside(name, index)) != "now":
+            if (
+                self._may_put_aside(name, index)
+                and (put := self._rename_aside(name, index)) != "now"
+            ):
                 (result.deleted if put == "aside" else result.missing).append(name)
             else:
                 rest.append(name)
         return rest
+
+    def _may_put_aside(self, name: str, index: int) -> bool:
+        """Whether the device ``index`` is ours and a kind that stands alone.
+        Otherwise the batch delete handles it, and says why it left it alone."""
+        made_in = owned.OWNED.take(name, index)
+        if made_in is not None and self.link_group in (None, made_in):
+            return True  # the tap we made, under its name still
+        try:
+            group, kind = rtnl.group_and_kind(index)
+        except Exception:  # unanswered, or gone meanwhile: the batch delete says which
+            return False
+        if self.link_group is not None and group not in (self.link_group, self.delete_group):
+            return False
+        return kind in ASIDE_KINDS
 
     def _rename_aside(self, name: str, index: int) -> _Put:
         """Rename the device ``index`` aside, in the delete group: ``"aside"``,

@@ -38,7 +38,7 @@ from pyroute2.netlink.rtnl.ifinfmsg import (
 from pyroute2.netlink.rtnl.ifinfmsg import tuntap as _tuntap
 
 from vifplug import exceptions
-from vifplug.netdev import links, names, rtnl
+from vifplug.netdev import links, names, owned, rtnl
 
 LOG = logging.getLogger(__name__)
 
@@ -99,22 +99,30 @@ def ensure_tap(
     links.check_mtu(spec.mtu)
     links.check_group(spec.link_group)
     with links.name_lock(spec.name):
-        # Try to create first: that is the common case, and with
-        # IFF_TUN_EXCL the kernel tells us atomically whether the name was free.
-        created = _create(spec, mac, before_keeping)
+        info, created = _create_or_adopt(spec, mac, before_keeping)
+        owned.OWNED.note(spec.name, info.index, spec.link_group)  # its unplug asks no kernel
+        return info, created
+
+
+def _create_or_adopt(
+    spec: TapSpec, mac: str | None, before_keeping: Callable[[], object] | None
+) -> tuple[links.LinkInfo, bool]:
+    # Try to create first: that is the common case, and with
+    # IFF_TUN_EXCL the kernel tells us atomically whether the name was free.
+    created = _create(spec, mac, before_keeping)
+    if created is not None:
+        return created, True
+    if before_keeping is not None:
+        before_keeping()
+        # The tap of that name may have been deleted (put aside) meanwhile.
+        created = _create(spec, mac)
         if created is not None:
             return created, True
-        if before_keeping is not None:
-            before_keeping()
-            # The tap of that name may have been deleted (put aside) meanwhile.
-            created = _create(spec, mac)
-            if created is not None:
-                return created, True
-        existing = links.require(spec.name, "adopt")
-        _check_adoptable(existing, spec, mac)
-        return links.fix_up(
-            existing, mtu=spec.mtu, group=spec.link_group, adopt_foreign=spec.adopt_foreign
-        ), False
+    existing = links.require(spec.name, "adopt")
+    _check_adoptable(existing, spec, mac)
+    return links.fix_up(
+        existing, mtu=spec.mtu, group=spec.link_group, adopt_foreign=spec.adopt_foreign
+    ), False
 
 
 def _configure_new(spec: TapSpec, mac: str | None, *, up: bool) -> int:
