@@ -399,6 +399,9 @@ def make_listener(
         log_config=None,
         access_log=False,
         server_header=False,
+        # No proxy is in front of the daemon: X-Forwarded-For from a local
+        # client would only rewrite its address (and cost a middleware).
+        proxy_headers=False,
         backlog=BACKLOG,
         timeout_graceful_shutdown=math.ceil(shutdown_timeout),
         # Without TLS these are uvicorn's defaults: a plain socket.
