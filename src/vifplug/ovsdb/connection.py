@@ -47,9 +47,9 @@ instead of one per arrival.
 And batches keep their pace: once ovs-vswitchd applied a batch, the plugs
 that waited for their ofport are answered and come back with their next
 writes together, so the next batch gathers (``pace_max`` at most from that
-moment) until as many writes are queued as the last one carried, on top
-of those that were waiting already.  16 clients then write 16 at a time, as
-the lockstep floor does, instead of batches of 10 and 6.
+moment) until as many writes are queued as the last one carried.  16
+clients then write 16 at a time, as the lockstep floor does, instead of
+batches of 10 and 6.
 
 This module is the thread and the batching only.  What is known of the
 database between transactions (name and iface-id indexes, Interface
@@ -209,7 +209,6 @@ class Connection:
         #: Writes in the last batch ovs-vswitchd was waited for, and when it
         #: had applied that batch: the pace of the next one (see _hold_for_pace).
         self._paced_writes = 0
-        self._pace_target = 0  # writes the next batch gathers for (see _hold_for_pace)
         self._released_at: float | None = None
 
     # -- lifecycle -------------------------------------------------------------
@@ -475,8 +474,7 @@ class Connection:
 
     def _hold_for_pace(self) -> float:
         """Seconds to keep gathering, just after ovs-vswitchd applied a batch,
-        until as many writes are queued as that batch carried, besides those
-        that were queued already when it was applied.
+        until as many writes are queued as that batch carried.
 
         The plugs of a batch that wait for their ofport are answered when
         ovs-vswitchd applies it, and come back with their next writes a few
@@ -484,11 +482,7 @@ class Connection:
         meanwhile left first, alone, and the returning ones waited a whole
         reconfiguration for the next batch
         (16 clients made batches of 10 and 6, half again as many
-        reconfigurations as 16 at a time).  The writes queued already (held
-        while that batch was applied) count on top: once split, the 10 held
-        while the 6 were applied left alone again as soon as 6 were queued,
-        and the split lasted the whole burst (65-94 transactions for the
-        same 1000 plugs by 16 clients).  Bounded by ``pace_max`` from the
+        reconfigurations as 16 at a time).  Bounded by ``pace_max`` from the
         release (a turn-around, not ``gather_max``'s preparation of devices),
         so a burst that ended costs one short wait; a lone caller never waits
         (its batch was one write).
@@ -496,8 +490,9 @@ class Connection:
         released = self._released_at
         if released is None:
             return 0.0
-        queued = self._queued_writes()
-        if queued == 0 or queued >= self._pace_target:
+        with self._lock:
+            queued = sum(1 for p in self._queue if p.writes and not p.future.done())
+        if queued == 0 or queued >= self._paced_writes:
             return 0.0
         left = released + self.pace_max - time.monotonic()
         if left <= 0:
@@ -514,7 +509,6 @@ class Connection:
             self._awaited_cfg = None
             self._vswitchd_silent = False
             self._released_at = time.monotonic()
-            self._pace_target = min(self._queued_writes() + self._paced_writes, self.max_batch)
             return 0.0
         if self._vswitchd_silent:
             return 0.0
@@ -528,10 +522,6 @@ class Connection:
             self._vswitchd_silent = True
             return 0.0
         return left
-
-    def _queued_writes(self) -> int:
-        with self._lock:
-            return sum(1 for p in self._queue if p.writes and not p.future.done())
 
     @staticmethod
     def _cur_cfg(idl: _Idl) -> int | None:
