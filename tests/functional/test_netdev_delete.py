@@ -459,16 +459,25 @@ def test_a_tap_is_known_only_in_the_namespace_it_was_made_in(dev: Devices) -> No
     (name,) = make_taps(dev, 1)
     (index,) = indices([name])
     libc = ctypes.CDLL(None, use_errno=True)
-    seen: list[int | None] = []
+    seen: list[object] = []
 
     def elsewhere() -> None:  # unshare(CLONE_NEWNET) moves this thread only
-        if libc.unshare(CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), "unshare")
-        seen.append(owned.OWNED.take(name, index))
+        try:
+            if libc.unshare(CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "unshare")
+            seen.append(rtnl.netns_cookie())
+            seen.append(owned.OWNED.take(name, index))
+        except Exception as err:
+            seen.append(err)
+        finally:
+            rtnl.close_thread_socket()
 
     thread = threading.Thread(target=elsewhere)
     thread.start()
     thread.join()
-    assert seen == [None]
+    here = rtnl.netns_cookie()
+    assert here is not None and len(seen) == 2, seen
+    assert seen[0] not in (None, here)  # another namespace, another cookie
+    assert seen[1] is None
     assert owned.OWNED.take(name, index) == dev.link_group
     assert owned.OWNED.take(name, index) is None  # taken: the next check asks the kernel

@@ -8,28 +8,39 @@ attributes to read two: a tenth of an unplug's CPU.  The tap made for a VIF
 already says who it is: its ifindex.  The kernel hands out a network
 namespace's ifindexes in a cycle over 2^31 and does not reuse one while the
 cycle lasts, so a name that still resolves to the index its tap was made
-with (``if_nametoindex``, one ioctl, 7 us) is that tap, in the link group
-it was made in.
+with (``if_nametoindex``, one ioctl, 7 us) is that tap.
 
 Only ``ensure_tap`` notes a tap, once it is ours and will outlive the call
 (made persistent, or adopted); the deleter takes the entry when it handles
-the name.  Entries are per network namespace (a process may plug into
-several, each thread in its own), and the table lives in memory only: after
-a restart it is empty and the deleter asks the kernel, as it always did.
+the name.  Entries are per network namespace, by its cookie
+(``rtnl.netns_cookie``): a process may plug into several, each thread in its
+own, and unlike a namespace's inode number a cookie is never reused, so a
+namespace that died and a new one (whose ifindexes start again at 1) are
+never confused.  On a kernel without cookies (before 5.14) nothing is noted
+and the deleter asks the kernel, as it does after a restart: the table
+lives in memory only.
 
-What this does not guard against: root deleting the tap behind vifplug's
-back and making another device with the same name *and* the same index
-(``ip link add ... index N``).  That device is then taken for the tap.
+What this trusts, and what it does not guard against:
+
+* the tap's link group: a tap vifplug made is deleted on its VIF's unplug
+  even if an operator moved it out of the link group since (renaming it,
+  instead, keeps it out of vifplug's hands);
+* an index coming back under the same name: root deleting the tap behind
+  vifplug's back and making another device with the same name and index
+  (``ip link add ... index N``), or moving one in from another namespace
+  where it had that index (``ip link set ... netns``, which keeps a free
+  index).  That device is then taken for the tap.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
+import logging
 import threading
 
-#: The network namespace of the calling thread (nsfs: one inode per namespace).
-_NETNS = "/proc/thread-self/ns/net"
+from vifplug.netdev import rtnl
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +50,9 @@ class _Made:
 
 
 class OwnedTaps:
-    """Taps of this process: (namespace, name) -> the index and link group made with."""
+    """Taps of this process: (namespace cookie, name) -> the index and link
+    group they were made with.  Never raises: without a namespace key, a tap
+    is simply not known, and the caller asks the kernel."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -47,29 +60,40 @@ class OwnedTaps:
 
     def note(self, name: str, index: int, link_group: int) -> None:
         """``name`` is our tap with ``index``, in ``link_group``, from now on."""
-        with self._lock:
-            self._taps[_netns(), name] = _Made(index, link_group)
+        netns = _netns()
+        if netns is not None:
+            with self._lock:
+                self._taps[netns, name] = _Made(index, link_group)
 
     def take(self, name: str, index: int) -> int | None:
         """The link group of our tap ``name``, if ``index`` is still the one it
         was made with; None when it is not known to be ours.  Either way the
         entry is gone: the caller is about to delete the device or to check it."""
+        netns = _netns()
+        if netns is None:
+            return None
         with self._lock:
-            made = self._taps.pop((_netns(), name), None)
+            made = self._taps.pop((netns, name), None)
         return made.link_group if made is not None and made.index == index else None
 
     def discard(self, name: str) -> None:
         """Forget ``name`` (its device is gone)."""
-        with self._lock:
-            self._taps.pop((_netns(), name), None)
+        netns = _netns()
+        if netns is not None:
+            with self._lock:
+                self._taps.pop((netns, name), None)
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._taps)
 
 
-def _netns() -> int:
-    return os.stat(_NETNS).st_ino
+def _netns() -> int | None:
+    try:
+        return rtnl.netns_cookie()
+    except Exception:  # no netlink socket to ask (descriptors exhausted...)
+        LOG.debug("no network namespace cookie; taps are checked with the kernel", exc_info=True)
+        return None
 
 
 #: The process's one table: every plug and unplug path shares it.

@@ -20,6 +20,7 @@ import contextlib
 import errno
 import os
 import socket
+import struct
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -71,6 +72,29 @@ def _raw() -> Any:
         _local.raw = sock
         _local.seq = 0
     return sock
+
+
+#: ``SO_NETNS_COOKIE`` (Linux 5.14): a network namespace's 64-bit cookie,
+#: never given to another namespace while the machine is up.
+SO_NETNS_COOKIE = getattr(socket, "SO_NETNS_COOKIE", 71)
+_COOKIE = struct.Struct("=Q")
+
+
+def netns_cookie() -> int | None:
+    """The cookie of the network namespace this thread's netlink socket is
+    in (where every call of this module acts), or None on a kernel without
+    cookies.  Unlike a namespace's inode number, a cookie is never reused,
+    so it can key what is known of devices across namespaces that come and
+    go.  One ``getsockopt`` the first time in a thread, then cached."""
+    cookie = getattr(_local, "cookie", False)
+    if cookie is False:
+        sock = _raw().socket
+        try:
+            cookie = _COOKIE.unpack(sock.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8))[0]
+        except OSError:  # ENOPROTOOPT: before Linux 5.14
+            cookie = None
+        _local.cookie = cookie
+    return cookie
 
 
 def _exchange(msg_type: int, msg: Any, flags: int) -> Any:
@@ -158,6 +182,7 @@ def close_thread_socket() -> None:
     netdev function simply opens a new socket.
     """
     with contextlib.ExitStack() as closing:  # each is closed even if another fails to
+        _local.__dict__.pop("cookie", None)  # of the raw socket
         for name in ("ipr", "raw"):
             sock = _local.__dict__.pop(name, None)
             if sock is not None:
