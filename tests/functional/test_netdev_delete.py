@@ -439,6 +439,27 @@ def test_a_tap_this_process_made_is_deleted_without_asking_the_kernel(
     assert existing([*ours, foreign]) == [foreign]
 
 
+def test_a_device_that_cannot_go_aside_is_looked_up_once(
+    dev: Devices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A veth named alone, and a foreign tap: the look-up made to decide
+    whether they go aside also decides, in the batch delete, whether they are
+    ours (one ``RTM_GETLINK`` each, not two)."""
+    spec = netdev.VethSpec(name=dev.name("v"), peer=dev.name("p"), link_group=dev.link_group)
+    netdev.ensure_veth(spec)
+    foreign = dev.name("f")
+    ip("tuntap", "add", "dev", foreign, "mode", "tap")
+    looked_at = indices([spec.name, foreign])
+    asked = record_lookups(monkeypatch)
+    with netdev.Deleter(
+        delete_group=dev.delete_group, link_group=dev.link_group, aside=True
+    ) as deleter:
+        done = deleter.delete([spec.name, foreign])
+    assert done.deleted == [spec.name] and list(done.left_alone) == [foreign]
+    assert sorted(asked) == sorted(looked_at)
+    assert existing([spec.name, spec.peer, foreign]) == [foreign]
+
+
 @pytest.mark.parametrize("aside", [False, True])
 def test_a_device_that_took_our_taps_name_behind_our_back_is_left_alone(
     dev: Devices, aside: bool

@@ -59,7 +59,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from vifplug import conf, exceptions
@@ -126,17 +126,24 @@ def delete_links(device_names: Iterable[str], *, delete_group: int) -> list[str]
     return result.deleted
 
 
+#: Devices whose link group a caller has just read: name -> (index, group).
+Seen = Mapping[str, tuple[int, int]]
+
+
 def delete_batch(
     device_names: Iterable[str],
     *,
     delete_group: int,
     restore_group: int = 0,
     link_group: int | None = None,
+    seen: Seen | None = None,
 ) -> BatchResult:
     """The batch delete itself; failures are reported per name, not raised.
 
     With ``link_group``, a device in neither it nor ``delete_group`` is not
-    ours: it is left alone and reported in ``left_alone``.
+    ours: it is left alone and reported in ``left_alone``.  ``seen``: groups
+    the caller read already, not read again while the name still has that
+    index (``Deleter`` in aside mode looked at every device first).
 
     When the group delete fails (the kernel deletes a group all or nothing,
     e.g. EOPNOTSUPP if one device cannot be deleted at all), each device is
@@ -159,7 +166,7 @@ def delete_batch(
     with rtnl.kernel_call("open a netlink socket", _some(wanted)):
         sock = rtnl.ipr()
     with _lock_for(delete_group):
-        moved = _move_to_group(sock, wanted, delete_group, result, link_group)
+        moved = _move_to_group(sock, wanted, delete_group, result, link_group, seen or {})
         if not moved:
             return result
         result.group_delete_calls += 1
@@ -184,7 +191,12 @@ def _some(device_names: list[str]) -> str:
 
 
 def _move_to_group(
-    sock: Any, wanted: list[str], group: int, result: BatchResult, link_group: int | None
+    sock: Any,
+    wanted: list[str],
+    group: int,
+    result: BatchResult,
+    link_group: int | None,
+    seen: Seen,
 ) -> list[str]:
     moved: list[str] = []
     for name in wanted:
@@ -194,7 +206,7 @@ def _move_to_group(
                 with rtnl.kernel_call("move to the delete group", name):
                     sock.link("set", ifname=name, group=group)
             else:
-                index = _checked_index(name, group, link_group, result)
+                index = _checked_index(name, group, link_group, result, seen)
                 if index is None:
                     continue
                 with rtnl.kernel_call("move to the delete group", name):
@@ -209,7 +221,9 @@ def _move_to_group(
     return moved
 
 
-def _checked_index(name: str, group: int, link_group: int, result: BatchResult) -> int | None:
+def _checked_index(
+    name: str, group: int, link_group: int, result: BatchResult, seen: Seen
+) -> int | None:
     """The device's index once read back and found in our groups, or None
     (it is gone, or it is left alone, and ``result`` says which)."""
     try:
@@ -220,8 +234,12 @@ def _checked_index(name: str, group: int, link_group: int, result: BatchResult) 
         return None
     if owned.OWNED.take(name, index) == link_group:
         return index  # the tap we made, under its name still
-    with rtnl.kernel_call("look up", name):
-        found = rtnl.link_group(index)
+    known = seen.get(name)
+    if known is not None and known[0] == index:
+        found = known[1]  # read by the caller a moment ago, of this same device
+    else:
+        with rtnl.kernel_call("look up", name):
+            found = rtnl.link_group(index)
     if found not in (link_group, group):
         result.left_alone[name] = f"not made by vifplug (link group {found}, not {link_group})"
         return None
@@ -269,6 +287,7 @@ class _Request:
     deleted: list[str] = dataclasses.field(default_factory=list)
     left_alone: dict[str, str] = dataclasses.field(default_factory=dict)
     error: exceptions.VifplugError | None = None
+    seen: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
 
 
 class Deleter:
@@ -351,15 +370,16 @@ class Deleter:
             if self._closed:
                 raise exceptions.ShuttingDown()
         aside = BatchResult()
+        seen: dict[str, tuple[int, int]] = {}
         # In the caller's thread: through the deleter's one thread, every
         # rename waited for the GIL behind the callers (30 ms an unplug).
-        rest = self._put_aside(wanted, aside) if self._aside else list(wanted)
+        rest = self._put_aside(wanted, aside, seen) if self._aside else list(wanted)
         if aside.deleted:
             assert self._reaper is not None
             self._reaper.wake()
         if not rest:
             return Deletion(deleted=aside.deleted)
-        request = _Request(tuple(rest))
+        request = _Request(tuple(rest), seen=seen)
         with self._cond:
             if self._closed:
                 raise exceptions.ShuttingDown()
@@ -421,8 +441,11 @@ class Deleter:
 
     def _serve(self, batch: list[_Request]) -> None:
         union = list(dict.fromkeys(name for request in batch for name in request.names))
+        seen = {name: got for request in batch for name, got in request.seen.items()}
         try:
-            result = delete_batch(union, delete_group=self.delete_group, link_group=self.link_group)
+            result = delete_batch(
+                union, delete_group=self.delete_group, link_group=self.link_group, seen=seen
+            )
         except Exception as err:  # never leave a caller waiting forever
             LOG.exception("batch delete of %d devices failed", len(union))
             failure = exceptions.NetdevError(
@@ -443,9 +466,12 @@ class Deleter:
                 request.error = _copy(errors[0])
             request.done.set()
 
-    def _put_aside(self, union: Iterable[str], result: BatchResult) -> list[str]:
-        """Rename the taps of ``union`` aside into the delete
-        group (``result.deleted``); return the names to delete now."""
+    def _put_aside(
+        self, union: Iterable[str], result: BatchResult, seen: dict[str, tuple[int, int]]
+    ) -> list[str]:
+        """Rename the taps of ``union`` aside into the delete group
+        (``result.deleted``); return the names to delete now, and in ``seen``
+        the groups read of them, which the batch delete need not read again."""
         rest: list[str] = []
         for name in union:
             if not self._aside:  # refused by this kernel, in this batch
@@ -458,7 +484,7 @@ class Deleter:
                 result.missing.append(name)
                 continue
             if (
-                self._may_put_aside(name, index)
+                self._may_put_aside(name, index, seen)
                 and (put := self._rename_aside(name, index)) != "now"
             ):
                 (result.deleted if put == "aside" else result.missing).append(name)
@@ -466,7 +492,7 @@ class Deleter:
                 rest.append(name)
         return rest
 
-    def _may_put_aside(self, name: str, index: int) -> bool:
+    def _may_put_aside(self, name: str, index: int, seen: dict[str, tuple[int, int]]) -> bool:
         """Whether the device ``index`` is ours and a kind that stands alone.
         Otherwise the batch delete handles it, and says why it left it alone."""
         made_in = owned.OWNED.take(name, index)
@@ -476,6 +502,7 @@ class Deleter:
             group, kind = rtnl.group_and_kind(index)
         except Exception:  # unanswered, or gone meanwhile: the batch delete says which
             return False
+        seen[name] = (index, group)
         if self.link_group is not None and group not in (self.link_group, self.delete_group):
             return False
         return kind in ASIDE_KINDS
