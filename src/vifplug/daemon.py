@@ -581,7 +581,11 @@ class Daemon:
         )
         stopping = self._stop_requested.is_set()
         details["stopping"] = stopping
-        ready = bool(eng is not None and eng.is_ready and not stopping and write_error is None)
+        engine_ready = bool(eng is not None and eng.is_ready)
+        # Ready only once announced (READY=1 and its log line), so whoever
+        # saw 200 here also finds the announcement: a listener can answer
+        # before the others are open and the announcement is made.
+        ready = engine_ready and self._ready and not stopping and write_error is None
         if not ready:
             details["reason"] = (
                 "shutting down"
@@ -591,6 +595,8 @@ class Daemon:
                 else f"the state database cannot be written: {write_error}"
                 if write_error is not None
                 else "the state is not reconciled yet"
+                if not engine_ready
+                else "the listeners are not all open yet"
             )
         return ready, details
 
