@@ -114,6 +114,8 @@ class Round:
     unplug: float = 0.0
     cpu_plug: float = 0.0
     cpu_unplug: float = 0.0
+    threads_plug: dict[str, float] = field(default_factory=dict)
+    threads_unplug: dict[str, float] = field(default_factory=dict)
     vswitchd: float = 0.0
     txns: float = 0.0
     rss: float = 0.0
@@ -184,10 +186,12 @@ def client_round(
         harness.settle(vswitchd, daemon.pid, remote=daemon.remote)
         txn0 = ovsdb_transactions(c)
         cpu0, vs0 = harness.cpu_seconds(daemon.pid), harness.cpu_seconds(vswitchd)
+        threads0 = harness.thread_cpu(daemon.pid)
         t0 = time.perf_counter()
         list(pool.map(lambda v: c.plug(v, inst), vifs))
         r.plug = time.perf_counter() - t0
         r.cpu_plug = harness.cpu_seconds(daemon.pid) - cpu0
+        r.threads_plug = since(threads0, harness.thread_cpu(daemon.pid))
         r.vswitchd = harness.cpu_seconds(vswitchd) - vs0
         r.txns = ovsdb_transactions(c) - txn0
         r.rss = harness.rss_mb(daemon.pid)
@@ -198,12 +202,19 @@ def client_round(
     with harness.clients(daemon.sock) as c, ThreadPoolExecutor(clients) as pool:
         harness.settle(vswitchd, daemon.pid, remote=daemon.remote)
         cpu0, vs0 = harness.cpu_seconds(daemon.pid), harness.cpu_seconds(vswitchd)
+        threads0 = harness.thread_cpu(daemon.pid)
         t0 = time.perf_counter()
         list(pool.map(lambda v: c.unplug(vif_id_of(v)), vifs))
         r.unplug = time.perf_counter() - t0
         r.cpu_unplug = harness.cpu_seconds(daemon.pid) - cpu0
+        r.threads_unplug = since(threads0, harness.thread_cpu(daemon.pid))
         r.vswitchd += harness.cpu_seconds(vswitchd) - vs0
     return r
+
+
+def since(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """CPU seconds by group of threads between two ``harness.thread_cpu`` readings."""
+    return {group: after[group] - before.get(group, 0.0) for group in after}
 
 
 def single_plugs(daemon: harness.Daemon, bridge: str, samples: int, vswitchd: int) -> list[float]:
@@ -263,6 +274,7 @@ def round_rows(r: Round, f: Floors) -> list[Row]:
             f"vifplugd CPU per VIF, plug+unplug, {k} clients (ms)",
             (r.cpu_plug + r.cpu_unplug) * 1e3 / n,
         ),
+        *thread_rows(r),
         Row(f"ovs-vswitchd CPU, {k} clients, plug+unplug (s)", r.vswitchd, pattern_cpu),
         Row(f"OVSDB transactions for the plugs, {k} clients", r.txns, float(math.ceil(n / k))),
         Row(f"vifplugd RSS, {n} VIFs plugged, {k} clients (MB)", r.rss),
@@ -278,6 +290,18 @@ def round_rows(r: Round, f: Floors) -> list[Row]:
             ),
         ]
     return rows
+
+
+def thread_rows(r: Round) -> list[Row]:
+    """Where vifplugd's CPU per VIF went, by group of threads (16 clients only:
+    the same split with 128 says little more)."""
+    if r.clients != BATCH:
+        return []
+    return [
+        Row(f"vifplugd CPU per VIF, {phase}, {r.clients} clients: {group} (ms)", cpu * 1e3 / r.n)
+        for phase, split in (("plug", r.threads_plug), ("unplug", r.threads_unplug))
+        for group, cpu in split.items()
+    ]
 
 
 def osvif_rows(n: int, o: dict[str, float], f: Floors, vifplug: Round) -> list[Row]:

@@ -109,7 +109,7 @@ warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 import sdnotify  # noqa: E402
 from oslo_config import cfg  # noqa: E402
 
-from vifplug import __version__, conf, exceptions, records, systemd  # noqa: E402
+from vifplug import __version__, conf, exceptions, records, systemd, threadnames  # noqa: E402
 from vifplug.api import app as api_app  # noqa: E402
 from vifplug.api import dependencies as api_deps  # noqa: E402
 from vifplug.api import metrics as api_metrics  # noqa: E402
@@ -369,7 +369,7 @@ class Daemon:
             else:
                 loop.call_soon_threadsafe(_settle, future, result, None)
 
-        threading.Thread(target=target, name=f"vifplugd-{fn.__name__}", daemon=True).start()
+        threadnames.Thread(target=target, name=f"vifplugd-{fn.__name__}", daemon=True).start()
         return await future
 
     # -- start-up -------------------------------------------------------------------------
@@ -440,7 +440,11 @@ class Daemon:
 
     def _runtime(self, eng: engine.Engine) -> api_app.Runtime:
         api = self.settings.api
-        self.executor = ThreadPoolExecutor(max_workers=api.workers, thread_name_prefix="api-worker")
+        self.executor = ThreadPoolExecutor(
+            max_workers=api.workers,
+            thread_name_prefix="api-worker",
+            initializer=threadnames.name_this_thread,
+        )
         reconciler = eng.reconciler
         assert reconciler is not None
         self.metrics.watch_engine(eng, ready=lambda: self.readiness()[0])

@@ -480,3 +480,14 @@ def test_console_script_runs_the_daemon(workdir: Path, ovs: ovs_sandbox.OvsSandb
     d = start_daemon(workdir, config, argv=argv)
     assert isinstance(d, Daemon)
     assert d.stop() == 0
+
+
+def test_threads_carry_their_names_for_the_kernel(vifplugd: Daemon) -> None:
+    """``top -H`` and ``ps -L`` (and bench/, splitting the CPU by thread)
+    read the names from /proc; a refused unplug runs on an API worker."""
+    with vifplugd.client() as c:
+        assert c.delete(f"/v1/vifs/{uuid.uuid4()}").status_code == 404
+    tasks = Path(f"/proc/{vifplugd.pid}/task")
+    names = {(t / "comm").read_text().strip() for t in tasks.iterdir()}
+    assert {"ovsdb-idl", "ovsdb-notify", "vifplug-state-w"} <= names, names
+    assert any(n.startswith("api-worker_") for n in names), names

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import tenacity
 
-from vifplug import conf, exceptions, records
+from vifplug import conf, exceptions, records, threadnames
 from vifplug.negotiation import hostinfo, refusal
 from vifplug.objects import base as obj_base
 from vifplug.objects import host_info as hi
@@ -126,7 +126,7 @@ class Pusher:
     def start(self) -> None:
         if not self.enabled or self._thread is not None:
             return
-        self._thread = threading.Thread(target=self._run, name="netmgr-push", daemon=True)
+        self._thread = threadnames.Thread(target=self._run, name="netmgr-push", daemon=True)
         self._thread.start()
 
     def trigger(self, reason: str) -> None:

@@ -62,7 +62,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from vifplug import conf, exceptions
+from vifplug import conf, exceptions, threadnames
 from vifplug.netdev import links, names, owned, rtnl
 
 LOG = logging.getLogger(__name__)
@@ -324,7 +324,7 @@ class Deleter:
         self._closed = False
         self._group_delete_calls = 0
         self._batches = 0
-        self._thread = threading.Thread(
+        self._thread = threadnames.Thread(
             target=self._run, name=f"netdev-deleter-{delete_group}", daemon=True
         )
         self._reaper = _Reaper(delete_group) if aside else None
@@ -565,7 +565,7 @@ class _Reaper:
         self._urgent = False
         self._begun = self._done = 0  # deletes begun and done by the thread
         self._reap()
-        self._thread = threading.Thread(
+        self._thread = threadnames.Thread(
             target=self._run, name=f"netdev-reaper-{delete_group}", daemon=True
         )
         self._thread.start()

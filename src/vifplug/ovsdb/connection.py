@@ -76,7 +76,7 @@ import ovs.db.idl
 import ovs.json
 import ovs.poller
 
-from vifplug import exceptions
+from vifplug import exceptions, threadnames
 from vifplug.ovsdb import schema, views
 from vifplug.ovsdb.replica import InterfaceWatcher, Predicate, Replica, ResyncCallback
 from vifplug.ovsdb.schema import Row
@@ -235,7 +235,7 @@ class Connection:
             on_restart=self._on_restart,
         )
         self.replica.start()
-        self._thread = threading.Thread(target=self._loop, name="ovsdb-idl", daemon=True)
+        self._thread = threadnames.Thread(target=self._loop, name="ovsdb-idl", daemon=True)
         self._thread.start()
         if not self._synced.wait(max(0.0, deadline - time.monotonic())):
             self.stop()

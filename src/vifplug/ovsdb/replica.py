@@ -37,7 +37,7 @@ from typing import Any
 import ovs.db.idl
 from ovs.db.data import Datum
 
-from vifplug import exceptions
+from vifplug import exceptions, threadnames
 from vifplug.ovsdb import views
 from vifplug.ovsdb.schema import Row
 
@@ -136,7 +136,7 @@ class Notifier:
 
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self._thread = threadnames.Thread(target=self._run, name=self.name, daemon=True)
             self._thread.start()
 
     def post(self, fn: Callable[[], None]) -> None:

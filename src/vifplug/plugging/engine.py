@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
-from vifplug import conf, exceptions, netdev
+from vifplug import conf, exceptions, netdev, threadnames
 from vifplug.ovsdb import connection, ops, views
 from vifplug.plugging import inventory, lifecycle, networks, placement, ports, reconcile, service
 from vifplug.plugins import base as plugin_base
@@ -123,7 +123,7 @@ class Engine:
             store.meta_set(META_BOOT_ID, boot_id)
         ovsdb.add_resync_callback(self._on_resync)
         ovsdb.add_interface_watcher(self._on_interface)
-        self._repairer = threading.Thread(
+        self._repairer = threadnames.Thread(
             target=self._repair_loop, name="reconcile-trigger", daemon=True
         )
         self._repairer.start()

@@ -39,6 +39,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from vifplug import threadnames
 from vifplug.plugging import inventory as inventory_mod
 from vifplug.plugging import lifecycle
 from vifplug.records import Lifecycle, VifRecord
@@ -306,7 +307,9 @@ class Reconciler:
         total, done, last = len(work), 0, time.monotonic()
         outcomes: list[str | None] = []
         with concurrent.futures.ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix="reconcile"
+            max_workers=workers,
+            thread_name_prefix="reconcile",
+            initializer=threadnames.name_this_thread,
         ) as pool:
             for outcome in pool.map(self._act, work):
                 outcomes.append(outcome)

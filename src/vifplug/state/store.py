@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
-from vifplug import exceptions
+from vifplug import exceptions, threadnames
 from vifplug.records import Allocation, Lifecycle, Teaming, VifRecord, needs_device_alone
 from vifplug.state import codec, migrations
 
@@ -319,7 +319,9 @@ class Store:
             raise
         # The writer's own copy, ahead of _published while a transaction is open.
         self._published = self._staged.copy()
-        self._writer = threading.Thread(target=self._run, name="vifplug-state-writer", daemon=True)
+        self._writer = threadnames.Thread(
+            target=self._run, name="vifplug-state-writer", daemon=True
+        )
         self._writer.start()
         LOG.info(
             "state database %s open: %d VIFs, schema %d",
