@@ -599,7 +599,8 @@ class Connection:
             with contextlib.suppress(Exception):
                 self._awaited_cfg = int(inflight.txn.get_increment_new_value())
                 self._awaited_since = time.monotonic()
-                self._pace.committed(sum(1 for p in batch if p.writes and p.awaited))
+                awaited = sum(1 for p in batch if p.writes and p.awaited)
+                self._pace.committed(awaited, sum(1 for p in batch if p.writes) - awaited)
         for p, r in zip(batch, inflight.results, strict=True):
             if not p.future.done():
                 p.future.set_result(r)
