@@ -37,6 +37,12 @@ def test_awaited_and_answered_callers_together() -> None:
     assert pace.hold(100.01, queued=16) == 0
 
 
+def test_a_whole_batch_queued_at_the_release_leaves_at_once() -> None:
+    """128 clients: more were waiting than the applied batch carried."""
+    assert released(awaited=36, answered=0, at_release=50).hold(100.01, queued=50) == 0
+    assert released(awaited=10, answered=6, at_release=16).hold(100.01, queued=16) == 0
+
+
 def test_no_wait_while_nothing_is_queued() -> None:
     assert released(awaited=4, answered=4, at_release=0).hold(100.01, queued=0) == 0
 
@@ -77,4 +83,5 @@ def test_the_hold_never_outlasts_pace_max_nor_waits_for_more_than_can_come(
     hold = pace.hold(100.0 + elapsed, queued)
     assert 0 <= hold <= max(0.0, 0.05 - elapsed) + 1e-12
     if hold > 0:
+        assert at_release < awaited + answered
         assert 0 < queued < awaited + max(answered, at_release)

@@ -15,6 +15,9 @@ and comes back after it.  One answered at its commit (an unplug, a plug
 with ``wait=none``, reconciliation) may be back already, queued at the
 release.  So the writes queued at the release are taken to be those
 callers first: the batch waits for ``awaited + max(answered, queued)``.
+Unless the queue held a whole batch's worth at the release already (many
+more clients than one batch carries): that batch leaves at once, and the
+returning callers make the next one while ovs-vswitchd applies it.
 Counting both the answered callers and the queue in full made a lone
 unplug followed by its caller's plug wait ``pace_max`` for a write that
 had already come; counting only the batch's own callers left a split round
@@ -62,6 +65,13 @@ class Pace:
         self.queued_at_release = 0
         self.released_at = None
 
+    def target(self) -> int:
+        """How many queued writes the next batch gathers for."""
+        batch = self.awaited + self.answered
+        if self.queued_at_release >= batch:
+            return 0  # a whole batch was waiting: it leaves now
+        return self.awaited + max(self.answered, self.queued_at_release)
+
     def hold(self, now: float, queued: int) -> float:
         """Seconds the next batch should still gather, holding ``queued`` writes.
 
@@ -69,7 +79,7 @@ class Pace:
         released = self.released_at
         if released is None or queued == 0:
             return 0.0
-        if queued >= self.awaited + max(self.answered, self.queued_at_release):
+        if queued >= self.target():
             return 0.0
         left = released + self.pace_max - now
         if left <= 0:
