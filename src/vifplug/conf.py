@@ -153,10 +153,9 @@ OVS_OPTS = [
         "pace_max",
         default=0.05,
         min=0.0,
-        help="Longest the batch after one ovs-vswitchd applied waits for that "
-        "batch's callers to come back with their next writes (plugs answered at "
-        "their ofport come back together), with the writes held meanwhile. "
-        "0 disables.",
+        help="Longest the batch after one ovs-vswitchd applied waits until as "
+        "many writes are queued as that one carried (its callers, answered, come "
+        "back together). 0 disables.",
     ),
 ]
 

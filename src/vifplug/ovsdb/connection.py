@@ -47,10 +47,9 @@ instead of one per arrival.
 And batches keep their pace: once ovs-vswitchd applied a batch, the plugs
 that waited for their ofport are answered and come back with their next
 writes together, so the next batch gathers (``pace_max`` at most from that
-moment) until they are back (``pacing.Pace``).  A caller says it will wait
-for ovs-vswitchd to apply its write with ``awaiting_apply()``.  16 clients
-then write 16 at a time, as the lockstep floor does, instead of batches of
-10 and 6.
+moment) until as many writes are queued as the last one carried.  16
+clients then write 16 at a time, as the lockstep floor does, instead of
+batches of 10 and 6.
 
 This module is the thread and the batching only.  What is known of the
 database between transactions (name and iface-id indexes, Interface
@@ -79,7 +78,6 @@ import ovs.poller
 
 from vifplug import exceptions, threadnames
 from vifplug.ovsdb import schema, views
-from vifplug.ovsdb.pacing import Pace
 from vifplug.ovsdb.replica import InterfaceWatcher, Predicate, Replica, ResyncCallback
 from vifplug.ovsdb.schema import Row
 from vifplug.ovsdb.txn import Txn
@@ -104,7 +102,6 @@ class _Pending:
     tries: int = 0
     lost: int = 0  # transactions carrying it that ended with the connection lost
     writes: bool = True
-    awaited: bool = False  # its caller waits for ovs-vswitchd to apply it
     alone: bool = False  # after a server-side error: retried in a transaction of its own
 
 
@@ -183,6 +180,7 @@ class Connection:
         self.max_batch = max_batch
         self.hold_max = hold_max
         self.gather_max = gather_max
+        self.pace_max = pace_max
         self.replica = Replica()
         self.transactions = 0  # committed transactions (statistics)
         self.ops_committed = 0
@@ -208,8 +206,10 @@ class Connection:
         self._awaited_cfg: int | None = None  # next_cfg of our last write
         self._awaited_since = 0.0
         self._vswitchd_silent = False  # it missed hold_max: stop holding
-        self._pace = Pace(pace_max)
-        self._local = threading.local()  # .awaited: inside awaiting_apply()
+        #: Writes in the last batch ovs-vswitchd was waited for, and when it
+        #: had applied that batch: the pace of the next one (see _hold_for_pace).
+        self._paced_writes = 0
+        self._released_at: float | None = None
 
     # -- lifecycle -------------------------------------------------------------
     def start(self, *, wait: float | None = None) -> Connection:
@@ -322,8 +322,7 @@ class Connection:
         with self._lock:
             if not self._queue:
                 self._queued_since = time.monotonic()
-            awaited = getattr(self._local, "awaited", False)
-            self._queue.append(_Pending(op, fut, writes=writes, awaited=awaited))
+            self._queue.append(_Pending(op, fut, writes=writes))
         self._wake()
         return fut
 
@@ -341,19 +340,6 @@ class Connection:
                 last = self._expected == 0
             if last:
                 self._wake()
-
-    @contextlib.contextmanager
-    def awaiting_apply(self) -> Iterator[None]:
-        """Mark the writes this thread submits in the block as ones whose caller
-        then waits for ovs-vswitchd to apply them (a plug answered at its
-        ofport), so that the batch after theirs waits for them to come back
-        (see ``pacing``)."""
-        before = getattr(self._local, "awaited", False)
-        self._local.awaited = True
-        try:
-            yield
-        finally:
-            self._local.awaited = before
 
     def transact(
         self, op: Callable[[Txn], T], *, timeout: float | None = None, writes: bool = True
@@ -432,7 +418,8 @@ class Connection:
         # A new session: what ovs-vswitchd had to apply of the old one, and
         # the pace of its last batch, say nothing about the next batch.
         self._awaited_cfg = None
-        self._pace.reset()
+        self._released_at = None
+        self._paced_writes = 0
 
     def _loop(self) -> None:
         idl = self._idl
@@ -487,14 +474,31 @@ class Connection:
 
     def _hold_for_pace(self) -> float:
         """Seconds to keep gathering, just after ovs-vswitchd applied a batch,
-        for the callers it answered (``pacing.Pace``)."""
-        if self._pace.released_at is None:
-            return 0.0
-        return self._pace.hold(time.monotonic(), self._queued_writes())
+        until as many writes are queued as that batch carried.
 
-    def _queued_writes(self) -> int:
+        The plugs of a batch that wait for their ofport are answered when
+        ovs-vswitchd applies it, and come back with their next writes a few
+        milliseconds later; without this, the few writes that arrived
+        meanwhile left first, alone, and the returning ones waited a whole
+        reconfiguration for the next batch
+        (16 clients made batches of 10 and 6, half again as many
+        reconfigurations as 16 at a time).  Bounded by ``pace_max`` from the
+        release (a turn-around, not ``gather_max``'s preparation of devices),
+        so a burst that ended costs one short wait; a lone caller never waits
+        (its batch was one write).
+        """
+        released = self._released_at
+        if released is None:
+            return 0.0
         with self._lock:
-            return sum(1 for p in self._queue if p.writes and not p.future.done())
+            queued = sum(1 for p in self._queue if p.writes and not p.future.done())
+        if queued == 0 or queued >= self._paced_writes:
+            return 0.0
+        left = released + self.pace_max - time.monotonic()
+        if left <= 0:
+            self._released_at = None
+            return 0.0
+        return left
 
     def _hold_for_vswitchd(self, idl: _Idl) -> float:
         """Seconds to keep holding the queue for ovs-vswitchd, or 0."""
@@ -504,7 +508,7 @@ class Connection:
         if cur is not None and cur >= self._awaited_cfg:
             self._awaited_cfg = None
             self._vswitchd_silent = False
-            self._pace.released(time.monotonic(), self._queued_writes())
+            self._released_at = time.monotonic()
             return 0.0
         if self._vswitchd_silent:
             return 0.0
@@ -599,8 +603,8 @@ class Connection:
             with contextlib.suppress(Exception):
                 self._awaited_cfg = int(inflight.txn.get_increment_new_value())
                 self._awaited_since = time.monotonic()
-                awaited = sum(1 for p in batch if p.writes and p.awaited)
-                self._pace.committed(awaited, sum(1 for p in batch if p.writes) - awaited)
+                self._paced_writes = sum(1 for p in batch if p.writes)
+                self._released_at = None
         for p, r in zip(batch, inflight.results, strict=True):
             if not p.future.done():
                 p.future.set_result(r)

@@ -9,7 +9,6 @@ made it.  The service uses this helper when the plan has such a port.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterable
 
@@ -36,17 +35,6 @@ class OvsPorts:
     def __init__(self, ovsdb: connection.Connection, *, iface_id_rule: str = "auto") -> None:
         self._ovsdb = ovsdb
         self._rule = iface_id_rule
-
-    def awaiting(
-        self, allocation: Allocation, mode: str
-    ) -> contextlib.AbstractContextManager[None]:
-        """Where a plug that ``wait_ready`` will answer at its ofport writes its
-        port: the OVSDB layer then keeps the next batch for its caller's next
-        write (its pace).  Waiting for ovn-installed takes longer than a pace
-        lasts, and a port vifplug does not make is not waited for."""
-        if mode == OFPORT and port_of(allocation) is not None:
-            return self._ovsdb.awaiting_apply()
-        return contextlib.nullcontext()
 
     def wait_ready(
         self, allocation: Allocation, mode: str, timeout: float, *, vif_id: str, active: bool

@@ -104,8 +104,7 @@ class Service:
         admitted = admission.admit(request, self.plugins)  # 1
         plan = self._plan(admitted, request.portgroup)  # 2
         peer = request.teaming.persistent if request.teaming else None
-        awaiting = self.ports.awaiting(plan, request.wait)
-        with self._operation(admitted.vif_id, peer), awaiting:  # 3
+        with self._operation(admitted.vif_id, peer):  # 3
             record, created = self._plug_locked(request, admitted, plan)
         self._wait(record, request)  # 4
         return PlugResult(record=self.store.get(record.vif_id) or record, created=created)
