@@ -72,6 +72,8 @@ def thread_cpu(pid: int) -> dict[str, float]:
             comm = (task / "comm").read_text().strip()
             ns = int((task / "schedstat").read_text().split()[0])
         except (FileNotFoundError, ProcessLookupError):
+            if task.name == str(pid):
+                raise  # no schedstat on this kernel (CONFIG_SCHED_INFO), or no process
             continue  # the thread ended meanwhile
         group = MAIN_THREAD if task.name == str(pid) else _group_of(comm)
         out[group] += ns / 1e9

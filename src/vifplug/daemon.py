@@ -200,6 +200,12 @@ class Daemon:
     async def _main(self) -> int:
         loop = asyncio.get_running_loop()
         self._loop = loop
+        # The loop's own pool (/metrics renders there): named like the others.
+        loop.set_default_executor(
+            ThreadPoolExecutor(
+                thread_name_prefix="loop-executor", initializer=threadnames.name_this_thread
+            )
+        )
         self._stop_event = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
@@ -528,9 +534,9 @@ class Daemon:
         if self._stop_requested.is_set():
             self.servers.stop()
         else:
-            self._ready = True
             self._notify("READY=1", f"STATUS={self._ready_status()}")
             LOG.info("vifplugd ready (pid %d)", os.getpid())
+            self._ready = True  # after the announcement: /metrics reads it from a thread
             assert eng.service is not None
             self.pusher = push.Pusher(
                 self.settings.network_manager,
@@ -550,7 +556,8 @@ class Daemon:
 
     # -- readiness ------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """``/readyz``: OVSDB connected, the state reconciled and writable."""
+        """``/readyz``: OVSDB connected, the state reconciled and writable, and
+        the daemon's readiness announced (``READY=1``, ``vifplugd ready``)."""
         eng = self.engine
         details: dict[str, Any] = {}
         ovsdb_ok = bool(eng is not None and eng.ovsdb is not None and eng.ovsdb.connected)
@@ -600,7 +607,7 @@ class Daemon:
                 if write_error is not None
                 else "the state is not reconciled yet"
                 if not engine_ready
-                else "the listeners are not all open yet"
+                else "the daemon has not announced it is ready yet"
             )
         return ready, details
 

@@ -152,16 +152,20 @@ def test_quick_run_prints_the_whole_table() -> None:
     assert float(rows["OVSDB transactions for the plugs, 16 clients"][1]) == 2  # ceil(20/16)
     assert float(rows["OVSDB transactions for the plugs, 16 clients"][0]) >= 1
     assert float(rows[f"vifplugd RSS, {N} VIFs plugged, 16 clients (MB)"][0]) > 0
+    assert float(rows[f"os-vif plug, {N} one after another, own taps, to every ofport (s)"][0]) > 0
     # The daemon's threads carry their names for the kernel, or every
-    # thread would be "other"; the groups add up to the plug's CPU, which
-    # /proc/PID/stat counts in clock ticks (one either side of the phase).
+    # thread would be "other"; the groups add up to the plug's CPU. That
+    # total is read from /proc/PID/stat, whose user and system times are
+    # each cut to whole ticks (under 2 ticks lost per reading, so its
+    # difference is off by under 2), and the threads' schedstat is read just
+    # after it and lags a running thread by up to a tick: 4 ticks of slack.
     split = [
         float(rows[f"vifplugd CPU per VIF, plug, 16 clients: {g} (ms)"][0]) for g in THREAD_GROUPS
     ]
     assert split[0] > 0 and split[1] > 0, split
     total = float(rows["vifplugd CPU per VIF, plug, 16 clients (ms)"][0])
     tick_ms = 1000 / os.sysconf("SC_CLK_TCK") / N
-    assert abs(sum(split) - total) <= 2 * tick_ms + 0.01 * len(split), (split, total)
+    assert abs(sum(split) - total) <= 4 * tick_ms + 0.01 * len(split), (split, total)
 
 
 def test_quick_tunables_run_prints_one_row_per_variant() -> None:

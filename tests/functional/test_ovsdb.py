@@ -181,23 +181,27 @@ def test_pacing_is_bounded_by_pace_max(ovs: ovs_sandbox.OvsSandbox) -> None:
         _del_bridges(ovs, names)
 
 
-def test_a_caller_answered_at_its_commit_is_not_counted_twice(
+def test_callers_answered_at_their_commit_are_counted_once_by_the_pace(
     ovs: ovs_sandbox.OvsSandbox,
 ) -> None:
-    """A caller answered at the commit (an unplug, a plug with wait=none) is
-    back before ovs-vswitchd applies its batch: its next write, queued at
-    the release, leaves then instead of waiting ``pace_max`` for a second
-    one, as when pacing counted it both as returning and as queued."""
+    """Callers answered at the commit (unplugs, plugs with wait=none) come
+    back with their next writes before or after ovs-vswitchd applies their
+    batch; either way those writes leave together, as soon as all three are
+    queued, and not after ``pace_max`` (which counting them both as returning
+    and as queued at the release made every such round wait)."""
     bound = 30.0
-    c = connection.Connection(ovs.remote, pace_max=bound, hold_max=bound).start()
-    names = [unique("vppe") for _ in range(3)]
+    c = connection.Connection(ovs.remote, pace_max=bound, gather_max=bound, hold_max=bound).start()
+    names = [unique("vppe") for _ in range(6)]
     try:
-        c.transact(bridge_op(names[0]), timeout=60)
-        _caught_up(c)
-        c.transact(bridge_op(names[1]), timeout=60)
+        with c.expecting():
+            first = [c.submit(bridge_op(n)) for n in names[:3]]
+        assert [f.result(60) for f in first] == [True] * 3
+        before = c.transactions
         started = time.monotonic()
-        assert c.transact(bridge_op(names[2]), timeout=2 * bound) is True
+        again = [c.submit(bridge_op(n)) for n in names[3:]]  # held, or paced
+        assert [f.result(2 * bound) for f in again] == [True] * 3
         assert time.monotonic() - started < bound / 2
+        assert c.transactions - before == 1
     finally:
         c.stop()
         _del_bridges(ovs, names)
