@@ -289,7 +289,8 @@ def _new_iface_keys(
         merged.pop(other, None)
         merged[want] = iface_id
     iface.external_ids = merged
-    t.note_iface_id(iface, iface_id)
+    if iface_id:
+        t.note_iface_id(iface, iface_id)
     return demoted
 
 
