@@ -225,11 +225,10 @@ def ensure_port(t: Txn, spec: PortSpec) -> list[str]:
         iface.type = spec.iface_type
     ids = dict(spec.external_ids)
     iface_id = ids.pop(IFACE_ID, None)
+    _set_iface_config(iface, spec)
     if is_new(iface):
-        _set_iface_config(iface, spec)
         return _new_iface_keys(t, iface, spec, ids, iface_id)
     _set_keys(iface, "external_ids", ids)
-    _set_iface_config(iface, spec)
     if spec.iface_status is None:
         if iface_id:
             _place_iface_id(t, iface, iface_id, visible=True)
@@ -277,15 +276,13 @@ def _new_iface_keys(
     demoted: list[str] = []
     visible = True
     if status is not None:
-        iface_id = iface_id or merged.get(IFACE_ID) or merged.get(views.HIDDEN_IFACE_ID)
+        iface_id = iface_id or _iface_id_in(merged)
         hide = _hides(t, spec.iface_id_rule)
         demoted = _demote_others(t, iface, iface_id, status, exclusive=spec.exclusive, hide=hide)
         visible = status == ACTIVE or not hide
         merged["iface-status"] = status
     if iface_id:
-        want, other = (IFACE_ID, views.HIDDEN_IFACE_ID)
-        if not visible:
-            want, other = other, want
+        want, other = _iface_id_keys(visible)
         merged.pop(other, None)
         merged[want] = iface_id
     iface.external_ids = merged
@@ -296,8 +293,16 @@ def _new_iface_keys(
 
 def effective_iface_id(iface: Row) -> str | None:
     """The interface's iface-id, shown or hidden."""
-    ids: Mapping[str, str] = col(iface, "external_ids", {})
+    return _iface_id_in(col(iface, "external_ids", {}))
+
+
+def _iface_id_in(ids: Mapping[str, str]) -> str | None:
     return ids.get(IFACE_ID) or ids.get(views.HIDDEN_IFACE_ID)
+
+
+def _iface_id_keys(visible: bool) -> tuple[str, str]:
+    """The key an iface-id goes under, and the one it leaves."""
+    return (IFACE_ID, views.HIDDEN_IFACE_ID) if visible else (views.HIDDEN_IFACE_ID, IFACE_ID)
 
 
 def _hides(t: Txn, rule: str) -> bool:
@@ -311,9 +316,7 @@ def _hides(t: Txn, rule: str) -> bool:
 def _place_iface_id(t: Txn, iface: Row, iface_id: str, *, visible: bool) -> None:
     """Put ``iface_id`` under ``iface-id`` (``visible``) or the hidden key,
     and remove it from the other one."""
-    want, other = (IFACE_ID, views.HIDDEN_IFACE_ID)
-    if not visible:
-        want, other = other, want
+    want, other = _iface_id_keys(visible)
     ids = col(iface, "external_ids", {})
     if is_new(iface):
         merged = {k: v for k, v in ids.items() if k != other}
