@@ -244,7 +244,7 @@ def test_interface_snapshots_from_datums_are_what_the_idl_reads(
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 10
-        while not ((v := conn.interface(port)) is not None and v.has_ofport and v.mac_in_use):
+        while not ((v := conn.interface(port)) is not None and v.has_ofport and v.link_state):
             assert time.monotonic() < deadline, "no ofport"
             time.sleep(0.02)
 

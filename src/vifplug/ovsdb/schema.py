@@ -1,7 +1,14 @@
 """The subset of the Open_vSwitch schema vifplug monitors, and how to fetch it.
 
 Monitoring only these columns keeps memory and update traffic small on a host
-with thousands of ports and unrelated tables (flows, QoS, mirrors...).
+with thousands of ports and unrelated tables (flows, QoS, mirrors...).  Of the
+columns ovs-vswitchd writes on an Interface once it is attached, only those
+vifplug reads are monitored (``ofport``, ``error``, ``link_state`` for a
+plug's timeout): the IDL thread parses every monitored column of every
+update, and ``admin_state`` and ``mac_in_use`` were an eighth of its time in
+a burst of plugs (docs/performance.md, change 17).  A column vifplug neither
+reads nor writes is not here at all (``Bridge datapath_id``, ``Port tag``,
+``Interface ofport_request`` were, unused).
 """
 
 from __future__ import annotations
@@ -32,19 +39,16 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "next_cfg",
         "ovs_version",
     ),
-    "Bridge": ("name", "ports", "external_ids", "other_config", "datapath_type", "datapath_id"),
-    "Port": ("name", "interfaces", "external_ids", "other_config", "tag"),
+    "Bridge": ("name", "ports", "external_ids", "other_config", "datapath_type"),
+    "Port": ("name", "interfaces", "external_ids", "other_config"),
     "Interface": (
         "name",
         "type",
         "external_ids",
         "ofport",
-        "ofport_request",
         "options",
         "error",
-        "mac_in_use",
         "link_state",
-        "admin_state",
         "ingress_policing_rate",
         "ingress_policing_burst",
         "mtu_request",

@@ -23,7 +23,6 @@ class InterfaceView:
     external_ids: Mapping[str, str]
     ofport: int | None  # None: not assigned yet; -1: ovs-vswitchd failed
     error: str | None
-    mac_in_use: str | None
     link_state: str | None
     options: Mapping[str, str]
     ingress_policing_rate: int
