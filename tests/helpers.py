@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+import signal
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 
 def unique(prefix: str) -> str:
     """A device or bridge name no other test (nor the host) uses; <= 15 bytes."""
     return (prefix + uuid.uuid4().hex)[:15]
+
+
+@contextlib.contextmanager
+def paused(pid: int | None) -> Iterator[None]:
+    """The process stopped (SIGSTOP) inside the block, and always resumed."""
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
 
 
 class Activation:

@@ -8,9 +8,7 @@ promise: the error code, and what the state and the host hold afterwards.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +24,7 @@ from engine_fixture import (
 )
 
 import ovs_sandbox
-from helpers import unique
+from helpers import paused, unique
 from vifplug import exceptions
 from vifplug.api import errors
 from vifplug.plugging import engine as engine_mod
@@ -44,17 +42,6 @@ def eng(ovs: ovs_sandbox.OvsSandbox, tmp_path: Path) -> Iterator[engine_mod.Engi
             yield e
         finally:
             ovs.vsctl("--if-exists", "del-br", br)
-
-
-@contextlib.contextmanager
-def paused(pid: int | None) -> Iterator[None]:
-    """The process stopped (SIGSTOP) inside the block, and always resumed."""
-    assert pid is not None
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
 
 
 def links() -> set[str]:

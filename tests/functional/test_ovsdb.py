@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import ovs.json as ovs_json
 import pytest
 
 import ovs_sandbox
-from helpers import unique
+from helpers import paused, unique
 from vifplug import exceptions
-from vifplug.ovsdb import connection, ops, replica, views
+from vifplug.ovsdb import connection, ops, replica, schema, views
 from vifplug.ovsdb.txn import Txn
 
 
@@ -244,7 +244,7 @@ def test_interface_snapshots_from_datums_are_what_the_idl_reads(
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 10
-        while not ((v := conn.interface(port)) is not None and v.has_ofport and v.link_state):
+        while not ((v := conn.interface(port)) is not None and v.has_ofport):
             assert time.monotonic() < deadline, "no ofport"
             time.sleep(0.02)
 
@@ -407,3 +407,41 @@ def test_a_write_that_makes_the_server_drop_the_connection_fails_alone(
         c.stop()
         for n in good:
             ovs.vsctl("--if-exists", "del-br", n)
+
+
+def raised_within(call: Callable[[], object], seconds: float) -> BaseException | None:
+    """What ``call`` raised, run in a thread; fails if it still runs after ``seconds``."""
+    outcome: list[BaseException] = []
+
+    def attempt() -> None:
+        try:
+            call()
+        except BaseException as exc:
+            outcome.append(exc)
+
+    caller = threading.Thread(target=attempt, daemon=True)
+    caller.start()
+    caller.join(seconds)
+    assert not caller.is_alive(), f"still waiting after {seconds} s"
+    return outcome[0] if outcome else None
+
+
+def test_the_schema_fetch_ends_at_its_timeout_when_the_server_does_not_answer(
+    private_ovs: ovs_sandbox.OvsSandbox,
+) -> None:
+    """A stopped ovsdb-server still accepts connections (the kernel queues
+    them) and answers nothing: the schema's fetch, a daemon's first request,
+    gives up at its timeout instead of waiting for ever, so that the start-up
+    goes on retrying and saying what it waits for."""
+    with paused(private_ovs.ovsdb_pid):
+        started = time.monotonic()
+        # A call still blocked ends when the server resumes.
+        raised = raised_within(lambda: schema.fetch_schema_json(private_ovs.remote, 0.5), 5.0)
+        assert 0.5 <= time.monotonic() - started
+        assert isinstance(raised, exceptions.OvsdbUnavailable), raised
+        assert "no answer to get_schema within 0.5 s" in str(raised)
+        # The connection's start retries until its own deadline, and no longer.
+        starting = connection.Connection(private_ovs.remote)
+        raised = raised_within(lambda: starting.start(wait=1.0), 10.0)
+        assert isinstance(raised, exceptions.OvsdbUnavailable), raised
+    assert schema.fetch_schema_json(private_ovs.remote, 10)["name"] == "Open_vSwitch"

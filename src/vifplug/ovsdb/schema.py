@@ -9,14 +9,23 @@ update, and ``admin_state`` and ``mac_in_use`` were an eighth of its time in
 a burst of plugs (docs/performance.md, change 17).  A column vifplug neither
 reads nor writes is not here at all (``Bridge datapath_id``, ``Port tag``,
 ``Interface ofport_request`` were, unused).
+
+The schema's fetch is bounded by its timeout from the connect to the reply:
+the ovs bindings' ``transact_block`` waits for ever on a server that accepted
+the connection and does not answer (a stopped ovsdb-server), which made a
+daemon's start-up hang past every deadline it had.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import time
 from typing import Any, TypeAlias
 
 import ovs.db.idl
 import ovs.jsonrpc
+import ovs.poller
 import ovs.stream
 
 from vifplug import exceptions
@@ -58,22 +67,67 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 
 def fetch_schema_json(remote: str, timeout: float) -> dict[str, object]:
     """Ask the server for its schema, so we work with whatever OVS version runs."""
+    result: dict[str, object] = _call(remote, "get_schema", [DB_NAME], timeout)
+    return result
+
+
+def _call(remote: str, method: str, params: list[object], timeout: float) -> Any:
+    """One JSON-RPC request to the first of ``remote``'s servers and its
+    result, in ``timeout`` seconds at most from the connect to the reply."""
+    deadline = time.monotonic() + timeout
     first = remote.split(",")[0].strip()
-    error, stream = ovs.stream.Stream.open_block(ovs.stream.Stream.open(first), int(timeout * 1000))
+    error, stream = ovs.stream.Stream.open_block(ovs.stream.Stream.open(first), _ms_left(deadline))
     if error:
         raise exceptions.OvsdbUnavailable(remote=remote, reason=_strerror(error))
     rpc = ovs.jsonrpc.Connection(stream)
     try:
-        request = ovs.jsonrpc.Message.create_request("get_schema", [DB_NAME])
-        error, reply = rpc.transact_block(request)
-        if error:
-            raise exceptions.OvsdbUnavailable(remote=remote, reason=_strerror(error))
+        request = ovs.jsonrpc.Message.create_request(method, params)
+        reply = _reply_to(rpc, request, deadline)
+        if reply is None:
+            raise exceptions.OvsdbUnavailable(
+                remote=remote,
+                reason=f"no answer to {method} within {timeout:g} s (the server "
+                "accepted the connection)",
+            )
+        if isinstance(reply, int):
+            raise exceptions.OvsdbUnavailable(
+                remote=remote, reason=f"no answer to {method}: {_strerror(reply)}"
+            )
         if reply.error:
             raise exceptions.OvsdbUnavailable(remote=remote, reason=str(reply.error))
-        result: dict[str, object] = reply.result
-        return result
+        return reply.result
     finally:
         rpc.close()
+
+
+def _reply_to(
+    rpc: ovs.jsonrpc.Connection, request: ovs.jsonrpc.Message, deadline: float
+) -> ovs.jsonrpc.Message | int | None:
+    """The reply to ``request``; the connection's error if it failed first,
+    None if ``deadline`` came first."""
+    error = rpc.send(request)
+    while not error:
+        error, msg = rpc.recv()
+        if error == errno.EAGAIN:
+            if time.monotonic() >= deadline:
+                return None
+            rpc.run()
+            poller = ovs.poller.Poller()
+            rpc.wait(poller)
+            rpc.recv_wait(poller)
+            poller.timer_wait(_ms_left(deadline))
+            poller.block()
+            error = 0
+        elif msg is not None and msg.id == request.id and msg.type in _ANSWERS:
+            return msg
+    return int(error)
+
+
+_ANSWERS = (ovs.jsonrpc.Message.T_REPLY, ovs.jsonrpc.Message.T_ERROR)
+
+
+def _ms_left(deadline: float) -> int:
+    return max(1, int((deadline - time.monotonic()) * 1000))
 
 
 def schema_helper(schema_json: dict[str, object]) -> ovs.db.idl.SchemaHelper:
@@ -84,6 +138,6 @@ def schema_helper(schema_json: dict[str, object]) -> ovs.db.idl.SchemaHelper:
 
 
 def _strerror(error: int) -> str:
-    import os
-
+    if error == ovs.jsonrpc.EOF:
+        return "the server closed the connection"
     return os.strerror(error) if isinstance(error, int) and error > 0 else str(error)
