@@ -5,8 +5,8 @@ with thousands of ports and unrelated tables (flows, QoS, mirrors...).  Of the
 columns ovs-vswitchd writes on an Interface once it is attached, only those
 vifplug reads are monitored (``ofport``, ``error``, ``link_state`` for a
 plug's timeout): the IDL thread parses every monitored column of every
-update, and ``admin_state`` and ``mac_in_use`` were an eighth of its time in
-a burst of plugs (docs/performance.md, change 17).  A column vifplug neither
+update, and ``admin_state`` and ``mac_in_use`` were an eighth of a bare IDL's
+time in a burst of plugs (docs/performance.md, change 17).  A column vifplug neither
 reads nor writes is not here at all (``Bridge datapath_id``, ``Port tag``,
 ``Interface ofport_request`` were, unused).
 
@@ -86,12 +86,14 @@ def _call(remote: str, method: str, params: list[object], timeout: float) -> Any
         if reply is None:
             raise exceptions.OvsdbUnavailable(
                 remote=remote,
-                reason=f"no answer to {method} within {timeout:g} s (the server "
+                reason=f"no answer to {method} within {timeout:.1f} s (the server "
                 "accepted the connection)",
+                method=method,
+                timeout=round(timeout, 3),
             )
         if isinstance(reply, int):
             raise exceptions.OvsdbUnavailable(
-                remote=remote, reason=f"no answer to {method}: {_strerror(reply)}"
+                remote=remote, reason=f"no answer to {method}: {_strerror(reply)}", method=method
             )
         if reply.error:
             raise exceptions.OvsdbUnavailable(remote=remote, reason=str(reply.error))
