@@ -375,18 +375,6 @@ def _wait_until(condition: Any, what: str, timeout: float = 60.0) -> None:
         time.sleep(0.02)
 
 
-def _unstriped_ids(n: int) -> list[str]:
-    """VIF ids whose per-VIF locks are all distinct (the service stripes its
-    locks by hash), so no plug waits for another one's lock."""
-    from vifplug.plugging import service as service_mod
-
-    ids: dict[int, str] = {}
-    while len(ids) < n:
-        vif_id = str(uuid.uuid4())
-        ids.setdefault(hash(vif_id) % service_mod._STRIPES, vif_id)
-    return list(ids.values())
-
-
 def test_many_threads_plugging_share_transactions(
     ovs: ovs_sandbox.OvsSandbox, tmp_path: Path
 ) -> None:
@@ -401,7 +389,7 @@ def test_many_threads_plugging_share_transactions(
     br = unique("vpbr")
     settings = settings_for(ovs.remote, tmp_path / "state", bridge=br, gather_max=120.0)
     n = 60
-    vifs = [ovs_vif(bridge=br, vif_id=i, name=unique("vpm")) for i in _unstriped_ids(n)]
+    vifs = [ovs_vif(bridge=br, name=unique("vpm")) for _ in range(n)]
     names = [v["versioned_object.data"]["vif_name"] for v in vifs]
     with running_engine(settings) as eng:
         try:

@@ -13,11 +13,10 @@ import contextlib
 import dataclasses
 import errno
 import re
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from vifplug import exceptions
+from vifplug import exceptions, keyedlocks
 from vifplug.netdev import names, rtnl
 
 IFF_UP = 0x1
@@ -74,7 +73,7 @@ class LinkInfo:
         return self.kind == "tun" and self.tun_persist is False
 
 
-_STRIPES = [threading.Lock() for _ in range(64)]
+_NAME_LOCKS = keyedlocks.KeyedLocks()
 
 
 @contextlib.contextmanager
@@ -83,13 +82,10 @@ def name_lock(*device_names: str) -> Iterator[None]:
 
     A tap is created and then configured in a second step; without this, a
     concurrent ``ensure`` of the same tap could see it in between (random
-    MAC, down) and refuse it as someone else's.  Locks are striped by name
-    (a fixed set, nothing grows) and taken in a fixed order.
+    MAC, down) and refuse it as someone else's.  One lock per name, so two
+    plugs of different devices never wait for each other.
     """
-    stripes = sorted({hash(name) % len(_STRIPES) for name in device_names})
-    with contextlib.ExitStack() as stack:
-        for stripe in stripes:
-            stack.enter_context(_STRIPES[stripe])
+    with _NAME_LOCKS.held(*device_names):
         yield
 
 

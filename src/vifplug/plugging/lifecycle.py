@@ -23,14 +23,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import fasteners
 
+from vifplug import keyedlocks
 from vifplug.plugging import admission, ports
 from vifplug.plugins import base as plugin_base
 from vifplug.records import Allocation, LeftAlone, Lifecycle, VifRecord
 from vifplug.state import store as state_store
 
 LOG = logging.getLogger(__name__)
-
-_STRIPES = 1024
 
 #: Chooses a pool device, given who holds which device of the pool.
 ChooseDevice = Callable[[Mapping[str, list[str]]], str]
@@ -81,7 +80,7 @@ class Transitions:
         self.store = store
         self.plugins = plugins
         self.ports = ports
-        self._iface_stripes = [threading.Lock() for _ in range(_STRIPES)]
+        self._iface_locks = keyedlocks.KeyedLocks()
         self._pool_lock = threading.Lock()
 
     # -- plug ------------------------------------------------------------------------
@@ -236,10 +235,8 @@ class Transitions:
             self.store.set_status(changes)
             LOG.info("VIF %s active; made %s inactive", record.vif_id, ", ".join(changes))
 
-    def _iface_lock(self, iface_id: str | None) -> contextlib.AbstractContextManager[object]:
-        if iface_id is None:
-            return contextlib.nullcontext()
-        return self._iface_stripes[hash(iface_id) % _STRIPES]
+    def _iface_lock(self, iface_id: str | None) -> contextlib.AbstractContextManager[None]:
+        return self._iface_locks.held(iface_id)
 
 
 def _with_pool_device(allocation: Allocation, device: str) -> Allocation:

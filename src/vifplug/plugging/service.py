@@ -12,13 +12,13 @@ A plug reads as its steps, each one call into one module below:
 4. **wait** (``ports``): outside any lock, until the port has an ofport or
    OVN installed it.
 
-Operations on one VIF are serialized by a striped lock; operations on
+Operations on one VIF are serialized by its own lock; operations on
 different VIFs run concurrently from the API's worker threads, which is what
 lets the OVSDB layer coalesce them into shared transactions.  Every operation
 passes the ``Gate``, which reconciliation holds alone.
 
 A failover pair's transient member is plugged holding its own lock and its
-persistent member's, taken in stripe order (so two operations that need the
+persistent member's, taken in name order (so two operations that need the
 same two locks never wait on each other crosswise); the persistent member's
 unplug holds its own.  So the transient member's plug and the persistent
 member's unplug never overlap, and the store, which checks the pair and
@@ -30,11 +30,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import threading
 import time
 from collections.abc import Iterator, Mapping
 
-from vifplug import exceptions
+from vifplug import exceptions, keyedlocks
 from vifplug.negotiation import hostinfo
 from vifplug.objects import host_info as hi
 from vifplug.plugging import admission, lifecycle, ports
@@ -54,8 +53,6 @@ from vifplug.records import (
 from vifplug.state import store as state_store
 
 LOG = logging.getLogger(__name__)
-
-_STRIPES = 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +82,7 @@ class Service:
         self.ports = ports
         self.gate = gate
         self.default_timeout = default_timeout
-        self._stripes = [threading.Lock() for _ in range(_STRIPES)]
+        self._locks = keyedlocks.KeyedLocks()
 
     # -- negotiation -------------------------------------------------------------
     def host_info(self) -> hi.HostInfo:
@@ -225,12 +222,8 @@ class Service:
     @contextlib.contextmanager
     def _operation(self, vif_id: str, peer: str | None = None) -> Iterator[None]:
         """Past the gate (not while reconciling), then this VIF's lock (and
-        its teaming peer's), in stripe order."""
-        stripes = sorted({hash(v) % _STRIPES for v in (vif_id, peer) if v is not None})
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(self.gate.operation())
-            for index in stripes:
-                stack.enter_context(self._stripes[index])
+        its teaming peer's)."""
+        with self.gate.operation(), self._locks.held(vif_id, peer):
             yield
 
     # -- networks --------------------------------------------------------------------
