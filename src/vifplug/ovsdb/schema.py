@@ -5,10 +5,10 @@ with thousands of ports and unrelated tables (flows, QoS, mirrors...).  Of the
 columns ovs-vswitchd writes on an Interface once it is attached, only those
 vifplug reads are monitored (``ofport``, ``error``, ``link_state`` for a
 plug's timeout): the IDL thread parses every monitored column of every
-update, and ``admin_state`` and ``mac_in_use`` were an eighth of a bare IDL's
-time in a burst of plugs (docs/performance.md, change 17).  A column vifplug neither
-reads nor writes is not here at all (``Bridge datapath_id``, ``Port tag``,
-``Interface ofport_request`` were, unused).
+update, and ``admin_state`` and ``mac_in_use`` were an eighth of a bare
+IDL's time in a burst of plugs (docs/performance.md, change 17).  A column
+vifplug neither reads nor writes is not here at all (``Bridge datapath_id``,
+``Port tag``, ``Interface ofport_request`` were, unused).
 
 The schema's fetch is bounded by its timeout from the connect to the reply:
 the ovs bindings' ``transact_block`` waits for ever on a server that accepted
@@ -96,7 +96,7 @@ def _call(remote: str, method: str, params: list[object], timeout: float) -> Any
                 remote=remote, reason=f"no answer to {method}: {_strerror(reply)}", method=method
             )
         if reply.error:
-            raise exceptions.OvsdbUnavailable(remote=remote, reason=str(reply.error))
+            raise exceptions.OvsdbUnavailable(remote=remote, reason=str(reply.error), method=method)
         return reply.result
     finally:
         rpc.close()
