@@ -3,9 +3,9 @@
 A plug holds its VIF's lock, and its iface-id's, while its port write waits
 for a shared OVSDB transaction, which waits for ovs-vswitchd.  Striped locks
 (a fixed set, picked by hash) made unrelated VIFs wait for each other
-whenever two names fell in one stripe: among 128 plugs in flight and 1024
-stripes, some eight pairs do, and each second plug of a pair waited a whole
-transaction more.  oslo.concurrency's ``Semaphores`` keeps a lock for a name
+whenever two names fell in one stripe (among 128 plugs in flight and 1024
+stripes, about eight pairs are expected to): the second of a pair waited
+for the first's commit.  oslo.concurrency's ``Semaphores`` keeps a lock for a name
 only while someone holds or waits for it (a weak-valued mapping), so the set
 never grows with the names it has seen.
 """
