@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import json
+import os
+import struct
 import subprocess
 import threading
 import time
@@ -18,6 +21,9 @@ from vifplug import conf, exceptions, netdev
 from vifplug.netdev import delete, owned, rtnl
 
 CLONE_NEWNET = 0x40000000
+TUNSETIFF = 0x400454CA
+IFF_TAP = 0x0002
+IFF_NO_PI = 0x1000
 
 
 def make_taps(dev: Devices, count: int, group: int | None = None) -> list[str]:
@@ -502,3 +508,46 @@ def test_a_tap_is_known_only_in_the_namespace_it_was_made_in(dev: Devices) -> No
     assert seen[1] is None
     assert owned.OWNED.take(name, index) == dev.link_group
     assert owned.OWNED.take(name, index) is None  # taken: the next check asks the kernel
+
+
+def forget(names: list[str]) -> None:
+    """Drop what this process noted of ``names``, as a restarted daemon has."""
+    for name in names:
+        owned.OWNED.discard(name)
+
+
+def open_unpersisted_tap(name: str) -> int:
+    """A tap that lives only as long as the descriptor returned (not persistent)."""
+    fd = os.open("/dev/net/tun", os.O_RDWR)
+    fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TAP | IFF_NO_PI))
+    return fd
+
+
+@pytest.mark.parametrize("aside", [False, True])
+def test_taps_a_listing_found_in_our_group_are_deleted_without_asking_again(
+    dev: Devices, monkeypatch: pytest.MonkeyPatch, aside: bool
+) -> None:
+    """After a restart the table is empty; the taps a reconciliation's dump
+    found in our group are noted, and only those."""
+    ours = make_taps(dev, 3)
+    forget(ours)
+    other_group = make_taps(dev, 1, group=dev.link_group + 1)[0]
+    forget([other_group])
+    making = dev.name("m")
+    fd = open_unpersisted_tap(making)
+    try:
+        ip("link", "set", making, "group", str(dev.link_group))
+        noted = netdev.note_listed(netdev.list_links(), dev.link_group)
+        assert noted >= 3  # other tests' taps in this group may be listed too
+        assert owned.OWNED.take(making, indices([making])[0]) is None
+        assert owned.OWNED.take(other_group, indices([other_group])[0]) is None
+    finally:
+        os.close(fd)
+    asked = record_lookups(monkeypatch)
+    with netdev.Deleter(
+        delete_group=dev.delete_group, link_group=dev.link_group, aside=aside
+    ) as deleter:
+        done = deleter.delete(ours)
+    assert done.deleted == ours and asked == []
+    assert existing(ours) == []
+    ip("link", "del", other_group)

@@ -24,6 +24,7 @@ from test_engine import link, ports_of
 import ovs_sandbox
 from helpers import unique
 from vifplug import conf
+from vifplug.netdev import owned, rtnl
 from vifplug.plugging import engine
 from vifplug.records import Allocation, Lifecycle
 
@@ -86,6 +87,33 @@ def test_plugged_vifs_survive_restart_untouched(host: Host, ovs: ovs_sandbox.Ovs
             assert r.allocation is not None
             assert link(r.allocation.device) is not None
             assert e.service.ofport(r) is not None and e.service.ofport(r) > 0  # type: ignore[operator]
+    finally:
+        e.stop()
+
+
+def test_an_unplug_after_a_restart_reads_nothing_the_inventory_read(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restarted daemon knows its taps from the start-up inventory's dump:
+    unplugging a VIF plugged before the restart asks the kernel no more
+    about its tap (``netdev/owned.py``)."""
+    ids = plug_some(host, 3)
+    e = host.engine()
+    assert e.service is not None
+    taps = [alloc.device for r in e.service.list() if (alloc := r.allocation) is not None]
+    e.stop()
+    for name in taps:  # what a new process does not know
+        owned.OWNED.discard(name)
+    asked: list[int] = []
+    real = rtnl.group_and_kind
+    monkeypatch.setattr(rtnl, "group_and_kind", lambda i: asked.append(i) or real(i))
+    e = host.engine()
+    try:
+        assert e.service is not None
+        for vif_id in ids:
+            e.service.unplug(vif_id)
+        assert asked == [] and len(taps) == 3
+        assert [name for name in taps if link(name) is not None] == []
     finally:
         e.stop()
 

@@ -25,6 +25,7 @@ from vifplug.netdev.delete import Deleter, Deletion, check_delete_group, delete_
 from vifplug.netdev.links import LinkInfo, get_link, link_exists, list_links, set_master
 from vifplug.netdev.macvtap import MacvtapSpec, ensure_macvtap, normalize_mode
 from vifplug.netdev.names import derive_name, validate_name
+from vifplug.netdev.owned import note_listed
 from vifplug.netdev.pci import name_for_pci, normalize_pci, pci_device_exists
 from vifplug.netdev.rtnl import close_thread_socket
 from vifplug.netdev.tap import TapSpec, ensure_tap
@@ -60,6 +61,7 @@ __all__ = [
     "name_for_pci",
     "normalize_mode",
     "normalize_pci",
+    "note_listed",
     "pci_device_exists",
     "set_bandwidth",
     "set_master",

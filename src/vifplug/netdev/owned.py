@@ -10,9 +10,13 @@ namespace's ifindexes in a cycle over 2^31 and does not reuse one while the
 cycle lasts, so a name that still resolves to the index its tap was made
 with (``if_nametoindex``, one ioctl, 7 us) is that tap.
 
-Only ``ensure_tap`` notes a tap, once it is ours and will outlive the call
-(made persistent, or adopted); the deleter takes the entry when it handles
-the name.  Entries are per network namespace, by its cookie
+``ensure_tap`` notes a tap once it is ours and will outlive the call (made
+persistent, or adopted), and reconciliation notes the persistent taps its
+inventory found in our link group (``note_listed``): after a restart, those
+are the taps of the VIFs in the state, and without them every unplug of a
+VIF plugged before the restart would ask the kernel again what the
+inventory's dump already read (a sixth of such an unplug's CPU).  The
+deleter takes the entry when it handles the name.  Entries are per network namespace, by its cookie
 (``rtnl.netns_cookie``): a process may plug into several, each thread in its
 own, and unlike a namespace's inode number a cookie is never reused, so a
 namespace that died and a new one (whose ifindexes start again at 1) are
@@ -37,8 +41,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from collections.abc import Iterable
 
-from vifplug.netdev import rtnl
+from vifplug.netdev import links, rtnl
 
 LOG = logging.getLogger(__name__)
 
@@ -64,6 +69,24 @@ class OwnedTaps:
         if netns is not None:
             with self._lock:
                 self._taps[netns, name] = _Made(index, link_group)
+
+    def note_listed(self, listed: Iterable[links.LinkInfo], link_group: int) -> int:
+        """Note the persistent taps of ``listed`` (one dump, read just now)
+        that are in ``link_group``: what ``delete``'s check would read of
+        them, their group and their kind, is what the dump said.  A tap in
+        the making is left out: it is its maker's until it is persistent.
+        Returns how many were noted."""
+        netns = _netns()
+        if netns is None:
+            return 0
+        found = {
+            (netns, link.name): _Made(link.index, link.group)
+            for link in listed
+            if link.group == link_group and link.kind == "tun" and link.tun_persist
+        }
+        with self._lock:
+            self._taps.update(found)
+        return len(found)
 
     def take(self, name: str, index: int) -> int | None:
         """The link group of our tap ``name``, if ``index`` is still the one it
@@ -98,3 +121,9 @@ def _netns() -> int | None:
 
 #: The process's one table: every plug and unplug path shares it.
 OWNED = OwnedTaps()
+
+
+def note_listed(listed: Iterable[links.LinkInfo], link_group: int) -> int:
+    """``OWNED.note_listed``: the persistent taps of a dump, in our link
+    group, are ours (reconciliation's inventory)."""
+    return OWNED.note_listed(listed, link_group)

@@ -43,6 +43,7 @@ class Inventory:
             if view.external_ids.get(plugin_base.KEY_OWNER) == self._owner:
                 ports[view.name] = view.external_ids.get(plugin_base.KEY_VIF_ID, "")
         links = netdev.list_links(group=self._link_group)
+        netdev.note_listed(links, self._link_group)  # their unplugs need not ask again
         return Snapshot(
             ports=ports, links=frozenset(link.name for link in links if not link.in_the_making)
         )
