@@ -9,7 +9,7 @@ the descriptors run out, asyncio logs a traceback for every failed
 ``accept()``.  So each listener accepts through an ``Acceptor`` of its own
 (at most ``[api] max_connections`` open at once, TLS handshakes included,
 with ``[api] tls_handshake_timeout``), and each connection is a ``Protocol``:
-uvicorn's h11 protocol with two timers.
+uvicorn's httptools protocol with two timers.
 
 * **idle** (``[api] idle_timeout``): a connection that says nothing, once
   opened or after an answer, is closed (uvicorn's keep-alive timer, started
@@ -38,9 +38,8 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
-import h11
 from uvicorn.config import Config
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from vifplug.api import errors
@@ -50,7 +49,7 @@ LOG = logging.getLogger(__name__)
 #: accept() errors that mean "out of descriptors or memory": wait, then retry.
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 RESOURCE_RETRY = 0.5
-#: Seconds a connection answered past h11 (408, malformed HTTP) is kept open,
+#: Seconds a connection answered past the parser (408, malformed HTTP) is kept open,
 #: dropping input, so its client reads the answer instead of a reset.
 LINGER_SECONDS = 2.0
 #: Seconds a flood of one kind is counted before its summary line.
@@ -102,7 +101,7 @@ class FloodLog:
 
 def _raw_response(status: int, reason: str, code: str, message: str) -> bytes:
     """A complete HTTP/1.1 error answer with the envelope, for a connection
-    h11 can no longer answer through (it is closed right after)."""
+    the parser can no longer answer through (it is closed right after)."""
     body = json.dumps(errors.envelope(code, message)).encode()
     head = (
         f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
@@ -111,9 +110,21 @@ def _raw_response(status: int, reason: str, code: str, message: str) -> bytes:
     return head.encode("ascii") + body
 
 
-class Protocol(H11Protocol):
-    """uvicorn's h11 protocol with an idle and a request timer, and the error
-    envelope for HTTP that h11 cannot parse."""
+class Protocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with an idle and a request timer, and the
+    error envelope for HTTP that llhttp cannot parse.
+
+    httptools (llhttp, in C) rather than h11: h11 parses and checks every
+    request and answer in Python, about 0.1 ms of the event loop's CPU per
+    request, which the daemon pays on every plug and unplug
+    (``docs/performance.md``).
+
+    The parser runs ahead of the application: it reads a pipelined request
+    while the one before is still being answered.  So the request timer
+    goes by counts, not by the parser's state: it runs while every request
+    received completely has been answered (between requests, and while one
+    is arriving), and stops while one is being computed.
+    """
 
     def __init__(
         self,
@@ -126,6 +137,11 @@ class Protocol(H11Protocol):
         on_close: Callable[[], None],
     ) -> None:
         super().__init__(config=config, server_state=server_state, app_state=app_state)
+        # Both Transfer-Encoding and Content-Length reach the application,
+        # which refuses them with its own answer (``middleware.Guard``: 400
+        # ``invalid_request``, then the connection is closed), as the API
+        # documents; llhttp alone would answer ``malformed_http``.
+        self.parser.set_dangerous_leniencies(lenient_chunked_length=True)
         self.limits = limits
         self.flood = flood
         self.on_close = on_close
@@ -133,8 +149,10 @@ class Protocol(H11Protocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._heard = False  # bytes arrived since the request timer started
         self._lingering = False
-        self._answered = False  # a response was completed on this connection
         self._draining = False  # shutdown began before its first request
+        self._begun = 0  # requests whose first byte arrived
+        self._received = 0  # requests whose last byte arrived
+        self._answered = 0  # answers completed
 
     # -- the asyncio protocol -----------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -152,26 +170,35 @@ class Protocol(H11Protocol):
         self._watch()
 
     def _linger_close(self) -> None:
-        """Close after an answer written past h11, the way web servers do a
-        lingering close: end our side, keep reading and dropping what the
-        client still sends for a moment, then close.  Closing at once with
-        unread input makes the kernel reset the connection, and the client
-        loses the answer it had not read yet."""
+        """Close after an answer written past the parser, the way web
+        servers do a lingering close: end our side, keep reading and
+        dropping what the client still sends for a moment, then close.
+        Closing at once with unread input makes the kernel reset the
+        connection, and the client loses the answer it had not read yet."""
         self._lingering = True
         with contextlib.suppress(Exception):
             if self.transport.can_write_eof():
                 self.transport.write_eof()
         self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
-    def on_response_complete(self) -> None:
-        self._answered = True
-        super().on_response_complete()
-        self._watch()
+    # -- the parser's callbacks, counted --------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._begun += 1
+        super().on_message_begin()
 
-    def handle_events(self) -> None:
-        super().handle_events()
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
         if self._draining and self.cycle is not None:
             self.cycle.keep_alive = False  # answer it, then close
+
+    def on_message_complete(self) -> None:
+        self._received += 1
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        self._answered += 1
+        super().on_response_complete()
+        self._watch()
 
     def shutdown(self) -> None:
         """A graceful stop.  uvicorn closes every connection that has no
@@ -195,17 +222,12 @@ class Protocol(H11Protocol):
 
     # -- the request timer --------------------------------------------------------------
     def _watch(self) -> None:
-        """Run the request timer while a request is (or may start) arriving;
-        stop it once the request is complete, while the answer is computed."""
-        if self.transport.is_closing() or self.conn.their_state in (
-            h11.DONE,
-            h11.MUST_CLOSE,
-            h11.CLOSED,
-            h11.ERROR,
-        ):
+        """Run the request timer while every request received has been
+        answered (one may be arriving); stop it while one is computed."""
+        if self.transport.is_closing() or self._received > self._answered:
             self._stop_deadline()
         elif self._deadline is None:
-            self._heard = bool(self.conn.trailing_data[0])
+            self._heard = self._begun > self._received  # part of the next one is here
             self._deadline = self.loop.call_later(self.limits.request_timeout, self._too_slow)
 
     def _stop_deadline(self) -> None:
@@ -213,12 +235,20 @@ class Protocol(H11Protocol):
             self._deadline.cancel()
             self._deadline = None
 
+    def _answering(self) -> bool:
+        """An answer is under way or was given to the request arriving now
+        (an early refusal of its body): nothing more can be written."""
+        cycle = self.cycle
+        if self._answered > self._received:
+            return True
+        return cycle is not None and cycle.response_started and not cycle.response_complete
+
     def _too_slow(self) -> None:
         self._deadline = None
         if self.transport.is_closing():
             return
         limit = self.limits.request_timeout
-        if self._heard and self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+        if self._heard and not self._answering():
             self.transport.write(
                 _raw_response(
                     408,
@@ -234,32 +264,19 @@ class Protocol(H11Protocol):
         )
         self._linger_close()
 
-    # -- HTTP h11 cannot parse ------------------------------------------------------------
+    # -- HTTP llhttp cannot parse ---------------------------------------------------------
     def send_400_response(self, msg: str) -> None:
         """The envelope instead of uvicorn's plain text (``msg`` says nothing more)."""
         self.flood.note("malformed", "answered 400 to a request that is not valid HTTP/1.1")
-        body = json.dumps(
-            errors.envelope(
-                errors.MALFORMED_HTTP,
-                "The request is not valid HTTP/1.1 (request line, headers or body framing).",
-            )
-        ).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),
-        ]
-        try:
+        if not self._answering():  # else only closing is left
             self.transport.write(
-                self.conn.send(
-                    h11.Response(status_code=400, headers=headers, reason=b"Bad Request")
+                _raw_response(
+                    400,
+                    "Bad Request",
+                    errors.MALFORMED_HTTP,
+                    "The request is not valid HTTP/1.1 (request line, headers or body framing).",
                 )
-                or b""
             )
-            self.transport.write(self.conn.send(h11.Data(data=body)) or b"")
-            self.transport.write(self.conn.send(h11.EndOfMessage()) or b"")
-        except h11.LocalProtocolError:
-            pass  # an answer was already under way: only closing is left
         self._linger_close()
 
 

@@ -393,7 +393,7 @@ def make_listener(
         logging.getLogger("uvicorn.error").addFilter(_QUIET)
     config = uvicorn.Config(
         app,
-        http="h11",
+        http="httptools",
         ws="none",
         lifespan="off",
         log_config=None,
