@@ -24,7 +24,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from daemon_fixture import Daemon, DaemonFactory
+from engine_fixture import instance, ovs_vif, vif_id_of
 from test_api_tcp import TOKEN, Pki, pki  # noqa: F401  (pki is a fixture)
+
+from helpers import unique
 
 IDLE = 2.0
 REQUEST = 3.0
@@ -289,3 +292,36 @@ def test_body_of_8_mib_sent_whole_gets_413_before_the_connection_closes(
     status, envelope = _envelope(answer)
     assert status == 413, answer[:2000]
     assert envelope["error"]["code"] == "request_too_large"  # type: ignore[index]
+
+
+def test_a_request_computed_past_the_request_timeout_is_answered_and_so_is_the_next(
+    daemon_factory: DaemonFactory,
+) -> None:
+    """The request timer stops once a request is received, however long its
+    answer takes, also with a second request pipelined behind it (the parser
+    reads that one while the first is computed)."""
+    d = daemon_factory({"api": LIMITS})
+    # libvirt's tap to make: the ofport never comes, the plug waits its timeout out.
+    vif = ovs_vif(bridge=d.bridge, name=unique("vpq"), profile={"create_tap": False})
+    body = json.dumps({"vif": vif, "instance": instance()}).encode()
+    plug = (
+        b"POST /v1/vifs?wait=ofport&timeout=%g HTTP/1.1\r\nhost: vifplug\r\n"
+        b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+        % (REQUEST + 2, len(body), body)
+    )
+    answers = b""
+    with _sockets(1, socket.AF_UNIX, d.socket_path) as (s,):
+        s.sendall(plug + b"GET /healthz HTTP/1.1\r\nhost: vifplug\r\n\r\n")
+        end = time.monotonic() + DEADLINE
+        while answers.count(b"HTTP/1.1 ") < 2 or not answers.endswith(b"}"):
+            assert time.monotonic() < end, answers
+            readable, _, _ = select.select([s], [], [], 0.5)
+            if readable:
+                chunk = s.recv(65536)
+                assert chunk, f"closed after {answers!r}"
+                answers += chunk
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", answers)
+    assert statuses == [b"504", b"200"], answers
+    assert b"plug_timeout" in answers
+    with d.client() as c:
+        assert c.delete(f"/v1/vifs/{vif_id_of(vif)}").status_code == 204
