@@ -16,10 +16,11 @@ import pytest
 from fastapi import Response
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from starlette.routing import Route
 
 from vifplug import exceptions
 from vifplug.api import app as api_app
-from vifplug.api import metrics, routes
+from vifplug.api import errors, metrics, routes
 from vifplug.api.routes import host_info, leaks, networks, operations, vifs
 from vifplug.negotiation import hostinfo
 from vifplug.plugging.service import PlugRequest, PlugResult, Service
@@ -336,3 +337,31 @@ def test_plug_metric_counts_the_plug_when_its_rendering_fails(
     text = c.get("/metrics").text
     assert 'vifplug_plug_duration_seconds_count{plugin="ovs",result="created"} 1.0' in text
     assert 'result="ovsdb_timeout"' not in text
+
+
+def test_every_route_is_matched_by_the_apps_own_router(service: FakeService) -> None:
+    """No included-router layer between a request and its route (``create_app``),
+    and each route still carries its router's tag."""
+    app = api_app.create_app(as_service(service))
+    flat = [r for r in app.router.routes if isinstance(r, APIRoute)]
+    declared = [r for router in routes.ROUTERS for r in router.routes]
+    assert declared and all(r in flat for r in declared)
+    assert all(isinstance(r, (APIRoute, Route)) for r in app.router.routes)
+    for router in routes.ROUTERS:
+        assert router.tags and all(router.tags[0] in r.tags for r in router.routes)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("/v1/vifs/abc", "/v1/vifs/abc"),
+        ("/v1/vifs/é-ü", "/v1/vifs/é-ü"),
+        ("/v1/vifs/a\nb", "/v1/vifs/a\\nb"),
+        ("/v1/vifs/a\\nb", "/v1/vifs/a\\\\nb"),
+        ("/v1/vifs/\u2028", "/v1/vifs/\\u2028"),
+    ],
+)
+def test_printable_escapes_what_could_forge_a_log_line_and_keeps_the_rest(
+    text: str, shown: str
+) -> None:
+    assert errors.printable(text) == shown

@@ -176,6 +176,7 @@ class Protocol(HttpToolsProtocol):
         Closing at once with unread input makes the kernel reset the
         connection, and the client loses the answer it had not read yet."""
         self._lingering = True
+        self._stop_deadline()  # nothing more is read as a request, nor answered
         with contextlib.suppress(Exception):
             if self.transport.can_write_eof():
                 self.transport.write_eof()
@@ -224,7 +225,7 @@ class Protocol(HttpToolsProtocol):
     def _watch(self) -> None:
         """Run the request timer while every request received has been
         answered (one may be arriving); stop it while one is computed."""
-        if self.transport.is_closing() or self._received > self._answered:
+        if self._lingering or self.transport.is_closing() or self._received > self._answered:
             self._stop_deadline()
         elif self._deadline is None:
             self._heard = self._begun > self._received  # part of the next one is here
