@@ -9,6 +9,7 @@ against something real.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -516,6 +517,38 @@ def test_malformed_http_is_answered_with_the_envelope(
         assert headers[b"content-type"] == b"application/json"
         assert _is_envelope(body) and body["error"]["code"] == "malformed_http", body
     assert host_snapshot(ovs, ctx.daemon) == before
+
+
+def _peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_headers_past_16_kib_are_refused_before_they_take_memory(ctx: Ctx) -> None:
+    """A header that never ends is cut off at the head limit, with the
+    envelope, instead of being gathered in memory until the request timer."""
+    peak = _peak_rss_kib(ctx.daemon.pid)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(30)
+    sock.connect(ctx.daemon.socket_path)
+    try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: vifplug\r\nx-endless: ")
+            sock.sendall(b"a" * (32 << 20))
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    finally:
+        sock.close()
+    status, headers, body = _parse(answer)
+    assert status == 400 and headers[b"connection"] == b"close", answer[:300]
+    assert _is_envelope(body) and body["error"]["code"] == "malformed_http", body
+    assert "16384 bytes" in body["error"]["message"]
+    assert _peak_rss_kib(ctx.daemon.pid) - peak < 8192  # not the 32 MiB it was sent
+    with ctx.daemon.client() as c:
+        assert c.get("/healthz").status_code == 200
 
 
 def test_transfer_encoding_with_content_length_is_refused_and_closed(

@@ -54,6 +54,10 @@ RESOURCE_RETRY = 0.5
 LINGER_SECONDS = 2.0
 #: Seconds a flood of one kind is counted before its summary line.
 FLOOD_WINDOW = 10.0
+#: Bytes a request's line and headers may take (h11's limit, which the
+#: daemon had before httptools): llhttp sets none, and httptools gathers
+#: a header's value in memory until it ends.
+MAX_HEAD_BYTES = 16384
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +155,8 @@ class Protocol(HttpToolsProtocol):
         self._lingering = False
         self._draining = False  # shutdown began before its first request
         self._begun = 0  # requests whose first byte arrived
+        self._in_head = False  # a request's line and headers are arriving
+        self._head_bytes = 0  # bytes read since then, in whole reads
         self._received = 0  # requests whose last byte arrived
         self._answered = 0  # answers completed
 
@@ -166,7 +172,12 @@ class Protocol(HttpToolsProtocol):
         if self._lingering:
             return  # answered and closing: what still arrives is dropped
         self._heard = True
+        counted = self._in_head  # the whole read belongs to a head still arriving
         super().data_received(data)
+        if counted and self._in_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES and not self._lingering:
+                self._refuse_head()
         self._watch()
 
     def _linger_close(self) -> None:
@@ -185,9 +196,11 @@ class Protocol(HttpToolsProtocol):
     # -- the parser's callbacks, counted --------------------------------------------------
     def on_message_begin(self) -> None:
         self._begun += 1
+        self._in_head, self._head_bytes = True, 0
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         super().on_headers_complete()
         if self._draining and self.cycle is not None:
             self.cycle.keep_alive = False  # answer it, then close
@@ -266,6 +279,23 @@ class Protocol(HttpToolsProtocol):
         self._linger_close()
 
     # -- HTTP llhttp cannot parse ---------------------------------------------------------
+    def _refuse_head(self) -> None:
+        """A request line and headers past ``MAX_HEAD_BYTES``: answered as
+        HTTP that cannot be parsed (as h11 did), before it takes memory."""
+        self.flood.note(
+            "head", f"answered 400 to a request whose headers exceed {MAX_HEAD_BYTES} bytes"
+        )
+        if not self._answering():
+            self.transport.write(
+                _raw_response(
+                    400,
+                    "Bad Request",
+                    errors.MALFORMED_HTTP,
+                    f"The request line and headers exceed {MAX_HEAD_BYTES} bytes.",
+                )
+            )
+        self._linger_close()
+
     def send_400_response(self, msg: str) -> None:
         """The envelope instead of uvicorn's plain text (``msg`` says nothing more)."""
         self.flood.note("malformed", "answered 400 to a request that is not valid HTTP/1.1")
