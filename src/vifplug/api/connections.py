@@ -9,7 +9,7 @@ the descriptors run out, asyncio logs a traceback for every failed
 ``accept()``.  So each listener accepts through an ``Acceptor`` of its own
 (at most ``[api] max_connections`` open at once, TLS handshakes included,
 with ``[api] tls_handshake_timeout``), and each connection is a ``Protocol``:
-uvicorn's httptools protocol with two timers.
+uvicorn's h11 protocol with two timers.
 
 * **idle** (``[api] idle_timeout``): a connection that says nothing, once
   opened or after an answer, is closed (uvicorn's keep-alive timer, started
@@ -38,8 +38,9 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
+import h11
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
 from vifplug.api import errors
@@ -49,15 +50,11 @@ LOG = logging.getLogger(__name__)
 #: accept() errors that mean "out of descriptors or memory": wait, then retry.
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 RESOURCE_RETRY = 0.5
-#: Seconds a connection answered past the parser (408, malformed HTTP) is kept open,
+#: Seconds a connection answered past h11 (408, malformed HTTP) is kept open,
 #: dropping input, so its client reads the answer instead of a reset.
 LINGER_SECONDS = 2.0
 #: Seconds a flood of one kind is counted before its summary line.
 FLOOD_WINDOW = 10.0
-#: Bytes a request's line and headers may take (h11's limit, which the
-#: daemon had before httptools): llhttp sets none, and httptools gathers
-#: a header's value in memory until it ends.
-MAX_HEAD_BYTES = 16384
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +102,7 @@ class FloodLog:
 
 def _raw_response(status: int, reason: str, code: str, message: str) -> bytes:
     """A complete HTTP/1.1 error answer with the envelope, for a connection
-    the parser can no longer answer through (it is closed right after)."""
+    h11 can no longer answer through (it is closed right after)."""
     body = json.dumps(errors.envelope(code, message)).encode()
     head = (
         f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
@@ -114,21 +111,9 @@ def _raw_response(status: int, reason: str, code: str, message: str) -> bytes:
     return head.encode("ascii") + body
 
 
-class Protocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with an idle and a request timer, and the
-    error envelope for HTTP that llhttp cannot parse.
-
-    httptools (llhttp, in C) rather than h11: h11 parses and checks every
-    request and answer in Python, about 0.1 ms of the event loop's CPU per
-    request, which the daemon pays on every plug and unplug
-    (``docs/performance.md``).
-
-    The parser runs ahead of the application: it reads a pipelined request
-    while the one before is still being answered.  So the request timer
-    goes by counts, not by the parser's state: it runs while every request
-    received completely has been answered (between requests, and while one
-    is arriving), and stops while one is being computed.
-    """
+class Protocol(H11Protocol):
+    """uvicorn's h11 protocol with an idle and a request timer, and the error
+    envelope for HTTP that h11 cannot parse."""
 
     def __init__(
         self,
@@ -141,11 +126,6 @@ class Protocol(HttpToolsProtocol):
         on_close: Callable[[], None],
     ) -> None:
         super().__init__(config=config, server_state=server_state, app_state=app_state)
-        # Both Transfer-Encoding and Content-Length reach the application,
-        # which refuses them with its own answer (``middleware.Guard``: 400
-        # ``invalid_request``, then the connection is closed), as the API
-        # documents; llhttp alone would answer ``malformed_http``.
-        self.parser.set_dangerous_leniencies(lenient_chunked_length=True)
         self.limits = limits
         self.flood = flood
         self.on_close = on_close
@@ -153,12 +133,8 @@ class Protocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._heard = False  # bytes arrived since the request timer started
         self._lingering = False
+        self._answered = False  # a response was completed on this connection
         self._draining = False  # shutdown began before its first request
-        self._begun = 0  # requests whose first byte arrived
-        self._in_head = False  # a request's line and headers are arriving
-        self._head_bytes = 0  # bytes read since then, in whole reads
-        self._received = 0  # requests whose last byte arrived
-        self._answered = 0  # answers completed
 
     # -- the asyncio protocol -----------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -172,47 +148,30 @@ class Protocol(HttpToolsProtocol):
         if self._lingering:
             return  # answered and closing: what still arrives is dropped
         self._heard = True
-        counted = self._in_head  # the whole read belongs to a head still arriving
         super().data_received(data)
-        if counted and self._in_head:
-            self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD_BYTES and not self._lingering:
-                self._refuse_head()
         self._watch()
 
     def _linger_close(self) -> None:
-        """Close after an answer written past the parser, the way web
-        servers do a lingering close: end our side, keep reading and
-        dropping what the client still sends for a moment, then close.
-        Closing at once with unread input makes the kernel reset the
-        connection, and the client loses the answer it had not read yet."""
+        """Close after an answer written past h11, the way web servers do a
+        lingering close: end our side, keep reading and dropping what the
+        client still sends for a moment, then close.  Closing at once with
+        unread input makes the kernel reset the connection, and the client
+        loses the answer it had not read yet."""
         self._lingering = True
-        self._stop_deadline()  # nothing more is read as a request, nor answered
         with contextlib.suppress(Exception):
             if self.transport.can_write_eof():
                 self.transport.write_eof()
         self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
-    # -- the parser's callbacks, counted --------------------------------------------------
-    def on_message_begin(self) -> None:
-        self._begun += 1
-        self._in_head, self._head_bytes = True, 0
-        super().on_message_begin()
-
-    def on_headers_complete(self) -> None:
-        self._in_head = False
-        super().on_headers_complete()
-        if self._draining and self.cycle is not None:
-            self.cycle.keep_alive = False  # answer it, then close
-
-    def on_message_complete(self) -> None:
-        self._received += 1
-        super().on_message_complete()
-
     def on_response_complete(self) -> None:
-        self._answered += 1
+        self._answered = True
         super().on_response_complete()
         self._watch()
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self._draining and self.cycle is not None:
+            self.cycle.keep_alive = False  # answer it, then close
 
     def shutdown(self) -> None:
         """A graceful stop.  uvicorn closes every connection that has no
@@ -236,12 +195,17 @@ class Protocol(HttpToolsProtocol):
 
     # -- the request timer --------------------------------------------------------------
     def _watch(self) -> None:
-        """Run the request timer while every request received has been
-        answered (one may be arriving); stop it while one is computed."""
-        if self._lingering or self.transport.is_closing() or self._received > self._answered:
+        """Run the request timer while a request is (or may start) arriving;
+        stop it once the request is complete, while the answer is computed."""
+        if self.transport.is_closing() or self.conn.their_state in (
+            h11.DONE,
+            h11.MUST_CLOSE,
+            h11.CLOSED,
+            h11.ERROR,
+        ):
             self._stop_deadline()
         elif self._deadline is None:
-            self._heard = self._begun > self._received  # part of the next one is here
+            self._heard = bool(self.conn.trailing_data[0])
             self._deadline = self.loop.call_later(self.limits.request_timeout, self._too_slow)
 
     def _stop_deadline(self) -> None:
@@ -249,20 +213,12 @@ class Protocol(HttpToolsProtocol):
             self._deadline.cancel()
             self._deadline = None
 
-    def _answering(self) -> bool:
-        """An answer is under way or was given to the request arriving now
-        (an early refusal of its body): nothing more can be written."""
-        cycle = self.cycle
-        if self._answered > self._received:
-            return True
-        return cycle is not None and cycle.response_started and not cycle.response_complete
-
     def _too_slow(self) -> None:
         self._deadline = None
         if self.transport.is_closing():
             return
         limit = self.limits.request_timeout
-        if self._heard and not self._answering():
+        if self._heard and self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             self.transport.write(
                 _raw_response(
                     408,
@@ -278,36 +234,32 @@ class Protocol(HttpToolsProtocol):
         )
         self._linger_close()
 
-    # -- HTTP llhttp cannot parse ---------------------------------------------------------
-    def _refuse_head(self) -> None:
-        """A request line and headers past ``MAX_HEAD_BYTES``: answered as
-        HTTP that cannot be parsed (as h11 did), before it takes memory."""
-        self.flood.note(
-            "head", f"answered 400 to a request whose headers exceed {MAX_HEAD_BYTES} bytes"
-        )
-        if not self._answering():
-            self.transport.write(
-                _raw_response(
-                    400,
-                    "Bad Request",
-                    errors.MALFORMED_HTTP,
-                    f"The request line and headers exceed {MAX_HEAD_BYTES} bytes.",
-                )
-            )
-        self._linger_close()
-
+    # -- HTTP h11 cannot parse ------------------------------------------------------------
     def send_400_response(self, msg: str) -> None:
         """The envelope instead of uvicorn's plain text (``msg`` says nothing more)."""
         self.flood.note("malformed", "answered 400 to a request that is not valid HTTP/1.1")
-        if not self._answering():  # else only closing is left
-            self.transport.write(
-                _raw_response(
-                    400,
-                    "Bad Request",
-                    errors.MALFORMED_HTTP,
-                    "The request is not valid HTTP/1.1 (request line, headers or body framing).",
-                )
+        body = json.dumps(
+            errors.envelope(
+                errors.MALFORMED_HTTP,
+                "The request is not valid HTTP/1.1 (request line, headers or body framing).",
             )
+        ).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        try:
+            self.transport.write(
+                self.conn.send(
+                    h11.Response(status_code=400, headers=headers, reason=b"Bad Request")
+                )
+                or b""
+            )
+            self.transport.write(self.conn.send(h11.Data(data=body)) or b"")
+            self.transport.write(self.conn.send(h11.EndOfMessage()) or b"")
+        except h11.LocalProtocolError:
+            pass  # an answer was already under way: only closing is left
         self._linger_close()
 
 

@@ -98,7 +98,7 @@ class Guard:
             try:
                 too_big = int(length) > self.max_body_bytes
             except ValueError:
-                too_big = False  # the HTTP parser refuses a malformed Content-Length itself
+                too_big = False  # h11 refuses a malformed Content-Length itself
             if too_big:
                 await self._too_large(scope, receive, send)
                 return

@@ -393,7 +393,7 @@ def make_listener(
         logging.getLogger("uvicorn.error").addFilter(_QUIET)
     config = uvicorn.Config(
         app,
-        http="httptools",
+        http="h11",
         ws="none",
         lifespan="off",
         log_config=None,
