@@ -16,13 +16,16 @@ inventory found in our link group (``note_listed``): after a restart, those
 are the taps of the VIFs in the state, and without them every unplug of a
 VIF plugged before the restart would ask the kernel again what the
 inventory's dump already read (a sixth of such an unplug's CPU).  The
-deleter takes the entry when it handles the name.  Entries are per network namespace, by its cookie
-(``rtnl.netns_cookie``): a process may plug into several, each thread in its
-own, and unlike a namespace's inode number a cookie is never reused, so a
-namespace that died and a new one (whose ifindexes start again at 1) are
-never confused.  On a kernel without cookies (before 5.14) nothing is noted
-and the deleter asks the kernel, as it does after a restart: the table
-lives in memory only.
+deleter takes the entry when it handles the name.  An entry that outlives
+its tap (a dump read just before an unplug put the tap aside) is harmless:
+a later device of that name has another index.
+
+Entries are per network namespace, by its cookie (``rtnl.netns_cookie``): a
+process may plug into several, each thread in its own, and unlike a
+namespace's inode number a cookie is never reused, so a namespace that died
+and a new one (whose ifindexes start again at 1) are never confused.  On a
+kernel without cookies (before 5.14) nothing is noted and the deleter asks
+the kernel, as it does after a restart: the table lives in memory only.
 
 What this trusts, and what it does not guard against:
 
