@@ -25,7 +25,8 @@ process may plug into several, each thread in its own, and unlike a
 namespace's inode number a cookie is never reused, so a namespace that died
 and a new one (whose ifindexes start again at 1) are never confused.  On a
 kernel without cookies (before 5.14) nothing is noted and the deleter asks
-the kernel, as it does after a restart: the table lives in memory only.
+the kernel, as it does for a device this process neither made nor listed:
+the table lives in memory only.
 
 What this trusts, and what it does not guard against:
 
