@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import fcntl
 import json
 import os
-import struct
 import subprocess
 import threading
 import time
 
 import pytest
 from daemon_fixture import ASIDE
+from engine_fixture import open_tap
 from pyroute2.netlink.exceptions import NetlinkError
 from test_netdev_support import Devices, in_threads, ip_link
 
@@ -21,9 +20,6 @@ from vifplug import conf, exceptions, netdev
 from vifplug.netdev import delete, owned, rtnl
 
 CLONE_NEWNET = 0x40000000
-TUNSETIFF = 0x400454CA
-IFF_TAP = 0x0002
-IFF_NO_PI = 0x1000
 
 
 def make_taps(dev: Devices, count: int, group: int | None = None) -> list[str]:
@@ -516,13 +512,6 @@ def forget(names: list[str]) -> None:
         owned.OWNED.discard(name)
 
 
-def open_unpersisted_tap(name: str) -> int:
-    """A tap that lives only as long as the descriptor returned (not persistent)."""
-    fd = os.open("/dev/net/tun", os.O_RDWR)
-    fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TAP | IFF_NO_PI))
-    return fd
-
-
 @pytest.mark.parametrize("aside", [False, True])
 def test_taps_a_listing_found_in_our_group_are_deleted_without_asking_again(
     dev: Devices, monkeypatch: pytest.MonkeyPatch, aside: bool
@@ -534,7 +523,7 @@ def test_taps_a_listing_found_in_our_group_are_deleted_without_asking_again(
     other_group = make_taps(dev, 1, group=dev.link_group + 1)[0]
     forget([other_group])
     making = dev.name("m")
-    fd = open_unpersisted_tap(making)
+    fd = open_tap(making)  # no such tap yet: one that lives only as long as fd
     try:
         ip("link", "set", making, "group", str(dev.link_group))
         noted = netdev.note_listed(netdev.list_links(), dev.link_group)

@@ -20,11 +20,11 @@ import pytest
 from engine_fixture import ovs_vif, plug_request, settings_for, vif_id_of
 from pyroute2 import IPRoute
 from test_engine import link, ports_of
+from test_netdev_delete import forget, record_lookups
 
 import ovs_sandbox
 from helpers import unique
 from vifplug import conf
-from vifplug.netdev import owned, rtnl
 from vifplug.plugging import engine
 from vifplug.records import Allocation, Lifecycle
 
@@ -102,11 +102,8 @@ def test_an_unplug_after_a_restart_reads_nothing_the_inventory_read(
     assert e.service is not None
     taps = [alloc.device for r in e.service.list() if (alloc := r.allocation) is not None]
     e.stop()
-    for name in taps:  # what a new process does not know
-        owned.OWNED.discard(name)
-    asked: list[int] = []
-    real = rtnl.group_and_kind
-    monkeypatch.setattr(rtnl, "group_and_kind", lambda i: asked.append(i) or real(i))
+    forget(taps)  # what a new process does not know
+    asked = record_lookups(monkeypatch)
     e = host.engine()
     try:
         assert e.service is not None
